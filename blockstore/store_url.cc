@@ -1,0 +1,2 @@
+// PLACEHOLDER: being written by its owner.
+#include "blockstore/block_store.h"

@@ -1,0 +1,49 @@
+#include "common/retry.h"
+
+#include <algorithm>
+
+#include "absl/random/random.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace nighfs {
+
+bool IsRetryable(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status RetryWithBackoff(const RetryPolicy& policy, const std::function<absl::Status()>& attempt,
+                              const std::function<void(const absl::Status&, int)>& on_retry) {
+  thread_local absl::BitGen gen;
+  const absl::Time give_up = absl::Now() + policy.deadline;
+  absl::Duration backoff = policy.initial_backoff;
+  for (int n = 1;; ++n) {
+    absl::Status s = attempt();
+    if (s.ok() || !IsRetryable(s)) return s;
+    const bool out_of_attempts = policy.max_attempts > 0 && n >= policy.max_attempts;
+    // Full jitter: sleep uniformly in [0, backoff] so many clients do not retry in step.
+    absl::Duration sleep = absl::Nanoseconds(
+        absl::Uniform<int64_t>(gen, 0, std::max<int64_t>(1, absl::ToInt64Nanoseconds(backoff))));
+    if (out_of_attempts || absl::Now() + sleep >= give_up) {
+      if (n == 1) return s;
+      absl::Status out(s.code(), absl::StrCat(s.message(), " (after ", n, " attempts)"));
+      s.ForEachPayload([&](absl::string_view url, const absl::Cord& p) { out.SetPayload(url, p); });
+      return out;
+    }
+    if (on_retry) on_retry(s, n);
+    absl::SleepFor(sleep);
+    backoff = std::min(policy.max_backoff, backoff * 2);
+  }
+}
+
+}  // namespace nighfs

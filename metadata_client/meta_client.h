@@ -1,0 +1,34 @@
+// The mount's client of nighfs-meta over HTTP (Connect-style unary calls on pooled, kept-alive
+// libcurl connections), retrying transport failures with backoff up to a deadline.
+#ifndef NIGHFS_METADATA_CLIENT_META_CLIENT_H_
+#define NIGHFS_METADATA_CLIENT_META_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/connect.h"
+#include "metadata_client/meta_api.h"
+
+namespace nighfs {
+
+struct MetaClientOptions {
+  std::string address;        // "http://127.0.0.1:7420", or "host:port" (http assumed)
+  std::string bearer_token;   // per-volume credential seam; empty for none
+  // How long one operation keeps retrying an unreachable server before failing (EIO).
+  absl::Duration op_timeout = absl::Seconds(60);
+  absl::Duration call_timeout = absl::Seconds(30);
+};
+
+// Normalizes "host:port" to "http://host:port".
+std::string NormalizeMetaAddress(std::string_view address);
+
+absl::StatusOr<std::unique_ptr<MetaApi>> NewMetaClient(const MetaClientOptions& options);
+
+// Serves `api` on `router` under /nighfs.meta.v1.MetaService/*. `api` must outlive the router.
+void RegisterMetaService(MetaApi* api, ConnectRouter* router);
+
+}  // namespace nighfs
+
+#endif  // NIGHFS_METADATA_CLIENT_META_CLIENT_H_
