@@ -10,7 +10,7 @@ std::string MetaMethodPath(std::string_view method) {
 }
 
 std::string NormalizeMetaAddress(std::string_view address) {
-  if (absl::StartsWith(address, "http://") || absl::StartsWith(address, "https://")) {
+  if (address.starts_with("http://") || address.starts_with("https://")) {
     return std::string(address);
   }
   return "http://" + std::string(address);
