@@ -28,6 +28,8 @@ struct ServerResponse {
   std::string content_type = "application/octet-stream";
   HttpHeaders headers;  // extra headers
   std::string body;
+  // Close the connection without sending anything (fault injection in tests).
+  bool close_without_reply = false;
 };
 
 using HttpHandler = std::function<ServerResponse(const ServerRequest&)>;
