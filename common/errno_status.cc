@@ -11,8 +11,8 @@ namespace {
 constexpr char kErrnoUrl[] = "nighfs/errno";
 }  // namespace
 
-absl::Status PosixError(int err, std::string_view message) {
-  absl::Status s = absl::ErrnoToStatus(err, std::string(message));
+absl::Status PosixError(int err, absl::string_view message) {
+  absl::Status s = absl::ErrnoToStatus(err, message);
   SetErrnoPayload(s, err);
   return s;
 }

@@ -3,14 +3,14 @@
 #ifndef NIGHFS_COMMON_ERRNO_STATUS_H_
 #define NIGHFS_COMMON_ERRNO_STATUS_H_
 
-#include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace nighfs {
 
 // A status whose canonical code follows absl::ErrnoToStatus and that remembers `err` exactly.
-absl::Status PosixError(int err, std::string_view message);
+absl::Status PosixError(int err, absl::string_view message);
 
 // The errno a status stands for: its payload if it has one, else a mapping of its code
 // (NotFound -> ENOENT, AlreadyExists -> EEXIST, DeadlineExceeded/Unavailable/other -> EIO...).

@@ -1,8 +1,542 @@
-// PLACEHOLDER: being written (Boost.Beast). Replaced wholesale by its owner.
+// HttpServer on Boost.Beast 1.74 + Asio.
+//
+// Threading: one io_context run by options.threads threads. Every connection's socket lives on
+// its own strand, so a connection's reads, writes, timer and handler call never run
+// concurrently, while different connections proceed in parallel. The handler runs on the strand
+// (an io thread) and may block; that only stalls its own connection and one io thread.
+//
+// Stop() stops the io_context, joins the threads (waiting for handlers in flight), and only then,
+// with no thread left touching any socket, closes the acceptor and every tracked connection. That
+// ordering is what makes closing sockets from the Stop() caller's thread safe without posting to
+// each strand. Stop() must therefore not be called from inside a handler (it would join itself).
 #include "common/http_server.h"
+
+#include <strings.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+
 namespace nighfs {
-std::string ServerRequest::Header(std::string_view) const { return ""; }
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&, HttpHandler) {
-  return absl::UnimplementedError("http server not built yet");
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+bool HeaderNameEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
+
+bool HasCrOrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+std::string_view ToStd(beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+// How long a kept-alive connection may sit idle, or a client may take to send a request's
+// header. Bounds what a silent or slowloris client can pin.
+constexpr auto kHeaderTimeout = std::chrono::seconds(120);
+// How long a request body (up to max_body_bytes) may take to arrive, and a response to leave.
+constexpr auto kTransferTimeout = std::chrono::minutes(5);
+// After an error reply on a connection whose request was not fully read, keep reading (and
+// discarding) for a while before closing: closing a socket with unread input makes the kernel
+// send RST, and an RST can destroy the error reply before the client has read it.
+constexpr auto kLingerTimeout = std::chrono::seconds(5);
+constexpr size_t kLingerMaxBytes = 16u << 20;
+constexpr uint32_t kHeaderLimit = 64u << 10;
+// Before re-arming accept after a failure such as EMFILE, so the loop does not spin.
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+absl::Status ToStatus(const beast::error_code& ec, std::string_view what) {
+  std::string msg = absl::StrCat(std::string(what), ": ", ec.message());
+  if (ec.category() == boost::system::system_category()) return absl::ErrnoToStatus(ec.value(), msg);
+  return absl::UnavailableError(msg);
+}
+
+std::string FormatEndpoint(const tcp::endpoint& ep) {
+  const net::ip::address addr = ep.address();
+  if (addr.is_v6()) return absl::StrCat("[", addr.to_string(), "]:", ep.port());
+  return absl::StrCat(addr.to_string(), ":", ep.port());
+}
+
+class BeastHttpServer;
+
+// One accepted connection. Owned by the shared_ptrs its pending operations hold; the server only
+// keeps a weak_ptr to close it on Stop().
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(BeastHttpServer* server, uint64_t id, tcp::socket socket, std::string remote)
+      : server_(server), id_(id), stream_(std::move(socket)), remote_(std::move(remote)) {}
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void Start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+  }
+
+  // REQUIRES: no thread is running the io_context (see Stop()).
+  void CloseForStop() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  void ReadHeader();
+  void OnHeader(beast::error_code ec, size_t bytes);
+  void OnContinueSent(beast::error_code ec, size_t bytes);
+  void ReadBody();
+  void OnBody(beast::error_code ec, size_t bytes);
+  void Dispatch();
+  void OnWrite(bool keep_alive, beast::error_code ec, size_t bytes);
+  // Maps a read failure to a reply (413, 431, 400) or a silent close.
+  void OnReadError(const beast::error_code& ec);
+  void SendErrorAndClose(http::status status, std::string reason);
+  void OnErrorSent(beast::error_code ec, size_t bytes);
+  void OnDrain(beast::error_code ec, size_t bytes);
+  void CloseGracefully();
+  void Abort();
+
+  BeastHttpServer* const server_;
+  const uint64_t id_;
+  beast::tcp_stream stream_;
+  const std::string remote_;
+  beast::flat_buffer buffer_;
+  // A parser serves exactly one message; a fresh one is emplaced for each request.
+  std::optional<http::request_parser<http::string_body>> parser_;
+  unsigned request_version_ = 11;
+  // Outgoing messages must stay alive until their async_write completes.
+  http::response<http::string_body> response_;
+  std::optional<http::response<http::empty_body>> continue_;
+  std::unique_ptr<char[]> drain_buffer_;
+  size_t drained_ = 0;
+};
+
+class BeastHttpServer final : public HttpServer {
+ public:
+  BeastHttpServer(const HttpServerOptions& options, HttpHandler handler)
+      : options_(options),
+        handler_(std::move(handler)),
+        acceptor_(ioc_),
+        accept_retry_(ioc_),
+        work_(net::make_work_guard(ioc_)) {}
+
+  ~BeastHttpServer() override { Stop(); }
+
+  absl::Status Listen();
+  void Run();
+
+  uint16_t port() const override { return port_; }
+  void Stop() override;
+
+  const HttpServerOptions& options() const { return options_; }
+  const HttpHandler& handler() const { return handler_; }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  void Forget(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    sessions_.erase(id);
+  }
+
+ private:
+  void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+
+  const HttpServerOptions options_;
+  const HttpHandler handler_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+
+  absl::Mutex stop_mu_;  // serialises Stop()
+  bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
+
+  // Declared before ioc_ on purpose: sessions still queued in the io_context are destroyed with
+  // it, and their destructors call Forget(), so mu_ and sessions_ must outlive ioc_.
+  absl::Mutex mu_;
+  uint64_t next_session_id_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<uint64_t, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+
+  net::io_context ioc_;
+  tcp::acceptor acceptor_;
+  net::steady_timer accept_retry_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+Session::~Session() { server_->Forget(id_); }
+
+void Session::ReadHeader() {
+  if (server_->stopping()) return Abort();
+  parser_.emplace();
+  parser_->header_limit(kHeaderLimit);
+  parser_->body_limit(static_cast<std::uint64_t>(server_->options().max_body_bytes));
+  stream_.expires_after(kHeaderTimeout);
+  http::async_read_header(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+}
+
+void Session::OnHeader(beast::error_code ec, size_t) {
+  if (ec) return OnReadError(ec);
+  const auto& header = parser_->get();
+  request_version_ = header.version();
+  if (parser_->is_done()) return Dispatch();  // no body
+  // A client that asked to wait (Expect: 100-continue) would otherwise stall until its own
+  // timeout before sending the body. Oversized bodies were already refused by the parser.
+  if (auto it = header.find(http::field::expect);
+      it != header.end() && beast::iequals(it->value(), "100-continue") && header.version() >= 11) {
+    continue_.emplace(http::status::continue_, header.version());
+    stream_.expires_after(kTransferTimeout);
+    http::async_write(stream_, *continue_,
+                      beast::bind_front_handler(&Session::OnContinueSent, shared_from_this()));
+    return;
+  }
+  ReadBody();
+}
+
+void Session::OnContinueSent(beast::error_code ec, size_t) {
+  continue_.reset();
+  if (ec) return Abort();
+  ReadBody();
+}
+
+void Session::ReadBody() {
+  stream_.expires_after(kTransferTimeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+}
+
+void Session::OnBody(beast::error_code ec, size_t) {
+  if (ec) return OnReadError(ec);
+  Dispatch();
+}
+
+void Session::OnReadError(const beast::error_code& ec) {
+  if (ec == http::error::end_of_stream) return CloseGracefully();  // client done with us
+  if (ec == http::error::body_limit) {
+    return SendErrorAndClose(
+        http::status::payload_too_large,
+        absl::StrCat("request body exceeds the server's limit of ",
+                     server_->options().max_body_bytes, " bytes"));
+  }
+  if (ec == http::error::header_limit) {
+    return SendErrorAndClose(http::status::request_header_fields_too_large,
+                             absl::StrCat("request header exceeds ", kHeaderLimit, " bytes"));
+  }
+  static const beast::error_category& http_category =
+      http::make_error_code(http::error::bad_method).category();
+  if (ec.category() == http_category && ec != http::error::partial_message &&
+      ec != http::error::bad_alloc) {
+    return SendErrorAndClose(http::status::bad_request,
+                             absl::StrCat("malformed HTTP request: ", ec.message()));
+  }
+  // Timeouts, resets, a client gone mid-request, Stop(): nobody to answer.
+  NIGHFS_LOG(DEBUG) << "http: " << remote_ << ": " << ec.message();
+  Abort();
+}
+
+void Session::Dispatch() {
+  http::request<http::string_body> req = parser_->release();
+  parser_.reset();
+  const bool head = req.method() == http::verb::head;
+  bool keep_alive = req.keep_alive();
+
+  ServerRequest request;
+  request.method = std::string(ToStd(req.method_string()));
+  request.target = std::string(ToStd(req.target()));
+  request.headers.reserve(std::distance(req.begin(), req.end()));
+  for (const auto& field : req) {
+    request.headers.emplace_back(std::string(ToStd(field.name_string())),
+                                 std::string(ToStd(field.value())));
+  }
+  request.body = std::move(req.body());
+  request.remote = remote_;
+
+  ServerResponse reply;
+  try {
+    reply = server_->handler()(request);
+  } catch (const std::exception& e) {
+    NIGHFS_LOG(ERROR) << "http: handler threw on " << request.method << " " << request.target
+                      << ": " << e.what();
+    reply = ServerResponse{};
+    reply.status = 500;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = absl::StrCat("internal server error: ", e.what(), "\n");
+  } catch (...) {
+    NIGHFS_LOG(ERROR) << "http: handler threw a non-exception on " << request.method << " "
+                      << request.target;
+    reply = ServerResponse{};
+    reply.status = 500;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = "internal server error: unknown exception\n";
+  }
+  if (reply.close_without_reply) return Abort();
+
+  if (reply.status < 200 || reply.status > 999) {
+    // 1xx is interim, not a final answer; anything else is not a status at all.
+    NIGHFS_LOG(ERROR) << "http: handler returned invalid status " << reply.status << " for "
+                      << request.method << " " << request.target;
+    reply = ServerResponse{};
+    reply.status = 500;
+    reply.content_type = "text/plain; charset=utf-8";
+    reply.body = "internal server error: handler returned an invalid status\n";
+  }
+
+  response_ = {};
+  response_.version(req.version());
+  response_.result(static_cast<unsigned>(reply.status));
+  // The server owns message framing; a handler (e.g. a proxy relaying an upstream's headers)
+  // may pass Content-Length only to say how long a HEAD response's entity is.
+  std::optional<uint64_t> head_length;
+  bool has_content_type = false;
+  for (const auto& [name, value] : reply.headers) {
+    if (name.empty() || HasCrOrLf(name) || HasCrOrLf(value) ||
+        name.find(':') != std::string::npos) {
+      NIGHFS_LOG(WARNING) << "http: dropping invalid response header '" << name << "'";
+      continue;
+    }
+    if (HeaderNameEquals(name, "Content-Length")) {
+      uint64_t n = 0;
+      if (head && absl::SimpleAtoi(absl::string_view(value.data(), value.size()), &n)) {
+        head_length = n;
+      }
+      continue;
+    }
+    if (HeaderNameEquals(name, "Transfer-Encoding") || HeaderNameEquals(name, "Connection") ||
+        HeaderNameEquals(name, "Keep-Alive")) {
+      continue;
+    }
+    has_content_type |= HeaderNameEquals(name, "Content-Type");
+    response_.insert(beast::string_view(name.data(), name.size()),
+                     beast::string_view(value.data(), value.size()));
+  }
+  if (!has_content_type && !reply.content_type.empty() && !HasCrOrLf(reply.content_type)) {
+    response_.set(http::field::content_type, reply.content_type);
+  }
+  const bool bodyless_status = reply.status == 204 || reply.status == 304;
+  if (bodyless_status) {
+    // RFC 9110: neither a body nor Content-Length.
+  } else if (head) {
+    response_.content_length(head_length.value_or(reply.body.size()));
+  } else {
+    response_.content_length(reply.body.size());
+    response_.body() = std::move(reply.body);
+  }
+  keep_alive = keep_alive && !server_->stopping();
+  response_.keep_alive(keep_alive);
+
+  stream_.expires_after(kTransferTimeout);
+  http::async_write(stream_, response_,
+                    beast::bind_front_handler(&Session::OnWrite, shared_from_this(), keep_alive));
+}
+
+void Session::OnWrite(bool keep_alive, beast::error_code ec, size_t) {
+  response_ = {};  // release a possibly large body now rather than at the next response
+  if (ec) {
+    NIGHFS_LOG(DEBUG) << "http: write to " << remote_ << ": " << ec.message();
+    return Abort();
+  }
+  if (!keep_alive) return CloseGracefully();
+  ReadHeader();
+}
+
+void Session::SendErrorAndClose(http::status status, std::string reason) {
+  NIGHFS_LOG(DEBUG) << "http: " << remote_ << ": " << static_cast<unsigned>(status) << " "
+                    << reason;
+  parser_.reset();
+  response_ = {};
+  response_.version(request_version_ == 10 ? 10 : 11);
+  response_.result(status);
+  response_.set(http::field::content_type, "text/plain; charset=utf-8");
+  response_.body() = std::move(reason);
+  response_.body() += "\n";
+  response_.content_length(response_.body().size());
+  response_.keep_alive(false);
+  stream_.expires_after(kTransferTimeout);
+  http::async_write(stream_, response_,
+                    beast::bind_front_handler(&Session::OnErrorSent, shared_from_this()));
+}
+
+void Session::OnErrorSent(beast::error_code ec, size_t) {
+  response_ = {};
+  if (ec) return Abort();
+  // Lingering close: half-close, then swallow whatever the client is still sending until it
+  // closes too (or the limits run out), so the error reply is not lost to an RST.
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  drain_buffer_ = std::make_unique<char[]>(64 << 10);
+  drained_ = 0;
+  stream_.expires_after(kLingerTimeout);
+  stream_.async_read_some(net::buffer(drain_buffer_.get(), 64 << 10),
+                          beast::bind_front_handler(&Session::OnDrain, shared_from_this()));
+}
+
+void Session::OnDrain(beast::error_code ec, size_t bytes) {
+  drained_ += bytes;
+  if (ec || drained_ > kLingerMaxBytes || server_->stopping()) return Abort();
+  stream_.async_read_some(net::buffer(drain_buffer_.get(), 64 << 10),
+                          beast::bind_front_handler(&Session::OnDrain, shared_from_this()));
+}
+
+void Session::CloseGracefully() {
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.close();
+}
+
+void Session::Abort() { stream_.close(); }
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+absl::Status BeastHttpServer::Listen() {
+  beast::error_code ec;
+  tcp::resolver resolver(ioc_);
+  auto results = resolver.resolve(options_.bind_address, std::to_string(options_.port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot resolve bind address '",
+                                                   options_.bind_address, "': ",
+                                                   ec ? ec.message() : "no results"));
+  }
+  const tcp::endpoint endpoint = results.begin()->endpoint();
+  const std::string where = FormatEndpoint(endpoint);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (ec) return ToStatus(ec, absl::StrCat("socket for ", where));
+  acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (ec) return ToStatus(ec, absl::StrCat("SO_REUSEADDR on ", where));
+  acceptor_.bind(endpoint, ec);
+  if (ec) return ToStatus(ec, absl::StrCat("bind ", where));
+  acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return ToStatus(ec, absl::StrCat("listen on ", where));
+  tcp::endpoint local = acceptor_.local_endpoint(ec);
+  if (ec) return ToStatus(ec, "getsockname");
+  port_ = local.port();
+  return absl::OkStatus();
+}
+
+void BeastHttpServer::Run() {
+  Accept();
+  const int n = options_.threads > 0 ? options_.threads : 1;
+  threads_.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    threads_.emplace_back([this] {
+      for (;;) {
+        try {
+          ioc_.run();
+          return;
+        } catch (const std::exception& e) {
+          // A completion handler threw (bad_alloc...): log and keep serving the others.
+          NIGHFS_LOG(ERROR) << "http server: unexpected exception: " << e.what();
+        }
+      }
+    });
+  }
+}
+
+void BeastHttpServer::Accept() {
+  acceptor_.async_accept(net::make_strand(ioc_),
+                         beast::bind_front_handler(&BeastHttpServer::OnAccept, this));
+}
+
+void BeastHttpServer::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (stopping() || ec == net::error::operation_aborted) return;
+  if (ec) {
+    // EMFILE, ENOBUFS, ECONNABORTED...: keep the listener alive, but do not spin.
+    NIGHFS_LOG(WARNING) << "http server: accept: " << ec.message();
+    accept_retry_.expires_after(kAcceptRetryDelay);
+    accept_retry_.async_wait([this](beast::error_code wait_ec) {
+      if (!wait_ec && !stopping()) Accept();
+    });
+    return;
+  }
+  beast::error_code opt_ec;
+  socket.set_option(tcp::no_delay(true), opt_ec);  // small replies must not wait for Nagle
+  tcp::endpoint peer = socket.remote_endpoint(opt_ec);
+  if (!opt_ec) {
+    std::shared_ptr<Session> session;
+    {
+      absl::MutexLock lock(&mu_);
+      const uint64_t id = next_session_id_++;
+      session = std::make_shared<Session>(this, id, std::move(socket), FormatEndpoint(peer));
+      sessions_.emplace(id, session);
+    }
+    session->Start();
+  }  // else the peer is already gone; dropping `socket` closes it
+  Accept();
+}
+
+void BeastHttpServer::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_.store(true, std::memory_order_release);
+  work_.reset();
+  ioc_.stop();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  // No io thread runs any more: touching the acceptor and the sockets from here is safe.
+  beast::error_code ec;
+  acceptor_.close(ec);
+  accept_retry_.cancel();
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    live.reserve(sessions_.size());
+    for (const auto& [id, weak] : sessions_) {
+      if (std::shared_ptr<Session> s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (const auto& s : live) s->CloseForStop();
+  // The sessions themselves are freed with the io_context's queued handlers, in ~BeastHttpServer.
+}
+
+}  // namespace
+
+std::string ServerRequest::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (HeaderNameEquals(key, name)) return value;
+  }
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                              HttpHandler handler) {
+  if (!handler) return absl::InvalidArgumentError("HttpServer::Start: no handler");
+  auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
+  if (absl::Status s = server->Listen(); !s.ok()) return s;
+  server->Run();
+  NIGHFS_LOG(DEBUG) << "http server listening on " << options.bind_address << ":"
+                    << server->port();
+  return server;
+}
+
 }  // namespace nighfs

@@ -28,9 +28,10 @@ class LogMessage {
 
 }  // namespace nighfs
 
-#define NIGHFS_LOG(level)                                       \
-  if (!::nighfs::LogEnabled(::nighfs::LogLevel::level)) {       \
-  } else                                                        \
-    ::nighfs::LogMessage(::nighfs::LogLevel::level, __FILE__, __LINE__).stream()
+// A for-loop rather than if/else, so the macro nests in an unbraced if without warnings.
+#define NIGHFS_LOG(level)                                                              \
+  for (bool nighfs_log_once_ = ::nighfs::LogEnabled(::nighfs::LogLevel::level);        \
+       nighfs_log_once_; nighfs_log_once_ = false)                                     \
+  ::nighfs::LogMessage(::nighfs::LogLevel::level, __FILE__, __LINE__).stream()
 
 #endif  // NIGHFS_COMMON_LOGGING_H_

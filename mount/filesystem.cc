@@ -1,0 +1,1024 @@
+#include "mount/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/crc32c.h"
+#include "common/errno_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "mount/block_cache.h"
+#include "mount/thread_pool.h"
+
+namespace nighfs::fs {
+
+namespace pb = ::nighfs::meta::v1;
+
+struct stat AttrToStat(const pb::Attr& a, uint32_t block_size) {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = a.ino();
+  st.st_mode = a.mode();
+  st.st_nlink = a.nlink();
+  st.st_uid = a.uid();
+  st.st_gid = a.gid();
+  st.st_rdev = a.rdev();
+  st.st_size = static_cast<off_t>(a.size());
+  // Preferred I/O size: large requests are what keeps a block store busy.
+  st.st_blksize = std::min<uint32_t>(block_size, 1u << 20);
+  st.st_blocks = static_cast<blkcnt_t>((a.size() + 511) / 512);
+  st.st_atim.tv_sec = a.atime_ns() / 1000000000;
+  st.st_atim.tv_nsec = a.atime_ns() % 1000000000;
+  st.st_mtim.tv_sec = a.mtime_ns() / 1000000000;
+  st.st_mtim.tv_nsec = a.mtime_ns() % 1000000000;
+  st.st_ctim.tv_sec = a.ctime_ns() / 1000000000;
+  st.st_ctim.tv_nsec = a.ctime_ns() % 1000000000;
+  return st;
+}
+
+namespace {
+
+constexpr size_t kMaxName = 255;
+// "." and ".." take directory offsets 0 and 1; the server's cookies start after them.
+constexpr uint64_t kDotEntries = 2;
+constexpr uint32_t kIdBatch = 256;
+
+int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
+
+absl::Status CheckName(const std::string& name) {
+  if (name.size() > kMaxName) return PosixError(ENAMETOOLONG, "name longer than 255 bytes");
+  if (name.empty()) return PosixError(ENOENT, "empty name");
+  return absl::OkStatus();
+}
+
+// A sealed block image on its way to the store and then into the block map.
+struct PendingBlock {
+  PendingBlock(uint64_t i, BlockData d) : index(i), data(std::move(d)) {}
+  const uint64_t index;
+  const BlockData data;
+  absl::Notification done;
+  absl::Status status;  // valid once done
+  pb::Block ref;        // valid once done and ok
+  // Guarded by FileState::mu.
+  bool committing = false;  // part of a CommitBlocks in progress: the server may reference it
+  bool superseded = false;  // replaced by a newer image before any commit: delete its object
+  bool finished = false;    // upload over (mirrors `done`, but readable under FileState::mu)
+};
+
+// What this mount knows of one open regular file, shared by all its handles.
+struct FileState {
+  explicit FileState(uint64_t i) : ino(i) {}
+  const uint64_t ino;
+  // Serializes commits, truncation and the close-to-open reload of this file.
+  // Must be acquired *before* mu.
+  absl::Mutex flush_mu;
+  bool loaded ABSL_GUARDED_BY(flush_mu) = false;
+
+  absl::Mutex mu;
+  pb::Attr attr ABSL_GUARDED_BY(mu);  // as the server last said
+  uint64_t size ABSL_GUARDED_BY(mu) = 0;  // including buffered writes
+  bool meta_dirty ABSL_GUARDED_BY(mu) = false;  // size/mtime ahead of the server
+  int64_t mtime_ns ABSL_GUARDED_BY(mu) = 0;
+  std::map<uint64_t, pb::Block> blocks ABSL_GUARDED_BY(mu);  // committed block map
+  // Full images [0, len) of blocks being written; len <= block size.
+  std::map<uint64_t, std::string> dirty ABSL_GUARDED_BY(mu);
+  std::map<uint64_t, std::shared_ptr<PendingBlock>> inflight ABSL_GUARDED_BY(mu);
+
+  // Guarded by FileSystemImpl::files_mu_.
+  int open_count = 0;
+  bool sustained = false;  // unlinked while open: the server keeps it until we Release
+};
+
+struct Handle {
+  std::shared_ptr<FileState> state;
+  int flags = 0;
+  std::atomic<uint64_t> last_end{0};  // end of the previous read, to spot sequential readers
+};
+
+class FileSystemImpl : public FileSystem {
+ public:
+  FileSystemImpl(MetaApi* meta, blockstore::BlockStore* store, const pb::Volume& volume,
+                 uint64_t session_id, const FsOptions& options)
+      : FileSystem(options),
+        meta_(meta),
+        store_(store),
+        volume_(volume),
+        bs_(volume.block_size()),
+        session_id_(session_id),
+        cache_(store, options.cache_bytes, &pool_),
+        pool_(options.io_threads) {}
+
+  ~FileSystemImpl() override {
+    absl::Status s = FlushAll();
+    if (!s.ok()) NIGHFS_LOG(ERROR) << "flush at shutdown failed: " << s;
+  }
+
+  // ---- namespace ----
+
+  absl::StatusOr<pb::Attr> Lookup(uint64_t parent, const std::string& name) override {
+    RETURN_IF_ERROR(CheckName(name));
+    pb::LookupRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Lookup, req));
+    return Overlay(resp.attr());
+  }
+
+  absl::StatusOr<pb::Attr> GetAttr(uint64_t ino) override {
+    pb::GetAttrRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::GetAttr, req));
+    return Overlay(resp.attr());
+  }
+
+  absl::StatusOr<pb::Attr> SetAttr(uint64_t ino, const SetAttrArgs& a) override {
+    pb::SetAttrRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    req.set_valid(a.valid);
+    req.set_mode(a.mode);
+    req.set_uid(a.uid);
+    req.set_gid(a.gid);
+    req.set_size(a.size);
+    req.set_atime_ns(a.atime_ns);
+    req.set_mtime_ns(a.mtime_ns);
+    std::shared_ptr<FileState> st = OpenState(ino);
+    if (st == nullptr) {
+      ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
+      return resp.attr();
+    }
+    // Buffered writes go first, so a truncate or an explicit mtime is not undone by a later
+    // commit of older data.
+    absl::MutexLock fl(&st->flush_mu);
+    RETURN_IF_ERROR(CommitLocked(st));
+    ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
+    absl::MutexLock l(&st->mu);
+    if (a.valid & pb::SETATTR_SIZE) {
+      const uint64_t size = a.size;
+      for (auto it = st->blocks.begin(); it != st->blocks.end();) {
+        const uint64_t start = it->first * bs_;
+        if (start >= size) {
+          it = st->blocks.erase(it);
+          continue;
+        }
+        if (size - start < it->second.length()) it->second.set_length(size - start);
+        ++it;
+      }
+      // Writes that raced in after the commit above are cut like the server cut its blocks.
+      for (auto it = st->dirty.begin(); it != st->dirty.end();) {
+        const uint64_t start = it->first * bs_;
+        if (start >= size) {
+          buffered_ -= it->second.size();
+          it = st->dirty.erase(it);
+          continue;
+        }
+        if (size - start < it->second.size()) {
+          buffered_ -= it->second.size() - (size - start);
+          it->second.resize(size - start);
+        }
+        ++it;
+      }
+      st->size = size;
+    }
+    st->attr = resp.attr();
+    if (st->dirty.empty() && st->inflight.empty()) st->meta_dirty = false;
+    return OverlayLocked(*st, resp.attr());
+  }
+
+  absl::StatusOr<std::string> Readlink(uint64_t ino) override {
+    pb::ReadlinkRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    ASSIGN_OR_RETURN(pb::ReadlinkResponse resp, Meta(&MetaApi::Readlink, req));
+    return resp.target();
+  }
+
+  absl::StatusOr<pb::Attr> Mknod(const Caller& c, uint64_t parent, const std::string& name,
+                                 uint32_t mode, uint64_t rdev) override {
+    RETURN_IF_ERROR(CheckName(name));
+    pb::MknodRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    req.set_mode(mode);
+    req.set_rdev(rdev);
+    req.set_uid(c.uid);
+    req.set_gid(c.gid);
+    ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
+    return resp.attr();
+  }
+
+  absl::StatusOr<pb::Attr> Mkdir(const Caller& c, uint64_t parent, const std::string& name,
+                                 uint32_t mode) override {
+    RETURN_IF_ERROR(CheckName(name));
+    pb::MkdirRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    req.set_mode(mode);
+    req.set_uid(c.uid);
+    req.set_gid(c.gid);
+    ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mkdir, req));
+    return resp.attr();
+  }
+
+  absl::StatusOr<pb::Attr> Symlink(const Caller& c, uint64_t parent, const std::string& name,
+                                   const std::string& target) override {
+    RETURN_IF_ERROR(CheckName(name));
+    pb::SymlinkRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    req.set_target(target);
+    req.set_uid(c.uid);
+    req.set_gid(c.gid);
+    ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Symlink, req));
+    return resp.attr();
+  }
+
+  absl::StatusOr<pb::Attr> Link(uint64_t ino, uint64_t new_parent,
+                                const std::string& new_name) override {
+    RETURN_IF_ERROR(CheckName(new_name));
+    pb::LinkRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    req.set_new_parent(new_parent);
+    req.set_new_name(new_name);
+    ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Link, req));
+    return Overlay(resp.attr());
+  }
+
+  absl::Status Unlink(uint64_t parent, const std::string& name) override {
+    RETURN_IF_ERROR(CheckName(name));
+    pb::UnlinkRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    req.set_session_id(session_id_.load());
+    std::shared_ptr<FileState> open = OpenStateOfName(parent, name);
+    req.set_sustain(open != nullptr);
+    ASSIGN_OR_RETURN(pb::UnlinkResponse resp, Meta(&MetaApi::Unlink, req));
+    if (open != nullptr && resp.attr().nlink() == 0) MarkSustained(open);
+    return absl::OkStatus();
+  }
+
+  absl::Status Rmdir(uint64_t parent, const std::string& name) override {
+    RETURN_IF_ERROR(CheckName(name));
+    pb::RmdirRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    return Meta(&MetaApi::Rmdir, req).status();
+  }
+
+  absl::Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                      const std::string& new_name, uint32_t flags) override {
+    RETURN_IF_ERROR(CheckName(name));
+    RETURN_IF_ERROR(CheckName(new_name));
+    pb::RenameRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    req.set_new_parent(new_parent);
+    req.set_new_name(new_name);
+    req.set_flags(flags);
+    req.set_session_id(session_id_.load());
+    std::shared_ptr<FileState> open;
+    if (!(flags & RENAME_EXCHANGE)) open = OpenStateOfName(new_parent, new_name);
+    req.set_sustain(open != nullptr);
+    ASSIGN_OR_RETURN(pb::RenameResponse resp, Meta(&MetaApi::Rename, req));
+    if (open != nullptr && resp.replaced().ino() == open->ino && resp.replaced().nlink() == 0) {
+      MarkSustained(open);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<DirEntryOut>> ReadDir(uint64_t ino, uint64_t offset,
+                                                   size_t max_entries, bool plus) override {
+    std::vector<DirEntryOut> out;
+    if (max_entries == 0) return out;
+    pb::Attr self;
+    if (offset < kDotEntries) {
+      ASSIGN_OR_RETURN(self, GetAttr(ino));
+      if ((self.mode() & S_IFMT) != S_IFDIR) return PosixError(ENOTDIR, "not a directory");
+    }
+    for (uint64_t o = offset; o < kDotEntries && out.size() < max_entries; ++o) {
+      DirEntryOut e;
+      e.name = o == 0 ? "." : "..";
+      e.ino = ino;
+      e.mode = S_IFDIR;
+      e.next_offset = o + 1;
+      e.attr = self;
+      out.push_back(std::move(e));
+    }
+    if (out.size() >= max_entries) return out;
+    pb::ReadDirRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    req.set_cookie(offset >= kDotEntries ? offset - kDotEntries : 0);
+    req.set_limit(static_cast<uint32_t>(std::min<size_t>(max_entries - out.size(), 2000)));
+    req.set_plus(plus);
+    ASSIGN_OR_RETURN(pb::ReadDirResponse resp, Meta(&MetaApi::ReadDir, req));
+    for (const pb::DirEntry& de : resp.entries()) {
+      DirEntryOut e;
+      e.name = de.name();
+      e.ino = de.ino();
+      e.mode = de.mode();
+      e.next_offset = de.cookie() + kDotEntries;
+      if (plus) e.attr = Overlay(de.attr());
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  absl::StatusOr<struct statvfs> StatFs() override {
+    pb::StatFsRequest req;
+    req.set_volume_id(volume_.id());
+    ASSIGN_OR_RETURN(pb::StatFsResponse resp, Meta(&MetaApi::StatFs, req));
+    struct statvfs sv;
+    std::memset(&sv, 0, sizeof sv);
+    // Object storage has no fixed capacity: report 1 PiB and 2^40 inodes, minus what is used.
+    const uint64_t frsize = 4096;
+    const uint64_t total = (1ull << 50) / frsize;
+    const uint64_t used = (resp.used_bytes() + frsize - 1) / frsize;
+    sv.f_bsize = std::min<uint32_t>(bs_, 1u << 20);
+    sv.f_frsize = frsize;
+    sv.f_blocks = total;
+    sv.f_bfree = sv.f_bavail = total > used ? total - used : 0;
+    const uint64_t files = 1ull << 40;
+    sv.f_files = files;
+    sv.f_ffree = sv.f_favail = files - std::min(files, resp.inodes());
+    sv.f_namemax = kMaxName;
+    return sv;
+  }
+
+  // ---- files ----
+
+  absl::StatusOr<uint64_t> Open(uint64_t ino, int flags) override {
+    std::shared_ptr<FileState> st = AcquireState(ino);
+    absl::Status s = LoadState(st);
+    if (!s.ok()) {
+      ReleaseState(st);
+      return s;
+    }
+    return NewHandle(st, flags);
+  }
+
+  absl::StatusOr<std::pair<pb::Attr, uint64_t>> Create(const Caller& c, uint64_t parent,
+                                                       const std::string& name, uint32_t mode,
+                                                       int flags) override {
+    absl::StatusOr<pb::Attr> made = Mknod(c, parent, name, (mode & 07777) | S_IFREG, 0);
+    if (made.ok()) {
+      std::shared_ptr<FileState> st = AcquireState(made->ino());
+      {
+        absl::MutexLock fl(&st->flush_mu);
+        if (!st->loaded) {
+          absl::MutexLock l(&st->mu);
+          st->attr = *made;
+          st->size = 0;
+          st->loaded = true;
+        }
+      }
+      return std::make_pair(*made, NewHandle(st, flags));
+    }
+    // The kernel thought the name was free (a stale negative entry after another mount
+    // created it): without O_EXCL, open the existing file as open(2) would.
+    if (StatusToErrno(made.status()) != EEXIST || (flags & O_EXCL)) return made.status();
+    ASSIGN_OR_RETURN(pb::Attr attr, Lookup(parent, name));
+    if ((attr.mode() & S_IFMT) == S_IFDIR) return PosixError(EISDIR, "is a directory");
+    ASSIGN_OR_RETURN(uint64_t fh, Open(attr.ino(), flags));
+    if (flags & O_TRUNC) {
+      SetAttrArgs a;
+      a.valid = pb::SETATTR_SIZE;
+      a.size = 0;
+      absl::StatusOr<pb::Attr> t = SetAttr(attr.ino(), a);
+      if (!t.ok()) {
+        (void)Release(fh);
+        return t.status();
+      }
+      attr = *t;
+    }
+    return std::make_pair(attr, fh);
+  }
+
+  absl::StatusOr<std::string> Read(uint64_t fh, uint64_t offset, size_t size) override {
+    ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+    FileState& st = *h->state;
+    struct Part {
+      size_t dst;
+      uint64_t boff;
+      size_t n;
+      pb::Block ref;
+    };
+    std::vector<Part> parts;
+    std::vector<pb::Block> ahead;
+    std::string out;
+    {
+      absl::MutexLock l(&st.mu);
+      if (offset >= st.size || size == 0) return std::string();
+      const uint64_t end = std::min<uint64_t>(offset + size, st.size);
+      out.assign(end - offset, '\0');
+      for (uint64_t pos = offset; pos < end;) {
+        const uint64_t idx = pos / bs_;
+        const uint64_t boff = pos % bs_;
+        const size_t n = std::min<uint64_t>(bs_ - boff, end - pos);
+        const size_t dst = pos - offset;
+        if (auto d = st.dirty.find(idx); d != st.dirty.end()) {
+          CopyValid(d->second.data(), d->second.size(), boff, n, out.data() + dst);
+        } else if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
+          CopyValid(f->second->data->data(), f->second->data->size(), boff, n, out.data() + dst);
+        } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
+          parts.push_back({dst, boff, n, b->second});
+        }  // else a hole: zeros
+        pos += n;
+      }
+      // Sequential reader: fetch the next blocks before they are asked for.
+      if (options_.readahead_blocks > 0 && h->last_end.load() == offset) {
+        const uint64_t last = (end - 1) / bs_;
+        for (uint64_t i = last + 1; i <= last + options_.readahead_blocks; ++i) {
+          if (i * bs_ >= st.size) break;
+          if (st.dirty.contains(i) || st.inflight.contains(i)) continue;
+          if (auto b = st.blocks.find(i); b != st.blocks.end()) ahead.push_back(b->second);
+        }
+      }
+      h->last_end.store(end);
+    }
+    for (const pb::Block& ref : ahead) cache_.Prefetch(ref);
+    for (const Part& p : parts) {
+      ASSIGN_OR_RETURN(BlockData data, cache_.Get(p.ref));
+      const size_t valid = std::min<size_t>(p.ref.length(), data->size());
+      CopyValid(data->data(), valid, p.boff, p.n, out.data() + p.dst);
+    }
+    read_ops_.fetch_add(1, std::memory_order_relaxed);
+    bytes_read_.fetch_add(out.size(), std::memory_order_relaxed);
+    return out;
+  }
+
+  absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) override {
+    ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+    if ((h->flags & O_ACCMODE) == O_RDONLY) return PosixError(EBADF, "not open for writing");
+    if (data.empty()) return 0;
+    const std::shared_ptr<FileState>& st = h->state;
+    absl::flat_hash_map<uint64_t, BlockData> bases;
+    std::vector<std::shared_ptr<PendingBlock>> sealed;
+    bool commit_now = false;
+    for (int round = 0;; ++round) {
+      std::vector<pb::Block> need;
+      {
+        absl::MutexLock l(&st->mu);
+        const uint64_t pos = (h->flags & O_APPEND) ? st->size : offset;
+        need = MissingBasesLocked(*st, pos, data.size(), bases);
+        if (need.empty()) {
+          ApplyWriteLocked(*st, pos, data, bases, &sealed);
+          commit_now = st->inflight.size() >= static_cast<size_t>(options_.max_inflight_per_file);
+          break;
+        }
+      }
+      // Partial overwrite of a committed block: its old image is needed (read-modify-write).
+      for (const pb::Block& ref : need) {
+        ASSIGN_OR_RETURN(bases[ref.id()], cache_.Get(ref));
+      }
+    }
+    for (auto& p : sealed) StartUpload(st, p);
+    write_ops_.fetch_add(1, std::memory_order_relaxed);
+    bytes_written_.fetch_add(data.size(), std::memory_order_relaxed);
+    // Back-pressure: a writer far ahead of the store waits for its own file's uploads.
+    if (commit_now || buffered_.load() > static_cast<int64_t>(options_.writeback_bytes)) {
+      absl::MutexLock fl(&st->flush_mu);
+      RETURN_IF_ERROR(CommitLocked(st));
+    }
+    return data.size();
+  }
+
+  absl::Status Flush(uint64_t fh) override {
+    ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+    absl::MutexLock fl(&h->state->flush_mu);
+    return CommitLocked(h->state);
+  }
+
+  absl::Status Fsync(uint64_t fh) override { return Flush(fh); }
+
+  absl::Status Release(uint64_t fh) override {
+    std::shared_ptr<Handle> h;
+    {
+      absl::MutexLock l(&handles_mu_);
+      auto it = handles_.find(fh);
+      if (it == handles_.end()) return PosixError(EBADF, "unknown file handle");
+      h = std::move(it->second);
+      handles_.erase(it);
+    }
+    absl::Status s;
+    {
+      absl::MutexLock fl(&h->state->flush_mu);
+      s = CommitLocked(h->state);
+    }
+    if (!s.ok()) {
+      NIGHFS_LOG(ERROR) << "inode " << h->state->ino
+                        << ": buffered data could not be stored at release: " << s;
+    }
+    ReleaseState(h->state);
+    return s;
+  }
+
+  // ---- xattrs ----
+
+  absl::Status SetXattr(uint64_t ino, const std::string& name, std::string_view value,
+                        int flags) override {
+    pb::SetXattrRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    req.set_name(name);
+    req.set_value(std::string(value));
+    req.set_flags(static_cast<uint32_t>(flags));
+    RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
+    ForgetNoCaps(ino);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name) override {
+    // The kernel asks for security.capability before every write (to strip it); answering
+    // from memory keeps that off the network. Only this mount's own changes are seen here.
+    const bool caps = name == "security.capability";
+    if (caps && KnownNoCaps(ino)) return PosixError(ENODATA, "no such attribute");
+    pb::GetXattrRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    req.set_name(name);
+    absl::StatusOr<pb::GetXattrResponse> resp = Meta(&MetaApi::GetXattr, req);
+    if (!resp.ok()) {
+      if (caps && StatusToErrno(resp.status()) == ENODATA) RememberNoCaps(ino);
+      return resp.status();
+    }
+    return resp->value();
+  }
+
+  absl::StatusOr<std::vector<std::string>> ListXattr(uint64_t ino) override {
+    pb::ListXattrRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    ASSIGN_OR_RETURN(pb::ListXattrResponse resp, Meta(&MetaApi::ListXattr, req));
+    return std::vector<std::string>(resp.names().begin(), resp.names().end());
+  }
+
+  absl::Status RemoveXattr(uint64_t ino, const std::string& name) override {
+    pb::RemoveXattrRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(ino);
+    req.set_name(name);
+    RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
+    ForgetNoCaps(ino);
+    return absl::OkStatus();
+  }
+
+  absl::Status FlushAll() override {
+    std::vector<std::shared_ptr<FileState>> states;
+    {
+      absl::MutexLock l(&files_mu_);
+      for (auto& [ino, st] : files_) states.push_back(st);
+    }
+    absl::Status first;
+    for (auto& st : states) {
+      absl::MutexLock fl(&st->flush_mu);
+      absl::Status s = CommitLocked(st);
+      if (!s.ok() && first.ok()) first = s;
+    }
+    return first;
+  }
+
+  void SetSessionId(uint64_t session_id) override { session_id_.store(session_id); }
+
+  void FillStats(status::v1::MountStats* s) const override {
+    s->set_read_ops(read_ops_.load());
+    s->set_write_ops(write_ops_.load());
+    s->set_bytes_read(bytes_read_.load());
+    s->set_bytes_written(bytes_written_.load());
+    s->set_block_cache_hits(cache_.stats().hits.load());
+    s->set_block_cache_misses(cache_.stats().misses.load());
+    s->set_block_cache_bytes(cache_.bytes());
+    s->set_dirty_bytes(static_cast<uint64_t>(std::max<int64_t>(0, buffered_.load())));
+    s->set_blocks_uploaded(blocks_uploaded_.load());
+    s->set_block_upload_errors(upload_errors_.load());
+    s->set_meta_calls(meta_calls_.load());
+    s->set_meta_errors(meta_errors_.load());
+    s->set_checksum_mismatches(cache_.stats().checksum_mismatches.load());
+  }
+
+ private:
+  // One metadata call, counted. Failures that are file-system answers (ENOENT...) are
+  // normal; transport failures were already retried by the client up to its deadline.
+  template <class Req, class Resp>
+  absl::StatusOr<Resp> Meta(absl::StatusOr<Resp> (MetaApi::*method)(const Req&), const Req& req) {
+    meta_calls_.fetch_add(1, std::memory_order_relaxed);
+    absl::StatusOr<Resp> r = (meta_->*method)(req);
+    if (!r.ok() && StatusToErrno(r.status()) == EIO) {
+      meta_errors_.fetch_add(1, std::memory_order_relaxed);
+      NIGHFS_LOG(WARNING) << "metadata call failed: " << r.status();
+    }
+    return r;
+  }
+
+  static void CopyValid(const char* src, size_t src_len, uint64_t boff, size_t n, char* dst) {
+    if (boff >= src_len) return;  // past the stored bytes: stays zero
+    std::memcpy(dst, src + boff, std::min<size_t>(n, src_len - boff));
+  }
+
+  // ---- open-file table ----
+
+  std::shared_ptr<FileState> OpenState(uint64_t ino) {
+    absl::MutexLock l(&files_mu_);
+    auto it = files_.find(ino);
+    return it == files_.end() ? nullptr : it->second;
+  }
+
+  std::shared_ptr<FileState> AcquireState(uint64_t ino) {
+    absl::MutexLock l(&files_mu_);
+    std::shared_ptr<FileState>& st = files_[ino];
+    if (st == nullptr) st = std::make_shared<FileState>(ino);
+    ++st->open_count;
+    return st;
+  }
+
+  void ReleaseState(const std::shared_ptr<FileState>& st) {
+    bool release_rpc = false;
+    {
+      absl::MutexLock l(&files_mu_);
+      if (--st->open_count > 0) return;
+      files_.erase(st->ino);
+      release_rpc = st->sustained;
+    }
+    if (release_rpc) {
+      pb::ReleaseRequest req;
+      req.set_volume_id(volume_.id());
+      req.set_session_id(session_id_.load());
+      req.set_ino(st->ino);
+      absl::Status s = Meta(&MetaApi::Release, req).status();
+      if (!s.ok()) NIGHFS_LOG(WARNING) << "release of unlinked inode " << st->ino << ": " << s;
+    }
+  }
+
+  void MarkSustained(const std::shared_ptr<FileState>& st) {
+    absl::MutexLock l(&files_mu_);
+    st->sustained = true;
+  }
+
+  // The open state of the inode named (parent, name), if this mount has it open. Costs a
+  // Lookup only while some file is open.
+  std::shared_ptr<FileState> OpenStateOfName(uint64_t parent, const std::string& name) {
+    {
+      absl::MutexLock l(&files_mu_);
+      if (files_.empty()) return nullptr;
+    }
+    pb::LookupRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_parent(parent);
+    req.set_name(name);
+    absl::StatusOr<pb::EntryResponse> r = Meta(&MetaApi::Lookup, req);
+    if (!r.ok()) return nullptr;
+    return OpenState(r->attr().ino());
+  }
+
+  // Close-to-open: the first open of a file in this mount reads its block map afresh.
+  absl::Status LoadState(const std::shared_ptr<FileState>& st) {
+    absl::MutexLock fl(&st->flush_mu);
+    if (st->loaded) return absl::OkStatus();
+    pb::GetBlocksRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(st->ino);
+    ASSIGN_OR_RETURN(pb::GetBlocksResponse resp, Meta(&MetaApi::GetBlocks, req));
+    absl::MutexLock l(&st->mu);
+    st->attr = resp.attr();
+    st->size = resp.attr().size();
+    st->blocks.clear();
+    for (const pb::Block& b : resp.blocks()) st->blocks[b.index()] = b;
+    st->loaded = true;
+    return absl::OkStatus();
+  }
+
+  uint64_t NewHandle(std::shared_ptr<FileState> st, int flags) {
+    auto h = std::make_shared<Handle>();
+    h->state = std::move(st);
+    h->flags = flags;
+    const uint64_t fh = next_fh_.fetch_add(1);
+    absl::MutexLock l(&handles_mu_);
+    handles_[fh] = std::move(h);
+    return fh;
+  }
+
+  absl::StatusOr<std::shared_ptr<Handle>> GetHandle(uint64_t fh) {
+    absl::MutexLock l(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return PosixError(EBADF, "unknown file handle");
+    return it->second;
+  }
+
+  // Attributes as this mount sees them: buffered writes count.
+  pb::Attr Overlay(const pb::Attr& attr) {
+    std::shared_ptr<FileState> st = OpenState(attr.ino());
+    if (st == nullptr) return attr;
+    absl::MutexLock l(&st->mu);
+    return OverlayLocked(*st, attr);
+  }
+
+  static pb::Attr OverlayLocked(FileState& st, const pb::Attr& attr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    pb::Attr a = attr;
+    if (st.meta_dirty) {
+      a.set_size(st.size);
+      a.set_mtime_ns(std::max(a.mtime_ns(), st.mtime_ns));
+      a.set_ctime_ns(std::max(a.ctime_ns(), st.mtime_ns));
+    }
+    return a;
+  }
+
+  // ---- write path ----
+
+  // Committed blocks whose old bytes a write of [pos, pos+n) must merge with.
+  std::vector<pb::Block> MissingBasesLocked(FileState& st, uint64_t pos, size_t n,
+                                            const absl::flat_hash_map<uint64_t, BlockData>& have)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    std::vector<pb::Block> need;
+    const uint64_t end = pos + n;
+    for (uint64_t p = pos; p < end;) {
+      const uint64_t idx = p / bs_;
+      const uint64_t boff = p % bs_;
+      const uint64_t len = std::min<uint64_t>(bs_ - boff, end - p);
+      p += len;
+      if (st.dirty.contains(idx) || st.inflight.contains(idx)) continue;
+      auto b = st.blocks.find(idx);
+      if (b == st.blocks.end()) continue;
+      if (boff == 0 && len >= b->second.length()) continue;  // overwrites every valid byte
+      if (!have.contains(b->second.id())) need.push_back(b->second);
+    }
+    return need;
+  }
+
+  void ApplyWriteLocked(FileState& st, uint64_t pos, std::string_view data,
+                        const absl::flat_hash_map<uint64_t, BlockData>& bases,
+                        std::vector<std::shared_ptr<PendingBlock>>* sealed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    const uint64_t end = pos + data.size();
+    for (uint64_t p = pos; p < end;) {
+      const uint64_t idx = p / bs_;
+      const uint64_t boff = p % bs_;
+      const uint64_t len = std::min<uint64_t>(bs_ - boff, end - p);
+      auto it = st.dirty.find(idx);
+      if (it == st.dirty.end()) {
+        std::string img;
+        if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
+          img = *f->second->data;
+        } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
+          if (!(boff == 0 && len >= b->second.length())) {
+            const BlockData& base = bases.at(b->second.id());
+            img.assign(base->data(), std::min<size_t>(b->second.length(), base->size()));
+          }
+        }
+        buffered_ += img.size();
+        it = st.dirty.emplace(idx, std::move(img)).first;
+      }
+      std::string& img = it->second;
+      if (img.size() < boff + len) {
+        buffered_ += boff + len - img.size();
+        img.resize(boff + len, '\0');
+      }
+      std::memcpy(img.data() + boff, data.data() + (p - pos), len);
+      if (boff + len == bs_) {
+        // The writer reached the end of this block: upload it now, in the background.
+        auto pending = std::make_shared<PendingBlock>(
+            idx, std::make_shared<const std::string>(std::move(img)));
+        st.dirty.erase(it);
+        SupersedeLocked(st, pending);
+        sealed->push_back(std::move(pending));
+      }
+      p += len;
+    }
+    st.size = std::max(st.size, end);
+    st.mtime_ns = NowNs();
+    st.meta_dirty = true;
+  }
+
+  // Makes `p` the newest image of its block; an older image that no commit has taken is
+  // garbage the moment it is replaced.
+  void SupersedeLocked(FileState& st, const std::shared_ptr<PendingBlock>& p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    auto [it, inserted] = st.inflight.try_emplace(p->index, p);
+    if (inserted) return;
+    std::shared_ptr<PendingBlock> old = std::move(it->second);
+    it->second = p;
+    buffered_ -= old->data->size();
+    if (!old->committing) {
+      old->superseded = true;
+      if (old->finished && old->status.ok()) DeleteObjectLater(old->ref.id());
+    }
+  }
+
+  void StartUpload(const std::shared_ptr<FileState>& st, const std::shared_ptr<PendingBlock>& p) {
+    pool_.Submit([this, st, p] { Upload(*st, *p); });
+  }
+
+  absl::StatusOr<uint64_t> NextBlockId() {
+    absl::MutexLock l(&ids_mu_);
+    if (next_id_ >= end_id_) {
+      pb::AllocBlockIdsRequest req;
+      req.set_volume_id(volume_.id());
+      req.set_count(kIdBatch);
+      ASSIGN_OR_RETURN(pb::AllocBlockIdsResponse resp, Meta(&MetaApi::AllocBlockIds, req));
+      next_id_ = resp.first_id();
+      end_id_ = next_id_ + kIdBatch;
+    }
+    return next_id_++;
+  }
+
+  absl::Status PutBlock(PendingBlock& p) {
+    ASSIGN_OR_RETURN(uint64_t id, NextBlockId());
+    const std::string& data = *p.data;
+    RETURN_IF_ERROR(store_->Put(blockstore::BlockKey(id), data));
+    p.ref.set_index(p.index);
+    p.ref.set_id(id);
+    p.ref.set_length(static_cast<uint32_t>(data.size()));
+    p.ref.set_object_size(static_cast<uint32_t>(data.size()));
+    p.ref.set_crc32c(Crc32c(data));
+    cache_.Insert(id, p.data);
+    return absl::OkStatus();
+  }
+
+  void Upload(FileState& st, PendingBlock& p) {
+    absl::Status s = PutBlock(p);
+    if (s.ok()) {
+      blocks_uploaded_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      upload_errors_.fetch_add(1, std::memory_order_relaxed);
+      NIGHFS_LOG(WARNING) << "upload of block " << p.index << " of inode " << st.ino
+                          << " failed: " << s;
+    }
+    bool orphan = false;
+    {
+      absl::MutexLock l(&st.mu);
+      p.status = s;
+      p.finished = true;
+      orphan = p.superseded && s.ok();
+    }
+    if (orphan) DeleteObjectLater(p.ref.id());
+    p.done.Notify();
+  }
+
+  void DeleteObjectLater(uint64_t id) {
+    pool_.Submit([this, id] {
+      absl::Status s = store_->Delete(blockstore::BlockKey(id));
+      if (!s.ok()) NIGHFS_LOG(WARNING) << "could not delete unused block " << id << ": " << s;
+    });
+  }
+
+  // Seals every buffered block of `st`, waits for the uploads and records them in the
+  // metadata server in one CommitBlocks. On failure nothing buffered is dropped: the next
+  // flush tries again.
+  absl::Status CommitLocked(const std::shared_ptr<FileState>& st)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu) {
+    std::vector<std::shared_ptr<PendingBlock>> snap;
+    std::vector<std::shared_ptr<PendingBlock>> sealed;
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    {
+      absl::MutexLock l(&st->mu);
+      if (!st->meta_dirty && st->dirty.empty() && st->inflight.empty()) return absl::OkStatus();
+      for (auto& [idx, img] : st->dirty) {
+        auto p = std::make_shared<PendingBlock>(idx,
+                                                std::make_shared<const std::string>(std::move(img)));
+        SupersedeLocked(*st, p);
+        sealed.push_back(std::move(p));
+      }
+      st->dirty.clear();
+      for (auto& [idx, p] : st->inflight) {
+        p->committing = true;
+        snap.push_back(p);
+      }
+      size = st->size;
+      mtime_ns = st->mtime_ns;
+    }
+    for (auto& p : sealed) StartUpload(st, p);
+
+    absl::Status failure;
+    for (auto& p : snap) {
+      p->done.WaitForNotification();
+      if (p->status.ok()) continue;
+      // One more try in this thread before the flush reports the error.
+      auto again = std::make_shared<PendingBlock>(p->index, p->data);
+      Upload(*st, *again);
+      if (!again->status.ok()) {
+        failure = again->status;
+        break;
+      }
+      absl::MutexLock l(&st->mu);
+      again->committing = true;
+      auto it = st->inflight.find(p->index);
+      if (it != st->inflight.end() && it->second == p) it->second = again;
+      p = again;
+    }
+
+    if (failure.ok()) {
+      pb::CommitBlocksRequest req;
+      req.set_volume_id(volume_.id());
+      req.set_ino(st->ino);
+      for (auto& p : snap) *req.add_blocks() = p->ref;
+      req.set_min_size(size);
+      req.set_mtime_ns(mtime_ns);
+      absl::StatusOr<pb::CommitBlocksResponse> resp = Meta(&MetaApi::CommitBlocks, req);
+      if (resp.ok()) {
+        absl::MutexLock l(&st->mu);
+        for (auto& p : snap) {
+          st->blocks[p->index] = p->ref;
+          auto it = st->inflight.find(p->index);
+          if (it != st->inflight.end() && it->second == p) {
+            buffered_ -= p->data->size();
+            st->inflight.erase(it);
+          }
+        }
+        st->attr = resp->attr();
+        st->size = std::max(st->size, resp->attr().size());
+        if (st->dirty.empty() && st->inflight.empty()) st->meta_dirty = false;
+        return absl::OkStatus();
+      }
+      failure = resp.status();
+    }
+    absl::MutexLock l(&st->mu);
+    for (auto& p : snap) p->committing = false;
+    NIGHFS_LOG(ERROR) << "could not store data of inode " << st->ino << ": " << failure;
+    // Whatever the cause, the caller sees an I/O error: its data is not durable yet.
+    return PosixError(EIO, failure.message());
+  }
+
+  // ---- security.capability absence cache ----
+  bool KnownNoCaps(uint64_t ino) {
+    absl::MutexLock l(&caps_mu_);
+    return no_caps_.contains(ino);
+  }
+  void RememberNoCaps(uint64_t ino) {
+    absl::MutexLock l(&caps_mu_);
+    if (no_caps_.size() > 100000) no_caps_.clear();
+    no_caps_.insert(ino);
+  }
+  void ForgetNoCaps(uint64_t ino) {
+    absl::MutexLock l(&caps_mu_);
+    no_caps_.erase(ino);
+  }
+
+  MetaApi* const meta_;
+  blockstore::BlockStore* const store_;
+  const pb::Volume volume_;
+  const uint64_t bs_;
+  std::atomic<uint64_t> session_id_;
+
+  // Lock order: files_mu_ and handles_mu_ are leaves; FileState::flush_mu before
+  // FileState::mu; no lock is held across a metadata call or block I/O except flush_mu
+  // (which only serializes one file's commits) and ids_mu_.
+  absl::Mutex files_mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(files_mu_);
+  absl::Mutex handles_mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Handle>> handles_ ABSL_GUARDED_BY(handles_mu_);
+  std::atomic<uint64_t> next_fh_{1};
+
+  absl::Mutex ids_mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
+  uint64_t end_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
+
+  absl::Mutex caps_mu_;
+  absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);
+
+  std::atomic<int64_t> buffered_{0};
+  std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
+  std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
+
+  // The pool is declared last so it is destroyed first: queued uploads and prefetches finish
+  // while the cache and everything else they use still exist.
+  BlockCache cache_;
+  ThreadPool pool_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FileSystem>> FileSystem::Create(MetaApi* meta,
+                                                               blockstore::BlockStore* store,
+                                                               const pb::Volume& volume,
+                                                               uint64_t session_id,
+                                                               const FsOptions& options) {
+  if (meta == nullptr || store == nullptr) return absl::InvalidArgumentError("no meta or store");
+  if (volume.block_size() == 0) return absl::InvalidArgumentError("volume has no block size");
+  return std::unique_ptr<FileSystem>(
+      new FileSystemImpl(meta, store, volume, session_id, options));
+}
+
+}  // namespace nighfs::fs

@@ -1,0 +1,140 @@
+// The file-system logic of a nighfs mount: open files, write buffers, block maps, readahead,
+// close-to-open revalidation. It knows nothing of <fuse_lowlevel.h>: the FUSE adapter
+// (fuse_adapter.cc) translates requests into these calls, and tests drive it directly against
+// an in-process metadata service and block store.
+//
+// Data model: a file is a map from block index to an immutable object. A write never
+// modifies an object: the block's new image is uploaded under a fresh id and the map entry is
+// replaced in the metadata server (CommitBlocks). Writes are buffered per file (shared by all
+// handles of the file in this mount) and made durable on flush (every close), fsync and
+// release; a block the writer has filled is uploaded at once in the background.
+#ifndef NIGHFS_MOUNT_FILESYSTEM_H_
+#define NIGHFS_MOUNT_FILESYSTEM_H_
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "blockstore/block_store.h"
+#include "metadata_client/meta_api.h"
+#include "status.pb.h"
+
+namespace nighfs::fs {
+
+struct FsOptions {
+  absl::Duration attr_timeout = absl::Seconds(1);
+  absl::Duration entry_timeout = absl::Seconds(1);
+  size_t cache_bytes = 512u << 20;      // block cache
+  int readahead_blocks = 2;             // blocks fetched ahead of a sequential reader
+  size_t writeback_bytes = 256u << 20;  // buffered, not yet durable data before writers wait
+  int io_threads = 16;                  // parallel block uploads and prefetches
+  int max_inflight_per_file = 16;       // uploaded-but-uncommitted blocks before a commit
+};
+
+// Who is asking (from the FUSE request context).
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// Which fields of SetAttr to apply (bits of meta.proto's SetAttrValid).
+struct SetAttrArgs {
+  uint32_t valid = 0;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+};
+
+struct DirEntryOut {
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+  uint64_t next_offset = 0;  // the offset to resume after this entry
+  meta::v1::Attr attr;       // with plus
+};
+
+class FileSystem {
+ public:
+  // `meta` and `store` must outlive the FileSystem. `session_id` is the metadata session of
+  // this mount (used to keep unlinked-but-open files alive).
+  static absl::StatusOr<std::unique_ptr<FileSystem>> Create(MetaApi* meta,
+                                                            blockstore::BlockStore* store,
+                                                            const meta::v1::Volume& volume,
+                                                            uint64_t session_id,
+                                                            const FsOptions& options);
+  virtual ~FileSystem() = default;
+
+  // Namespace. Names are checked here too (ENAMETOOLONG over 255 bytes).
+  virtual absl::StatusOr<meta::v1::Attr> Lookup(uint64_t parent, const std::string& name) = 0;
+  virtual absl::StatusOr<meta::v1::Attr> GetAttr(uint64_t ino) = 0;
+  virtual absl::StatusOr<meta::v1::Attr> SetAttr(uint64_t ino, const SetAttrArgs& args) = 0;
+  virtual absl::StatusOr<std::string> Readlink(uint64_t ino) = 0;
+  virtual absl::StatusOr<meta::v1::Attr> Mknod(const Caller& c, uint64_t parent,
+                                               const std::string& name, uint32_t mode,
+                                               uint64_t rdev) = 0;
+  virtual absl::StatusOr<meta::v1::Attr> Mkdir(const Caller& c, uint64_t parent,
+                                               const std::string& name, uint32_t mode) = 0;
+  virtual absl::StatusOr<meta::v1::Attr> Symlink(const Caller& c, uint64_t parent,
+                                                 const std::string& name,
+                                                 const std::string& target) = 0;
+  virtual absl::StatusOr<meta::v1::Attr> Link(uint64_t ino, uint64_t new_parent,
+                                              const std::string& new_name) = 0;
+  virtual absl::Status Unlink(uint64_t parent, const std::string& name) = 0;
+  virtual absl::Status Rmdir(uint64_t parent, const std::string& name) = 0;
+  virtual absl::Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                              const std::string& new_name, uint32_t flags) = 0;
+  // Entries from `offset` (0 = start; "." and ".." come first, at offsets 0 and 1), at most
+  // `max_entries`. Offsets stay valid while entries are added and removed.
+  virtual absl::StatusOr<std::vector<DirEntryOut>> ReadDir(uint64_t ino, uint64_t offset,
+                                                           size_t max_entries, bool plus) = 0;
+  virtual absl::StatusOr<struct statvfs> StatFs() = 0;
+
+  // Files. Handles are opaque numbers; every Open/Create is paired with one Release.
+  virtual absl::StatusOr<uint64_t> Open(uint64_t ino, int flags) = 0;
+  virtual absl::StatusOr<std::pair<meta::v1::Attr, uint64_t>> Create(const Caller& c,
+                                                                     uint64_t parent,
+                                                                     const std::string& name,
+                                                                     uint32_t mode, int flags) = 0;
+  virtual absl::StatusOr<std::string> Read(uint64_t fh, uint64_t offset, size_t size) = 0;
+  // Returns the bytes accepted (all of them).
+  virtual absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) = 0;
+  virtual absl::Status Flush(uint64_t fh) = 0;
+  virtual absl::Status Fsync(uint64_t fh) = 0;
+  virtual absl::Status Release(uint64_t fh) = 0;
+
+  // Extended attributes.
+  virtual absl::Status SetXattr(uint64_t ino, const std::string& name, std::string_view value,
+                                int flags) = 0;
+  virtual absl::StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ListXattr(uint64_t ino) = 0;
+  virtual absl::Status RemoveXattr(uint64_t ino, const std::string& name) = 0;
+
+  // Makes everything buffered durable (unmount, SIGTERM). Returns the first failure.
+  virtual absl::Status FlushAll() = 0;
+  // Swaps the metadata session (after the old one expired and the mount re-registered).
+  virtual void SetSessionId(uint64_t session_id) = 0;
+  virtual void FillStats(status::v1::MountStats* stats) const = 0;
+
+  const FsOptions& options() const { return options_; }
+
+ protected:
+  explicit FileSystem(const FsOptions& options) : options_(options) {}
+  FsOptions options_;
+};
+
+// struct stat from an Attr; st_blksize from the volume's block size.
+struct stat AttrToStat(const meta::v1::Attr& attr, uint32_t block_size);
+
+}  // namespace nighfs::fs
+
+#endif  // NIGHFS_MOUNT_FILESYSTEM_H_

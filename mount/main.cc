@@ -1,0 +1,335 @@
+// mount.nighfs: mounts a nighfs volume with FUSE. Also a mount(8) helper
+// (mount -t nighfs VOLUME@HOST:PORT /mnt/x -o ...).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "blockstore/block_store.h"
+#include "common/errno_status.h"
+#include "common/logging.h"
+#include "google/protobuf/util/json_util.h"
+#include "metadata_client/meta_client.h"
+#include "mount/fuse_adapter.h"
+#include "mount/mount_options.h"
+#include "status.pb.h"
+
+namespace nighfs::fs {
+namespace {
+
+namespace pb = ::nighfs::meta::v1;
+
+std::string RunDir() {
+  const char* d = std::getenv("NIGHFS_RUN_DIR");
+  return d && *d ? d : "/run/nighfs/mounts";
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// Background work of a live mount: session heartbeats and the status file.
+class MountKeeper {
+ public:
+  MountKeeper(MetaApi* meta, FileSystem* fs, const MountOptions& opts, const pb::Volume& volume,
+              std::string store_desc, uint64_t session_id)
+      : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_desc_(std::move(store_desc)),
+        session_id_(session_id), started_ns_(absl::ToUnixNanos(absl::Now())) {
+    status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~MountKeeper() {
+    stop_.Notify();
+    thread_.join();
+    std::error_code ec;
+    std::filesystem::remove(status_path_, ec);
+  }
+  uint64_t session_id() const { return session_id_.load(); }
+
+ private:
+  void Run() {
+    absl::Time next_beat = absl::Now();
+    while (true) {
+      if (absl::Now() >= next_beat) {
+        Heartbeat();
+        next_beat = absl::Now() + absl::Seconds(10);
+      }
+      WriteStatus();
+      if (stop_.WaitForNotificationWithTimeout(absl::Seconds(5))) return;
+    }
+  }
+
+  void Heartbeat() {
+    pb::HeartbeatRequest req;
+    req.set_session_id(session_id_.load());
+    absl::StatusOr<pb::HeartbeatResponse> r = meta_->Heartbeat(req);
+    if (r.ok()) {
+      SetMetaState(true, "");
+      return;
+    }
+    SetMetaState(false, std::string(r.status().message()));
+    if (r.status().code() != absl::StatusCode::kNotFound) {
+      NIGHFS_LOG(WARNING) << "heartbeat to metadata server failed: " << r.status();
+      return;
+    }
+    // The server expired our session (we were away too long): register again.
+    pb::MountRequest m;
+    m.set_volume_name(opts_.volume);
+    m.set_hostname(Hostname());
+    m.set_mount_point(opts_.mount_point);
+    m.set_pid(::getpid());
+    absl::StatusOr<pb::MountResponse> mr = meta_->Mount(m);
+    if (!mr.ok()) {
+      NIGHFS_LOG(ERROR) << "re-registering the mount failed: " << mr.status();
+      return;
+    }
+    NIGHFS_LOG(WARNING) << "metadata session expired; new session " << mr->session_id();
+    session_id_.store(mr->session_id());
+    fs_->SetSessionId(mr->session_id());
+    SetMetaState(true, "");
+  }
+
+  void SetMetaState(bool ok, std::string err) {
+    absl::MutexLock l(&mu_);
+    meta_ok_ = ok;
+    if (!ok) last_error_ = std::move(err);
+  }
+
+  void WriteStatus() {
+    status::v1::MountStatus s;
+    s.set_mount_point(opts_.mount_point);
+    s.set_volume(volume_.name());
+    s.set_volume_id(volume_.id());
+    s.set_meta_address(opts_.meta_address);
+    s.set_store_url(store_desc_);
+    s.set_block_size(volume_.block_size());
+    s.set_session_id(session_id_.load());
+    s.set_pid(::getpid());
+    s.set_started_ns(started_ns_);
+    s.set_updated_ns(absl::ToUnixNanos(absl::Now()));
+    s.set_version("0.1.0");
+    {
+      absl::MutexLock l(&mu_);
+      s.set_meta_reachable(meta_ok_);
+      s.set_last_meta_error(last_error_);
+    }
+    status::v1::Route* r = s.add_routes();
+    r->set_name("direct");
+    r->set_kind("store");
+    r->set_target(store_desc_);
+    r->set_healthy(true);
+    r->set_selected(true);
+    r->set_reason("no proxy groups are associated with this volume: blocks go straight to the object store");
+    fs_->FillStats(s.mutable_stats());
+    std::string json;
+    google::protobuf::util::JsonPrintOptions jo;
+    jo.add_whitespace = true;
+    jo.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(s, &json, jo).ok()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(RunDir(), ec);
+    const std::string tmp = status_path_ + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << json;
+      if (!out) return;
+    }
+    std::filesystem::rename(tmp, status_path_, ec);
+  }
+
+  MetaApi* meta_;
+  FileSystem* fs_;
+  const MountOptions& opts_;
+  const pb::Volume volume_;
+  const std::string store_desc_;
+  std::atomic<uint64_t> session_id_;
+  const int64_t started_ns_;
+  std::string status_path_;
+  absl::Mutex mu_;
+  bool meta_ok_ ABSL_GUARDED_BY(mu_) = true;
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "mount.nighfs: %s\n", msg.c_str());
+  return 1;
+}
+
+int RunMount(MountOptions opts) {
+  if (!opts.log_level.empty()) {
+    LogLevel l;
+    if (!ParseLogLevel(opts.log_level, &l)) return Fail("bad log_level '" + opts.log_level + "'");
+    SetLogLevel(l);
+  } else if (opts.debug) {
+    SetLogLevel(LogLevel::DEBUG);
+  }
+  std::error_code ec;
+  std::string mp = std::filesystem::absolute(opts.mount_point, ec).lexically_normal().string();
+  if (mp.size() > 1 && mp.back() == '/') mp.pop_back();
+  struct stat mst;
+  if (::stat(mp.c_str(), &mst) != 0 || !S_ISDIR(mst.st_mode)) {
+    return Fail("mount point " + mp + " is not a directory");
+  }
+  opts.mount_point = mp;
+
+  // 1. The metadata server and the volume: fail fast with a clear message.
+  MetaClientOptions mo;
+  mo.address = opts.meta_address;
+  mo.op_timeout = opts.mount_timeout;
+  mo.call_timeout = std::min(opts.mount_timeout, absl::Seconds(10));
+  absl::StatusOr<std::unique_ptr<MetaApi>> probe = NewMetaClient(mo);
+  if (!probe.ok()) return Fail(std::string(probe.status().message()));
+  pb::MountRequest mreq;
+  mreq.set_volume_name(opts.volume);
+  mreq.set_hostname(Hostname());
+  mreq.set_mount_point(mp);
+  mreq.set_pid(::getpid());
+  absl::StatusOr<pb::MountResponse> mounted = (*probe)->Mount(mreq);
+  if (!mounted.ok()) {
+    if (mounted.status().code() == absl::StatusCode::kNotFound) {
+      return Fail("metadata server " + opts.meta_address + " has no volume named '" +
+                  opts.volume + "' (create it with: nighfs configure create volume " +
+                  opts.volume + " --store URL)");
+    }
+    return Fail("cannot reach metadata server " + opts.meta_address + ": " +
+                std::string(mounted.status().message()));
+  }
+  const pb::Volume volume = mounted->volume();
+
+  // 2. The block store: credentials, reachability, container.
+  absl::StatusOr<blockstore::StoreCredentials> creds =
+      blockstore::LoadCredentials(::access(opts.credentials_file.c_str(), F_OK) == 0
+                                      ? opts.credentials_file
+                                      : std::string());
+  if (!creds.ok()) return Fail(std::string(creds.status().message()));
+  absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> store =
+      blockstore::OpenBlockStore(volume.store_url(), *creds);
+  if (!store.ok()) return Fail("block store of volume " + volume.name() + ": " +
+                               std::string(store.status().message()));
+  if (absl::Status s = (*store)->Check(); !s.ok()) {
+    return Fail("block store " + (*store)->Describe() + " is not usable: " +
+                std::string(s.message()));
+  }
+
+  // 3. The FUSE session.
+  std::vector<std::string> fargs = {"mount.nighfs"};
+  std::vector<std::string> fopts = {"default_permissions", "subtype=nighfs",
+                                    "fsname=" + opts.fsname};
+  if (opts.allow_other) fopts.push_back("allow_other");
+  if (opts.read_only) fopts.push_back("ro");
+  for (const auto& k : opts.kernel_options) fopts.push_back(k);
+  fargs.push_back("-o");
+  fargs.push_back(absl::StrJoin(fopts, ","));
+  if (opts.debug) fargs.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : fargs) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  FuseContext ctx;
+  ctx.block_size = volume.block_size();
+  fuse_session* se = fuse_session_new(&args, NighfsFuseOps(), sizeof(fuse_lowlevel_ops), &ctx);
+  if (se == nullptr) return Fail("cannot create the FUSE session (see messages above)");
+  if (fuse_set_signal_handlers(se) != 0) {
+    fuse_session_destroy(se);
+    return Fail("cannot install signal handlers");
+  }
+  if (fuse_session_mount(se, mp.c_str()) != 0) {
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return Fail("cannot mount at " + mp + " (is /dev/fuse available and are you root?)");
+  }
+  std::fprintf(stderr, "mount.nighfs: volume %s mounted at %s (metadata %s, blocks in %s)\n",
+               volume.name().c_str(), mp.c_str(), opts.meta_address.c_str(),
+               (*store)->Describe().c_str());
+  if (!opts.foreground) {
+    std::string log = opts.log_file;
+    if (log.empty()) log = "/var/log/nighfs/mount-" + volume.name() + ".log";
+    std::filesystem::create_directories(std::filesystem::path(log).parent_path(), ec);
+    fuse_daemonize(0);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd >= 0) {
+      ::dup2(fd, STDERR_FILENO);
+      ::close(fd);
+    }
+  }
+
+  // 4. Threads start only now, after the fork of fuse_daemonize.
+  MetaClientOptions ro = mo;
+  ro.op_timeout = opts.meta_timeout;
+  ro.call_timeout = absl::Seconds(30);
+  absl::StatusOr<std::unique_ptr<MetaApi>> meta = NewMetaClient(ro);
+  int rc = 0;
+  if (!meta.ok()) {
+    NIGHFS_LOG(ERROR) << meta.status();
+    rc = 1;
+  } else {
+    absl::StatusOr<std::unique_ptr<FileSystem>> fs =
+        FileSystem::Create(meta->get(), store->get(), volume, mounted->session_id(), opts.fs);
+    if (!fs.ok()) {
+      NIGHFS_LOG(ERROR) << fs.status();
+      rc = 1;
+    } else {
+      ctx.fs = fs->get();
+      {
+        MountKeeper keeper(meta->get(), fs->get(), opts, volume, (*store)->Describe(),
+                           mounted->session_id());
+        fuse_loop_config* cfg = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_max_threads(cfg, 64);
+        fuse_loop_cfg_set_idle_threads(cfg, 16);
+        rc = fuse_session_loop_mt(se, cfg);
+        fuse_loop_cfg_destroy(cfg);
+        // SIGTERM or an unmount ended the loop: everything buffered is made durable.
+        absl::Status s = (*fs)->FlushAll();
+        if (!s.ok()) {
+          NIGHFS_LOG(ERROR) << "flush at unmount failed: " << s;
+          rc = 1;
+        }
+        pb::UnmountRequest u;
+        u.set_session_id(keeper.session_id());
+        (void)(*meta)->Unmount(u);
+      }
+      fuse_session_unmount(se);
+      ctx.fs = nullptr;
+    }
+  }
+  if (rc != 0) fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  NIGHFS_LOG(INFO) << "unmounted " << mp;
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace nighfs::fs
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help") {
+    std::fputs(nighfs::fs::MountUsage().c_str(), args.empty() ? stderr : stdout);
+    return args.empty() ? 1 : 0;
+  }
+  absl::StatusOr<nighfs::fs::MountOptions> opts = nighfs::fs::ParseMountArgs(args);
+  if (!opts.ok()) {
+    std::fprintf(stderr, "mount.nighfs: %s\n%s", std::string(opts.status().message()).c_str(),
+                 nighfs::fs::MountUsage().c_str());
+    return 1;
+  }
+  return nighfs::fs::RunMount(*std::move(opts));
+}

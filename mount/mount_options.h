@@ -1,0 +1,43 @@
+// Parsing of mount.nighfs's command line, in the forms both people and mount(8) use:
+//   mount.nighfs VOLUME@HOST:PORT MOUNTPOINT [-o opt[,opt...]] [-f] [-d]
+//   mount.nighfs nighfs://HOST:PORT/VOLUME MOUNTPOINT ...
+#ifndef NIGHFS_MOUNT_MOUNT_OPTIONS_H_
+#define NIGHFS_MOUNT_MOUNT_OPTIONS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "mount/filesystem.h"
+
+namespace nighfs::fs {
+
+struct MountOptions {
+  std::string volume;
+  std::string meta_address;  // "host:port"
+  std::string mount_point;
+  bool foreground = false;
+  bool debug = false;
+  bool read_only = false;
+  bool allow_other = true;
+  absl::Duration meta_timeout = absl::Seconds(60);
+  absl::Duration mount_timeout = absl::Seconds(10);
+  std::string credentials_file = "/etc/nighfs/credentials";
+  std::string log_level;
+  std::string log_file;  // "" = default for background mounts
+  std::string fsname;
+  std::vector<std::string> kernel_options;  // passed to the kernel mount (nosuid, noatime...)
+  FsOptions fs;
+};
+
+// Parses argv (argv[0] excluded). Unknown options are an error that names them.
+absl::StatusOr<MountOptions> ParseMountArgs(const std::vector<std::string>& args);
+
+// "VOLUME@HOST:PORT" or "nighfs://HOST:PORT/VOLUME" -> (volume, host:port).
+absl::Status ParseVolumeSpec(const std::string& spec, std::string* volume, std::string* address);
+
+std::string MountUsage();
+
+}  // namespace nighfs::fs
+
+#endif  // NIGHFS_MOUNT_MOUNT_OPTIONS_H_

@@ -1,0 +1,142 @@
+#include "tests/e2e/cluster.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "metadata_client/meta_client.h"
+
+namespace nighfs::testing {
+
+bool CanMountFuse() { return ::geteuid() == 0 && ::access("/dev/fuse", R_OK | W_OK) == 0; }
+
+absl::StatusOr<std::unique_ptr<MetaServer>> MetaServer::Start(const std::string& state_dir,
+                                                              std::vector<std::string> extra_args) {
+  std::unique_ptr<MetaServer> m(new MetaServer());
+  m->state_dir_ = state_dir;
+  m->extra_args_ = std::move(extra_args);
+  m->port_ = FreeLoopbackPort();
+  absl::Status s = m->Launch();
+  if (!s.ok()) return s;
+  return m;
+}
+
+absl::Status MetaServer::Launch() {
+  std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
+                                   absl::StrCat("127.0.0.1:", port_), "--state-dir", state_dir_};
+  for (const auto& a : extra_args_) argv.push_back(a);
+  auto p = ChildProcess::Start(argv, state_dir_ + "/meta.log");
+  if (!p.ok()) return p.status();
+  proc_ = std::move(*p);
+  absl::Status s = WaitForTcpPort(port_, absl::Seconds(20));
+  if (!s.ok()) return absl::InternalError(absl::StrCat("nighfs-meta did not start: ", log()));
+  return absl::OkStatus();
+}
+
+MetaServer::~MetaServer() { (void)Stop(); }
+
+absl::Status MetaServer::Stop() {
+  if (proc_ == nullptr) return absl::OkStatus();
+  auto st = proc_->Stop(SIGTERM, absl::Seconds(20));
+  proc_.reset();
+  return st.status();
+}
+
+absl::Status MetaServer::Restart() {
+  absl::Status s = Stop();
+  if (!s.ok()) return s;
+  return Launch();
+}
+
+std::string MetaServer::log() const { return ReadFileOrEmpty(state_dir_ + "/meta.log"); }
+
+absl::Status CreateVolume(const std::string& meta_address, const std::string& name,
+                          const std::string& store_url, uint32_t block_size) {
+  MetaClientOptions o;
+  o.address = meta_address;
+  o.op_timeout = absl::Seconds(20);
+  auto client = NewMetaClient(o);
+  if (!client.ok()) return client.status();
+  meta::v1::CreateVolumeRequest req;
+  req.set_name(name);
+  req.set_store_url(store_url);
+  req.set_block_size(block_size);
+  return (*client)->CreateVolume(req).status();
+}
+
+bool IsMounted(const std::string& mount_point) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() > 4 && f[4] == mount_point) return true;
+  }
+  return false;
+}
+
+int RunShell(const std::string& command, std::string* output) {
+  std::string cmd = "(" + command + ") 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int st = ::pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& spec,
+                                                            const std::string& mount_point,
+                                                            const std::string& options) {
+  std::unique_ptr<FuseMount> m(new FuseMount());
+  m->mount_point_ = mount_point;
+  std::vector<std::string> argv = {BuildRoot() + "/mount/mount.nighfs", spec, mount_point, "-f"};
+  if (!options.empty()) {
+    argv.push_back("-o");
+    argv.push_back(options);
+  }
+  auto p = ChildProcess::Start(argv, mount_point + ".log",
+                               {{"NIGHFS_RUN_DIR", mount_point + ".run"}});
+  if (!p.ok()) return p.status();
+  m->proc_ = std::move(*p);
+  bool up = WaitFor([&] { return IsMounted(mount_point) || !m->proc_->Running(); },
+                    absl::Seconds(30));
+  if (!up || !IsMounted(mount_point)) {
+    return absl::InternalError("mount.nighfs did not mount: " + m->log());
+  }
+  m->mounted_ = true;
+  return m;
+}
+
+std::string FuseMount::log() const { return ReadFileOrEmpty(mount_point_ + ".log"); }
+
+absl::StatusOr<int> FuseMount::Unmount() {
+  if (!mounted_) return absl::FailedPreconditionError("not mounted");
+  mounted_ = false;
+  std::string out;
+  int rc = RunShell("fusermount3 -u " + mount_point_, &out);
+  if (rc != 0) {
+    RunShell("umount -l " + mount_point_);
+  }
+  return proc_->Wait(absl::Seconds(60));
+}
+
+FuseMount::~FuseMount() {
+  if (mounted_) {
+    if (RunShell("fusermount3 -u " + mount_point_) != 0) RunShell("umount -l " + mount_point_);
+  }
+  if (proc_) (void)proc_->Stop(SIGTERM, absl::Seconds(30));
+  if (IsMounted(mount_point_)) RunShell("umount -l " + mount_point_);
+}
+
+}  // namespace nighfs::testing

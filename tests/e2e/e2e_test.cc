@@ -1,0 +1,468 @@
+// End-to-end tests: a real nighfs-meta, a real FUSE mount of mount.nighfs, checked with
+// ordinary syscalls and tools.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/cluster.h"
+#include "tests/testing/test_status.h"
+
+namespace nighfs::testing {
+namespace {
+
+namespace stdfs = std::filesystem;
+constexpr uint32_t kBlock = 4u << 20;
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
+  }
+  return s;
+}
+
+bool WriteFile(const std::string& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return false;
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, std::min<size_t>(data.size() - off, 1 << 20));
+    if (n <= 0) {
+      ::close(fd);
+      return false;
+    }
+    off += n;
+  }
+  return ::close(fd) == 0;
+}
+
+std::string ReadFile(const std::string& path) { return ReadFileOrEmpty(path); }
+
+size_t CountFiles(const std::string& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(dir, ec);
+       it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file()) ++n;
+  }
+  return n;
+}
+
+class E2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CanMountFuse()) {
+      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
+      GTEST_SKIP() << "needs root and /dev/fuse";
+    }
+    root_ = tmp_.path();
+    stdfs::create_directories(root_ + "/meta");
+    stdfs::create_directories(root_ + "/blocks");
+    auto m = MetaServer::Start(root_ + "/meta", {"--gc-grace", "1"});
+    ASSERT_OK(m);
+    meta_ = std::move(*m);
+    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks"));
+    mnt_ = MountVolume("vol", "mnt");
+    ASSERT_NE(mnt_, nullptr);
+  }
+
+  void TearDown() override {
+    mounts_.clear();
+    meta_.reset();
+  }
+
+  // Mounts volume `vol` at root_/dir; kept until the test ends.
+  FuseMount* MountVolume(const std::string& vol, const std::string& dir,
+                         const std::string& options = "attr_timeout=1,entry_timeout=1") {
+    const std::string mp = root_ + "/" + dir;
+    stdfs::create_directories(mp);
+    auto m = FuseMount::Start(vol + "@" + meta_->address(), mp, options);
+    EXPECT_OK(m);
+    if (!m.ok()) return nullptr;
+    mounts_.push_back(std::move(*m));
+    return mounts_.back().get();
+  }
+
+  void UnmountAll() {
+    for (auto& m : mounts_) {
+      auto st = m->Unmount();
+      EXPECT_OK(st);
+      if (st.ok()) EXPECT_EQ(*st, 0) << m->log();
+    }
+    mounts_.clear();
+  }
+
+  std::string P(const std::string& rel) const { return mnt_->path() + "/" + rel; }
+
+  TempDir tmp_;
+  std::string root_;
+  std::unique_ptr<MetaServer> meta_;
+  std::vector<std::unique_ptr<FuseMount>> mounts_;
+  FuseMount* mnt_ = nullptr;
+};
+
+TEST_F(E2eTest, RoundTripSizes) {
+  const std::vector<size_t> sizes = {0, 1, kBlock - 1, kBlock, kBlock + 1, 3 * kBlock + 17,
+                                     100u << 20};
+  for (size_t n : sizes) {
+    const std::string data = RandomBytes(n, static_cast<uint32_t>(n));
+    const std::string path = P(absl::StrCat("f", n));
+    ASSERT_TRUE(WriteFile(path, data)) << n << ": " << std::strerror(errno);
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(static_cast<size_t>(st.st_size), n);
+    EXPECT_TRUE(ReadFile(path) == data) << "size " << n;
+  }
+  // And again from a fresh mount: nothing comes from the first mount's memory.
+  FuseMount* other = MountVolume("vol", "mnt2");
+  ASSERT_NE(other, nullptr);
+  for (size_t n : sizes) {
+    EXPECT_TRUE(ReadFile(other->path() + absl::StrCat("/f", n)) ==
+                RandomBytes(n, static_cast<uint32_t>(n)))
+        << "size " << n;
+  }
+}
+
+TEST_F(E2eTest, RandomWritesMatchLocalModel) {
+  // A small block size puts many writes across block edges.
+  ASSERT_OK(CreateVolume(meta_->address(), "small", "file://" + root_ + "/blocks-small", 64 << 10));
+  FuseMount* m = MountVolume("small", "small");
+  ASSERT_NE(m, nullptr);
+  const std::string path = m->path() + "/model";
+  const std::string model_path = root_ + "/model";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+  int mfd = ::open(model_path.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_GE(mfd, 0);
+  std::mt19937 rng(42);
+  const uint64_t bs = 64 << 10;
+  for (int i = 0; i < 2000; ++i) {
+    uint64_t off;
+    if (i % 4 == 0) {
+      off = (rng() % 64) * bs - (rng() % 100);  // straddles a block edge
+      if (static_cast<int64_t>(off) < 0) off = 0;
+    } else {
+      off = rng() % (64 * bs);
+    }
+    const size_t len = 1 + rng() % (i % 10 == 0 ? 3 * bs : 5000);
+    const std::string data = RandomBytes(len, i);
+    ASSERT_EQ(::pwrite(fd, data.data(), len, off), static_cast<ssize_t>(len));
+    ASSERT_EQ(::pwrite(mfd, data.data(), len, off), static_cast<ssize_t>(len));
+    if (i % 500 == 499) {
+      // Truncate down and up, mid-block, and compare while the file is open.
+      const off_t down = (rng() % (32 * bs)) + 123;
+      ASSERT_EQ(::ftruncate(fd, down), 0);
+      ASSERT_EQ(::ftruncate(mfd, down), 0);
+      const off_t up = down + rng() % (8 * bs);
+      ASSERT_EQ(::ftruncate(fd, up), 0);
+      ASSERT_EQ(::ftruncate(mfd, up), 0);
+    }
+    if (i % 200 == 0) ASSERT_EQ(::fsync(fd), 0);
+  }
+  ASSERT_EQ(::close(fd), 0);
+  ASSERT_EQ(::close(mfd), 0);
+  EXPECT_TRUE(ReadFile(path) == ReadFile(model_path));
+  FuseMount* fresh = MountVolume("small", "small2");
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_TRUE(ReadFile(fresh->path() + "/model") == ReadFile(model_path));
+}
+
+TEST_F(E2eTest, SparseFilesAndTruncate) {
+  const std::string path = P("sparse");
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  const uint64_t far = 10ull * kBlock + 5;
+  ASSERT_EQ(::pwrite(fd, "end", 3, far), 3);
+  ASSERT_EQ(::close(fd), 0);
+  const size_t before = CountFiles(root_ + "/blocks");
+  EXPECT_EQ(before, 1u) << "a hole must store no object";
+  std::string got = ReadFile(path);
+  ASSERT_EQ(got.size(), far + 3);
+  EXPECT_EQ(got.substr(far), "end");
+  EXPECT_EQ(got.find_first_not_of('\0'), far);
+  // Truncate up: zeros; truncate down then up: the cut bytes read back as zeros.
+  ASSERT_EQ(::truncate(path.c_str(), far + 1), 0);
+  ASSERT_EQ(::truncate(path.c_str(), far + 100), 0);
+  got = ReadFile(path);
+  ASSERT_EQ(got.size(), far + 100);
+  EXPECT_EQ(got.substr(far), std::string("e") + std::string(99, '\0'));
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+}
+
+TEST_F(E2eTest, RenameLinksSymlinks) {
+  ASSERT_TRUE(WriteFile(P("a"), "AAA"));
+  ASSERT_TRUE(WriteFile(P("b"), "BBB"));
+  ASSERT_EQ(::rename(P("a").c_str(), P("b").c_str()), 0);
+  EXPECT_EQ(ReadFile(P("b")), "AAA");
+  EXPECT_NE(::access(P("a").c_str(), F_OK), 0);
+
+  ASSERT_EQ(::link(P("b").c_str(), P("c").c_str()), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(P("b").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  struct stat st2;
+  ASSERT_EQ(::stat(P("c").c_str(), &st2), 0);
+  EXPECT_EQ(st.st_ino, st2.st_ino);
+  ASSERT_EQ(::unlink(P("c").c_str()), 0);
+  ASSERT_EQ(::stat(P("b").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+
+  ASSERT_EQ(::symlink("b", P("s").c_str()), 0);
+  char buf[64] = {0};
+  ASSERT_EQ(::readlink(P("s").c_str(), buf, sizeof buf), 1);
+  EXPECT_STREQ(buf, "b");
+  EXPECT_EQ(ReadFile(P("s")), "AAA");
+  ASSERT_EQ(::lstat(P("s").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+
+  ASSERT_EQ(::mkdir(P("d").c_str(), 0755), 0);
+  ASSERT_TRUE(WriteFile(P("d/x"), "x"));
+  EXPECT_EQ(::rmdir(P("d").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  ASSERT_EQ(::mkdir(P("e").c_str(), 0755), 0);
+  ASSERT_EQ(::rename(P("e").c_str(), P("d/e").c_str()), 0);
+  EXPECT_EQ(::rename(P("d").c_str(), P("d/e/f").c_str()), -1);
+  EXPECT_EQ(errno, EINVAL);
+  ASSERT_EQ(::stat(P("d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 3u);
+}
+
+TEST_F(E2eTest, UnlinkWhileOpenKeepsData) {
+  const std::string data = RandomBytes(3 * kBlock + 5, 7);
+  ASSERT_TRUE(WriteFile(P("open"), data));
+  int fd = ::open(P("open").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::unlink(P("open").c_str()), 0);
+  EXPECT_NE(::access(P("open").c_str(), F_OK), 0);
+  // Let the server's GC run: the blocks must survive while the file is open.
+  ::sleep(3);
+  std::string got(data.size(), '\0');
+  ASSERT_EQ(::pread(fd, got.data(), got.size(), 0), static_cast<ssize_t>(data.size()));
+  EXPECT_TRUE(got == data);
+  ASSERT_EQ(::pwrite(fd, "zz", 2, 1), 2);
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 0u);
+  ASSERT_EQ(::close(fd), 0);
+  // After the last close the blocks go away.
+  EXPECT_TRUE(WaitFor([&] { return CountFiles(root_ + "/blocks") == 0; }, absl::Seconds(30)))
+      << CountFiles(root_ + "/blocks") << " objects left";
+}
+
+TEST_F(E2eTest, Xattrs) {
+  ASSERT_TRUE(WriteFile(P("x"), "x"));
+  const std::string p = P("x");
+  ASSERT_EQ(::setxattr(p.c_str(), "user.color", "blue", 4, 0), 0);
+  EXPECT_EQ(::setxattr(p.c_str(), "user.color", "red", 3, XATTR_CREATE), -1);
+  EXPECT_EQ(errno, EEXIST);
+  EXPECT_EQ(::setxattr(p.c_str(), "user.none", "x", 1, XATTR_REPLACE), -1);
+  EXPECT_EQ(errno, ENODATA);
+  char buf[64];
+  ASSERT_EQ(::getxattr(p.c_str(), "user.color", buf, sizeof buf), 4);
+  EXPECT_EQ(std::string(buf, 4), "blue");
+  EXPECT_EQ(::getxattr(p.c_str(), "user.color", nullptr, 0), 4);
+  EXPECT_EQ(::getxattr(p.c_str(), "user.color", buf, 2), -1);
+  EXPECT_EQ(errno, ERANGE);
+  ASSERT_EQ(::setxattr(p.c_str(), "user.shape", "", 0, 0), 0);
+  ssize_t n = ::listxattr(p.c_str(), buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  std::string list(buf, n);
+  EXPECT_NE(list.find("user.color"), std::string::npos);
+  EXPECT_NE(list.find("user.shape"), std::string::npos);
+  ASSERT_EQ(::removexattr(p.c_str(), "user.color"), 0);
+  EXPECT_EQ(::getxattr(p.c_str(), "user.color", buf, sizeof buf), -1);
+  EXPECT_EQ(errno, ENODATA);
+}
+
+TEST_F(E2eTest, ReadDirTenThousandEntries) {
+  ASSERT_EQ(::mkdir(P("many").c_str(), 0755), 0);
+  std::set<std::string> want;
+  for (int i = 0; i < 10000; ++i) {
+    std::string name = absl::StrCat("entry-", i);
+    int fd = ::open(P("many/" + name).c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << i;
+    ::close(fd);
+    want.insert(name);
+  }
+  std::set<std::string> got;
+  DIR* d = ::opendir(P("many").c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    EXPECT_TRUE(got.insert(n).second) << "duplicate " << n;
+  }
+  ::closedir(d);
+  EXPECT_EQ(got, want);
+  // Removing while listing (rm -rf's pattern) must neither skip nor repeat names.
+  d = ::opendir(P("many").c_str());
+  ASSERT_NE(d, nullptr);
+  size_t removed = 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    ASSERT_EQ(::unlink(P("many/" + n).c_str()), 0) << n;
+    ++removed;
+  }
+  ::closedir(d);
+  EXPECT_EQ(removed, 10000u);
+  EXPECT_EQ(::rmdir(P("many").c_str()), 0);
+}
+
+TEST_F(E2eTest, TwoMountsSeeEachOtherAfterClose) {
+  FuseMount* other = MountVolume("vol", "mnt2");
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(WriteFile(P("shared"), "from one"));
+  EXPECT_EQ(ReadFile(other->path() + "/shared"), "from one");
+  ASSERT_TRUE(WriteFile(other->path() + "/shared", "from two, longer"));
+  EXPECT_EQ(ReadFile(P("shared")), "from two, longer");
+  ASSERT_EQ(::mkdir((other->path() + "/dir").c_str(), 0700), 0);
+  struct stat st;
+  EXPECT_TRUE(WaitFor([&] { return ::stat(P("dir").c_str(), &st) == 0; }, absl::Seconds(5)));
+}
+
+TEST_F(E2eTest, SurvivesUnmountMetaRestartAndRemount) {
+  const std::string data = RandomBytes(2 * kBlock + 99, 3);
+  ASSERT_EQ(::mkdir(P("keep").c_str(), 0750), 0);
+  ASSERT_TRUE(WriteFile(P("keep/data"), data));
+  ASSERT_EQ(::symlink("data", P("keep/link").c_str()), 0);
+  ASSERT_EQ(::chmod(P("keep/data").c_str(), 0640), 0);
+  UnmountAll();
+  ASSERT_OK(meta_->Restart());
+  mnt_ = MountVolume("vol", "mnt");
+  ASSERT_NE(mnt_, nullptr);
+  EXPECT_TRUE(ReadFile(P("keep/data")) == data);
+  struct stat st;
+  ASSERT_EQ(::stat(P("keep/data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  ASSERT_EQ(::stat(P("keep").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  EXPECT_TRUE(ReadFile(P("keep/link")) == data);
+}
+
+TEST_F(E2eTest, UnreferencedBlocksAreDeleted) {
+  ASSERT_TRUE(WriteFile(P("gc"), RandomBytes(3 * kBlock, 9)));
+  EXPECT_EQ(CountFiles(root_ + "/blocks"), 3u);
+  ASSERT_TRUE(WriteFile(P("gc"), RandomBytes(kBlock, 10)));  // O_TRUNC: 3 blocks freed
+  EXPECT_TRUE(WaitFor([&] { return CountFiles(root_ + "/blocks") == 1; }, absl::Seconds(30)))
+      << CountFiles(root_ + "/blocks");
+  ASSERT_EQ(::unlink(P("gc").c_str()), 0);
+  EXPECT_TRUE(WaitFor([&] { return CountFiles(root_ + "/blocks") == 0; }, absl::Seconds(30)))
+      << CountFiles(root_ + "/blocks");
+}
+
+TEST_F(E2eTest, BadNamesAndStatfs) {
+  const std::string longname(256, 'n');
+  int fd = ::open(P(longname).c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_EQ(fd, -1);
+  EXPECT_EQ(errno, ENAMETOOLONG);
+  const std::string okname(255, 'n');
+  fd = ::open(P(okname).c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_GE(fd, 0);
+  ::close(fd);
+  struct statvfs sv;
+  ASSERT_EQ(::statvfs(mnt_->path().c_str(), &sv), 0);
+  EXPECT_EQ(sv.f_namemax, 255u);
+  EXPECT_GT(sv.f_bavail, 0u);
+  fd = ::open(P("excl").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_EQ(::open(P("excl").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, EEXIST);
+}
+
+TEST_F(E2eTest, AppendAndTruncOnOpen) {
+  ASSERT_TRUE(WriteFile(P("log"), "one\n"));
+  int fd = ::open(P("log").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "two\n", 4), 4);
+  ASSERT_EQ(::pwrite(fd, "three\n", 6, 0), 6);  // O_APPEND wins over the offset
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(ReadFile(P("log")), "one\ntwo\nthree\n");
+  fd = ::open(P("log").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(ReadFile(P("log")), "");
+}
+
+TEST_F(E2eTest, MountFailsClearly) {
+  std::string out;
+  stdfs::create_directories(root_ + "/bad");
+  int rc = RunShell(BuildRoot() + "/mount/mount.nighfs nosuchvol@" + meta_->address() + " " +
+                        root_ + "/bad -f",
+                    &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("no volume named 'nosuchvol'"), std::string::npos) << out;
+  rc = RunShell(BuildRoot() + "/mount/mount.nighfs vol@127.0.0.1:" +
+                    std::to_string(FreeLoopbackPort()) + " " + root_ + "/bad -f -o mount_timeout=1",
+                &out);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("cannot reach metadata server"), std::string::npos) << out;
+  EXPECT_FALSE(IsMounted(root_ + "/bad"));
+}
+
+TEST_F(E2eTest, MetaOutageFailsWithEioThenRecovers) {
+  FuseMount* m = MountVolume("vol", "outage", "meta_timeout=2,attr_timeout=0,entry_timeout=0");
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(WriteFile(m->path() + "/before", "ok"));
+  ASSERT_OK(meta_->Stop());
+  struct stat st;
+  EXPECT_EQ(::stat((m->path() + "/missing").c_str(), &st), -1);
+  EXPECT_EQ(errno, EIO);
+  ASSERT_OK(meta_->Restart());
+  EXPECT_EQ(ReadFile(m->path() + "/before"), "ok");
+  EXPECT_TRUE(WriteFile(m->path() + "/after", "ok"));
+}
+
+TEST_F(E2eTest, RealWorkloads) {
+  std::string out;
+  const std::string src = SourceRoot();
+  // cp -a of a source tree.
+  ASSERT_EQ(RunShell("cp -a " + src + "/common " + src + "/mount " + P(""), &out), 0) << out;
+  EXPECT_EQ(RunShell("diff -r " + src + "/common " + P("common"), &out), 0) << out;
+  EXPECT_EQ(RunShell("diff -r " + src + "/mount " + P("mount"), &out), 0) << out;
+  // tar x of an archive.
+  ASSERT_EQ(RunShell("tar -C " + src + " -cf " + root_ + "/src.tar common mount proto", &out), 0) << out;
+  ASSERT_EQ(RunShell("mkdir " + P("untar") + " && tar -C " + P("untar") + " -xf " + root_ + "/src.tar", &out), 0) << out;
+  EXPECT_EQ(RunShell("mkdir " + root_ + "/untar && tar -C " + root_ + "/untar -xf " + root_ +
+                         "/src.tar && diff -r " + root_ + "/untar " + P("untar"),
+                     &out),
+            0)
+      << out;
+  // git clone of a local repository.
+  const std::string repo = root_ + "/repo";
+  ASSERT_EQ(RunShell("git init -q " + repo + " && cp -a " + src + "/common " + repo +
+                         " && cd " + repo + " && git add -A && git -c user.name=t -c user.email=t@t commit -qm init",
+                     &out),
+            0)
+      << out;
+  ASSERT_EQ(RunShell("git clone -q " + repo + " " + P("clone"), &out), 0) << out;
+  EXPECT_EQ(RunShell("diff -r -x .git " + repo + " " + P("clone"), &out), 0) << out;
+  EXPECT_EQ(RunShell("cd " + P("clone") + " && git status --porcelain && git fsck -q", &out), 0) << out;
+  EXPECT_EQ(out, "");
+  // Build and run a small C program.
+  ASSERT_TRUE(WriteFile(P("hello.c"), "#include <stdio.h>\nint main(void){puts(\"hello nighfs\");return 0;}\n"));
+  ASSERT_EQ(RunShell("cd " + P("") + " && cc -O2 -o hello hello.c && ./hello", &out), 0) << out;
+  EXPECT_EQ(out, "hello nighfs\n");
+}
+
+}  // namespace
+}  // namespace nighfs::testing
