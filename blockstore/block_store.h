@@ -46,6 +46,9 @@ class BlockStore {
   // Size of `key`; NotFound if absent.
   virtual absl::StatusOr<ObjectInfo> Head(std::string_view key) = 0;
   // Up to `max_keys` objects whose keys start with `prefix`, after `page_token` ("" = first).
+  // A page may hold fewer than `max_keys` objects even when more remain (S3 caps pages at
+  // 1000): only an empty `next_token` means the listing is complete. `max_keys` must be >= 1.
+  // The token is opaque to callers; pass it back unchanged with the same prefix.
   virtual absl::StatusOr<ListPage> List(std::string_view prefix, std::string_view page_token,
                                         int max_keys = 1000) = 0;
   // Cheap round trip proving the store is reachable, the container exists and the credentials
@@ -54,6 +57,12 @@ class BlockStore {
   // The store's URL without secrets, for logs and status output.
   virtual std::string Describe() const = 0;
 };
+
+// OK if `key` is a valid object key: 1 to 1024 characters from [A-Za-z0-9._/-], '/'-separated
+// segments that are neither empty, "." nor "..", and no segment starting with ".nighfs-tmp"
+// (reserved for a folder store's in-flight writes). InvalidArgument naming the problem
+// otherwise. Every implementation checks keys with this before touching storage.
+absl::Status ValidateKey(std::string_view key);
 
 // The object key of block `id`: "blk/<low byte>/<16 hex digits>", spreading a folder store's
 // files over 256 directories.
@@ -99,7 +108,11 @@ absl::StatusOr<std::unique_ptr<BlockStore>> NewS3Store(const StoreUrl& url,
                                                        const StoreCredentials& credentials);
 absl::StatusOr<std::unique_ptr<BlockStore>> NewAzureStore(const StoreUrl& url,
                                                           const StoreCredentials& credentials);
+// A fresh, empty in-memory store ("mem://anonymous-<n>").
 std::unique_ptr<BlockStore> NewMemoryStore();
+// A fresh, empty in-memory store that describes itself as "mem://<name>". OpenBlockStore keeps
+// one per name for the life of the process, so every open of mem://x shares the same data.
+std::unique_ptr<BlockStore> NewMemoryStore(std::string_view name);
 
 }  // namespace nighfs::blockstore
 

@@ -13,13 +13,23 @@ template <class T>
 const absl::Status& GetStatus(const absl::StatusOr<T>& s) { return s.status(); }
 }  // namespace nighfs::testing
 
-#define EXPECT_OK(expr) EXPECT_TRUE(::nighfs::testing::GetStatus(expr).ok()) << ::nighfs::testing::GetStatus(expr)
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    const auto& nighfs_s_ = (expr);                                            \
-    ASSERT_TRUE(::nighfs::testing::GetStatus(nighfs_s_).ok())                  \
-        << ::nighfs::testing::GetStatus(nighfs_s_);                            \
-  } while (0)
+// Both evaluate `expr` once and accept more context with <<.
+#define EXPECT_OK(expr)                                                               \
+  switch (0)                                                                          \
+  case 0:                                                                             \
+  default:                                                                            \
+    if (const ::absl::Status nighfs_s_ = ::nighfs::testing::GetStatus(expr);          \
+        nighfs_s_.ok()) {                                                             \
+    } else                                                                            \
+      ADD_FAILURE() << #expr << ": " << nighfs_s_ << " "
+#define ASSERT_OK(expr)                                                               \
+  switch (0)                                                                          \
+  case 0:                                                                             \
+  default:                                                                            \
+    if (const ::absl::Status nighfs_s_ = ::nighfs::testing::GetStatus(expr);          \
+        nighfs_s_.ok()) {                                                             \
+    } else                                                                            \
+      FAIL() << #expr << ": " << nighfs_s_ << " "
 
 // EXPECT_THAT(status_or, StatusIs(absl::StatusCode::kNotFound));
 MATCHER_P(StatusIs, code, "has status code " + ::testing::PrintToString(code)) {

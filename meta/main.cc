@@ -1,0 +1,178 @@
+// nighfs-meta: the metadata server daemon. Serves meta::MetaService over Connect/HTTP.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/connect.h"
+#include "common/http_server.h"
+#include "common/logging.h"
+#include "meta/meta_service.h"
+#include "metadata_client/meta_client.h"
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "nighfs-meta: %s\n", message.c_str());
+  return 1;
+}
+
+// "HOST:PORT" or "[V6]:PORT".
+bool ParseListen(const std::string& s, std::string* host, uint16_t* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  std::string h = s.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  uint32_t p = 0;
+  if (!absl::SimpleAtoi(s.substr(colon + 1), &p) || p > 65535 || h.empty()) return false;
+  *host = h;
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
+// Written whole or not at all (a script polling for the file never reads half a number).
+bool WritePortFile(const std::string& path, uint16_t port, std::string* error) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    out.flush();
+    if (!out) {
+      *error = absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno));
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    *error = absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nighfs metadata server"};
+  std::string listen = "127.0.0.1:7420";
+  std::string state_dir = "/var/lib/nighfs";
+  std::string db_path;
+  std::string credentials;
+  double gc_grace_s = 30;
+  double session_timeout_s = 300;
+  int threads = 8;
+  std::string log_level = "info";
+  std::string port_file;
+  app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")
+      ->capture_default_str();
+  app.add_option("--state-dir", state_dir, "folder of the database (DIR/meta.db)")
+      ->capture_default_str();
+  app.add_option("--db", db_path, "database file (overrides --state-dir)");
+  app.add_option("--credentials", credentials,
+                 "KEY=VALUE file with block-store secrets (mode 0600)");
+  app.add_option("--gc-grace", gc_grace_s,
+                 "seconds a freed block stays before it is deleted from its store")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--session-timeout", session_timeout_s,
+                 "seconds without heartbeat after which a mount's session expires")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "HTTP worker threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--log-level", log_level, "debug, info, warning or error")
+      ->capture_default_str();
+  app.add_option("--port-file", port_file, "write the bound port here once listening");
+  CLI11_PARSE(app, argc, argv);
+
+  nighfs::LogLevel level;
+  if (!nighfs::ParseLogLevel(log_level, &level)) {
+    return Fail(absl::StrCat("invalid --log-level '", log_level, "'"));
+  }
+  nighfs::SetLogLevel(level);
+  std::string host;
+  uint16_t port = 0;
+  if (!ParseListen(listen, &host, &port)) {
+    return Fail(absl::StrCat("invalid --listen '", listen, "': want HOST:PORT"));
+  }
+  if (db_path.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) return Fail(absl::StrCat("cannot create state directory ", state_dir, ": ", ec.message()));
+    db_path = state_dir + "/meta.db";
+  }
+
+  // Every thread started from here on inherits the mask, so only sigwait below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  nighfs::meta::MetaServiceOptions options;
+  options.db_path = db_path;
+  options.credentials_file = credentials;
+  options.gc_grace = absl::Seconds(gc_grace_s);
+  options.session_timeout = absl::Seconds(session_timeout_s);
+  absl::StatusOr<std::unique_ptr<nighfs::meta::MetaService>> service =
+      nighfs::meta::MetaService::Open(options);
+  if (!service.ok()) return Fail(std::string(service.status().message()));
+
+  nighfs::ConnectRouter router;
+  nighfs::RegisterMetaService(service->get(), &router);
+  nighfs::HttpServerOptions http;
+  http.bind_address = host;
+  http.port = port;
+  http.threads = threads;
+  // Metadata requests are small; a large body is a mistake or an attack.
+  http.max_body_bytes = 64u << 20;
+  absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
+      http, [&router](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
+        std::string_view path = req.target;
+        path = path.substr(0, path.find('?'));
+        if (path == "/healthz" && (req.method == "GET" || req.method == "HEAD")) {
+          nighfs::ServerResponse r;
+          r.status = 200;
+          r.content_type = "text/plain";
+          r.body = "ok";
+          return r;
+        }
+        return router.Handle(req);
+      });
+  if (!server.ok()) {
+    return Fail(absl::StrCat("cannot listen on ", listen, ": ", server.status().message()));
+  }
+  if (!port_file.empty()) {
+    std::string error;
+    if (!WritePortFile(port_file, (*server)->port(), &error)) {
+      (*server)->Stop();
+      return Fail(error);
+    }
+  }
+  NIGHFS_LOG(INFO) << "nighfs-meta serving on " << host << ":" << (*server)->port()
+                   << ", database " << db_path;
+
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  NIGHFS_LOG(INFO) << "received " << strsignal(sig) << ", shutting down";
+  // In-flight requests finish before the threads are joined; then the service (background
+  // thread, database) closes after nothing can call it any more.
+  (*server)->Stop();
+  server->reset();
+  service->reset();
+  NIGHFS_LOG(INFO) << "stopped";
+  return 0;
+}

@@ -1,0 +1,74 @@
+// The metadata server's logic: volumes, sessions, the POSIX namespace, block maps and block
+// garbage collection, kept in one SQL database (meta/sql.h; SQLite today). nighfs-meta serves it
+// over HTTP with RegisterMetaService; tests and tools drive it directly.
+//
+// Every operation runs in one database transaction, so a crash leaves either all or none of it,
+// and a change is on disk before the call returns.
+#ifndef NIGHFS_META_META_SERVICE_H_
+#define NIGHFS_META_META_SERVICE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "blockstore/block_store.h"
+#include "metadata_client/meta_api.h"
+
+namespace nighfs::meta {
+
+struct MetaServiceOptions {
+  // The SQLite database file; created with the schema when missing. Another process cannot
+  // open the same file through MetaService while this one has it (a lock file beside it).
+  std::string db_path;
+  // Secrets for cloud block stores (blockstore::LoadCredentials; "" = environment only). Only
+  // read when open_store is not set.
+  std::string credentials_file;
+  // How long a block that lost its last reference stays in its store before deletion, so open
+  // readers on other mounts, holding an older block map, can finish.
+  absl::Duration gc_grace = absl::Seconds(30);
+  // How often the background thread collects garbage and expires sessions.
+  absl::Duration gc_interval = absl::Seconds(5);
+  // A session without Heartbeat for this long is expired: its files kept open after unlink
+  // (UnlinkRequest.sustain) are released.
+  absl::Duration session_timeout = absl::Seconds(300);
+  // Run the GC and session-expiry thread. Tests turn it off and call RunGcOnce() and
+  // ExpireSessionsOnce() themselves.
+  bool run_background = true;
+  // Reader connections for read-only calls (Lookup, GetAttr, ReadDir...), which then run in
+  // parallel with each other and with the one writer.
+  int read_connections = 4;
+  // Opens the block store a volume's store_url names (volume creation checks it, GC deletes
+  // from it). Default: blockstore::OpenBlockStore with the credentials_file's secrets.
+  std::function<absl::StatusOr<std::unique_ptr<blockstore::BlockStore>>(const std::string& url)>
+      open_store;
+  // The clock of every timestamp, session expiry and GC grace, in ns since the Unix epoch.
+  // Default: the real time.
+  std::function<int64_t()> now_ns;
+};
+
+// Implements every MetaApi call (see proto/meta.proto and the errno list in meta_api.h). All
+// methods are thread-safe. The object must outlive any router it is registered with.
+class MetaService : public MetaApi {
+ public:
+  // Opens (or creates) the database and migrates its schema; starts the background thread when
+  // options.run_background. FailedPrecondition for a database written by a newer version.
+  static absl::StatusOr<std::unique_ptr<MetaService>> Open(const MetaServiceOptions& options);
+
+  // Stops the background thread and closes the database.
+  ~MetaService() override = default;
+
+  // Deletes from their stores the blocks freed at least gc_grace ago, and forgets them. A
+  // failed delete keeps the block queued (logged as a warning) for the next round. Returns how
+  // many blocks were deleted.
+  virtual absl::StatusOr<int64_t> RunGcOnce() = 0;
+  // Deletes the sessions whose last heartbeat is older than session_timeout, releasing what
+  // they kept alive. Returns how many sessions expired.
+  virtual absl::StatusOr<int64_t> ExpireSessionsOnce() = 0;
+};
+
+}  // namespace nighfs::meta
+
+#endif  // NIGHFS_META_META_SERVICE_H_

@@ -1,0 +1,164 @@
+#include "meta/schema.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/status_macros.h"
+
+namespace nighfs::meta {
+namespace {
+
+// Version 1. {ID} and {BLOB} come from the engine's Dialect. Names, symlink targets and xattrs
+// are bytes (a file name need not be UTF-8), so they are BLOBs compared bytewise.
+//
+// Foreign keys make the database itself refuse a dangling name, block or xattr. Child columns of
+// every foreign key are indexed (a primary-key prefix or an explicit index) so deleting an inode
+// does not scan.
+constexpr char kSchemaV1[] = R"sql(
+CREATE TABLE volumes (
+  id {ID},
+  name TEXT NOT NULL UNIQUE,
+  block_size INTEGER NOT NULL,
+  store_url TEXT NOT NULL,
+  created_ns INTEGER NOT NULL,
+  next_ino INTEGER NOT NULL,
+  next_block_id INTEGER NOT NULL
+);
+-- Volumes deleted while some of their blocks still await garbage collection: GC needs the
+-- store. Volume ids are never reused, so gc_blocks.volume_id stays unambiguous.
+CREATE TABLE deleted_volumes (
+  id INTEGER PRIMARY KEY,
+  store_url TEXT NOT NULL
+);
+CREATE TABLE inodes (
+  volume_id INTEGER NOT NULL REFERENCES volumes(id),
+  ino INTEGER NOT NULL,
+  mode INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  nlink INTEGER NOT NULL,
+  rdev INTEGER NOT NULL,
+  atime_ns INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  target {BLOB},
+  PRIMARY KEY (volume_id, ino)
+);
+-- id is the readdir cookie: increasing and never reused, so a listing continues correctly
+-- while entries are added and removed.
+CREATE TABLE dentries (
+  id {ID},
+  volume_id INTEGER NOT NULL,
+  parent INTEGER NOT NULL,
+  name {BLOB} NOT NULL,
+  ino INTEGER NOT NULL,
+  UNIQUE (volume_id, parent, name),
+  FOREIGN KEY (volume_id, parent) REFERENCES inodes(volume_id, ino),
+  FOREIGN KEY (volume_id, ino) REFERENCES inodes(volume_id, ino)
+);
+CREATE INDEX dentries_by_parent_id ON dentries(volume_id, parent, id);
+CREATE INDEX dentries_by_ino ON dentries(volume_id, ino);
+-- A block id is referenced by at most one row: dropping the row frees the object.
+CREATE TABLE blocks (
+  volume_id INTEGER NOT NULL,
+  ino INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  block_id INTEGER NOT NULL,
+  length INTEGER NOT NULL,
+  object_size INTEGER NOT NULL,
+  crc32c INTEGER NOT NULL,
+  PRIMARY KEY (volume_id, ino, idx),
+  UNIQUE (volume_id, block_id),
+  FOREIGN KEY (volume_id, ino) REFERENCES inodes(volume_id, ino)
+);
+CREATE TABLE xattrs (
+  volume_id INTEGER NOT NULL,
+  ino INTEGER NOT NULL,
+  name {BLOB} NOT NULL,
+  value {BLOB} NOT NULL,
+  PRIMARY KEY (volume_id, ino, name),
+  FOREIGN KEY (volume_id, ino) REFERENCES inodes(volume_id, ino)
+);
+CREATE TABLE sessions (
+  id {ID},
+  volume_id INTEGER NOT NULL REFERENCES volumes(id),
+  hostname TEXT NOT NULL,
+  mount_point TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  created_ns INTEGER NOT NULL,
+  last_heartbeat_ns INTEGER NOT NULL
+);
+CREATE INDEX sessions_by_volume ON sessions(volume_id);
+CREATE INDEX sessions_by_heartbeat ON sessions(last_heartbeat_ns);
+-- Inodes without names kept alive for a session's open files.
+CREATE TABLE sustained (
+  session_id INTEGER NOT NULL REFERENCES sessions(id),
+  volume_id INTEGER NOT NULL,
+  ino INTEGER NOT NULL,
+  PRIMARY KEY (session_id, volume_id, ino),
+  FOREIGN KEY (volume_id, ino) REFERENCES inodes(volume_id, ino)
+);
+CREATE INDEX sustained_by_inode ON sustained(volume_id, ino);
+-- Objects no longer referenced, deleted from their store once freed_ns is gc_grace old.
+CREATE TABLE gc_blocks (
+  volume_id INTEGER NOT NULL,
+  block_id INTEGER NOT NULL,
+  object_size INTEGER NOT NULL,
+  freed_ns INTEGER NOT NULL,
+  PRIMARY KEY (volume_id, block_id)
+);
+CREATE INDEX gc_blocks_by_time ON gc_blocks(freed_ns);
+)sql";
+
+// migrations[i] takes a database from version i to i + 1.
+std::vector<std::string> Migrations(const sql::Dialect& d) {
+  std::string v1 = absl::StrReplaceAll(
+      kSchemaV1, {{"{ID}", std::string(d.auto_id_primary_key)}, {"{BLOB}", std::string(d.blob_type)}});
+  return {v1};
+}
+
+}  // namespace
+
+absl::Status MigrateSchema(sql::Connection* db) {
+  ASSIGN_OR_RETURN(auto txn, db->Begin(sql::TxMode::kWrite));
+  RETURN_IF_ERROR(db->ExecuteScript(
+      "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
+  int version = 0;
+  {
+    ASSIGN_OR_RETURN(auto st, db->Prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row && !absl::SimpleAtoi(st->ColumnText(0), &version)) {
+      return absl::DataLossError(
+          absl::StrCat("meta.schema_version is not a number: '", st->ColumnText(0), "'"));
+    }
+  }
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the database has schema version ", version, ", newer than this nighfs-meta supports (",
+        kSchemaVersion, "); run a newer nighfs-meta"));
+  }
+  if (version == kSchemaVersion) return absl::OkStatus();  // read-only: the rollback is harmless
+
+  std::vector<std::string> migrations = Migrations(db->dialect());
+  for (int v = version; v < kSchemaVersion; ++v) {
+    absl::Status s = db->ExecuteScript(migrations[v]);
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("schema migration ", v, " -> ", v + 1, ": ",
+                                                 s.message()));
+    }
+  }
+  {
+    ASSIGN_OR_RETURN(auto st, db->Prepare(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"));
+    st->BindText(1, std::to_string(kSchemaVersion));
+    RETURN_IF_ERROR(st->Run());
+  }
+  return txn->Commit();
+}
+
+}  // namespace nighfs::meta

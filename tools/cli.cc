@@ -1,0 +1,380 @@
+#include "tools/cli.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/http_client.h"
+#include "common/logging.h"
+#include "metadata_client/meta_client.h"
+#include "tools/mount_status.h"
+#include "tools/render.h"
+#include "tools/size.h"
+#include "tools/table.h"
+
+#ifndef NIGHFS_VERSION
+#define NIGHFS_VERSION "unknown"
+#endif
+
+namespace nighfs::tools {
+namespace {
+
+namespace metapb = ::nighfs::meta::v1;
+
+// `nighfs status` must answer promptly even when a metadata server is down: it reports
+// reachability, it does not wait for it.
+constexpr absl::Duration kStatusProbeTimeout = absl::Seconds(2);
+
+struct Globals {
+  std::string meta;  // as the user wrote it, for messages
+  absl::Duration timeout;
+};
+
+std::string MetaBaseUrl(const std::string& address) {
+  std::string url = NormalizeMetaAddress(address);
+  while (url.size() > 1 && url.back() == '/') url.pop_back();
+  return url;
+}
+
+std::unique_ptr<HttpClient> NewProbeClient(absl::Duration timeout) {
+  HttpClientOptions options;
+  options.connect_timeout = timeout;
+  options.default_timeout = timeout;
+  options.max_idle_connections = 4;
+  return HttpClient::Create(options);
+}
+
+// One GET /healthz. Any HTTP answer proves the server is reachable; only 2xx says it is well.
+MetaProbe ProbeMeta(HttpClient& http, const std::string& address, absl::Duration timeout) {
+  HttpRequest request;
+  request.method = "GET";
+  request.url = MetaBaseUrl(address) + "/healthz";
+  request.timeout = timeout;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<HttpResponse> response = http.Do(request);
+  MetaProbe probe;
+  probe.latency = absl::Now() - start;
+  if (!response.ok()) {
+    probe.result = MetaProbe::Result::kUnreachable;
+    probe.detail = std::string(response.status().message());
+  } else if (response->status >= 200 && response->status < 300) {
+    probe.result = MetaProbe::Result::kHealthy;
+    probe.detail = absl::StrCat("HTTP ", response->status);
+  } else {
+    probe.result = MetaProbe::Result::kUnhealthy;
+    std::string body = response->body.substr(0, 200);
+    body = body.substr(0, body.find('\n'));
+    probe.detail = absl::StrCat("HTTP ", response->status, body.empty() ? "" : ": ", body);
+  }
+  return probe;
+}
+
+// A client for the metadata server, after one quick probe: an unreachable server (refused,
+// no route, DNS failure, nothing answering within --timeout) is reported at once in plain
+// words instead of after the RPC layer's retries run out.
+absl::StatusOr<std::unique_ptr<MetaApi>> ConnectMeta(const Globals& g) {
+  std::unique_ptr<HttpClient> http = NewProbeClient(g.timeout);
+  const MetaProbe probe = ProbeMeta(*http, g.meta, g.timeout);
+  if (probe.result == MetaProbe::Result::kUnreachable) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach metadata server at ", g.meta, ": ", probe.detail));
+  }
+  MetaClientOptions options;
+  options.address = g.meta;
+  // Transient failures (a server restarting, 503s) are still retried, within --timeout.
+  options.op_timeout = g.timeout;
+  options.call_timeout = g.timeout;
+  return NewMetaClient(options);
+}
+
+std::string Message(const absl::Status& s) {
+  if (!s.message().empty()) return std::string(s.message());
+  return s.ToString();
+}
+
+int Fail(std::ostream& err, const std::string& message) {
+  err << "nighfs: " << Printable(message) << "\n";
+  return kExitFailure;
+}
+
+int CreateVolume(const Globals& g, const std::string& name, const std::string& store,
+                 const std::string& block_size_text, std::ostream& out, std::ostream& err) {
+  metapb::CreateVolumeRequest request;
+  request.set_name(name);
+  request.set_store_url(store);
+  if (!block_size_text.empty()) {
+    absl::StatusOr<uint64_t> size = ParseSize(block_size_text);
+    if (!size.ok()) return Fail(err, absl::StrCat("--block-size: ", Message(size.status())));
+    if (*size == 0) return Fail(err, "--block-size: must be greater than zero");
+    if (*size > std::numeric_limits<uint32_t>::max()) {
+      return Fail(err, absl::StrCat("--block-size: ", FormatBytes(*size),
+                                    " is too large (at most 4 GiB - 1 byte)"));
+    }
+    request.set_block_size(static_cast<uint32_t>(*size));
+  }
+  absl::StatusOr<std::unique_ptr<MetaApi>> api = ConnectMeta(g);
+  if (!api.ok()) return Fail(err, Message(api.status()));
+  absl::StatusOr<metapb::CreateVolumeResponse> response = (*api)->CreateVolume(request);
+  if (!response.ok()) {
+    return Fail(err, absl::StrCat("cannot create volume \"", name, "\": ",
+                                  Message(response.status())));
+  }
+  out << RenderCreatedVolume(response->volume());
+  return kExitOk;
+}
+
+int ListVolumes(const Globals& g, bool json, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::unique_ptr<MetaApi>> api = ConnectMeta(g);
+  if (!api.ok()) return Fail(err, Message(api.status()));
+  absl::StatusOr<metapb::ListVolumesResponse> response =
+      (*api)->ListVolumes(metapb::ListVolumesRequest());
+  if (!response.ok()) {
+    return Fail(err, absl::StrCat("cannot list volumes: ", Message(response.status())));
+  }
+  const std::vector<metapb::Volume> volumes(response->volumes().begin(),
+                                            response->volumes().end());
+  out << (json ? RenderVolumesJson(volumes) : RenderVolumeTable(volumes));
+  return kExitOk;
+}
+
+int DeleteVolume(const Globals& g, const std::string& name, bool yes, std::ostream& out,
+                 std::ostream& err) {
+  // Deleting a volume deletes every file in it; an explicit --yes is the only confirmation
+  // that works the same in a terminal and in a script.
+  if (!yes) {
+    return Fail(err, absl::StrCat("deleting volume \"", name,
+                                  "\" removes all of its files; add --yes to confirm"));
+  }
+  absl::StatusOr<std::unique_ptr<MetaApi>> api = ConnectMeta(g);
+  if (!api.ok()) return Fail(err, Message(api.status()));
+  metapb::DeleteVolumeRequest request;
+  request.set_name(name);
+  absl::StatusOr<metapb::DeleteVolumeResponse> response = (*api)->DeleteVolume(request);
+  if (!response.ok()) {
+    return Fail(err, absl::StrCat("cannot delete volume \"", name, "\": ",
+                                  Message(response.status())));
+  }
+  out << "deleted volume " << Printable(name) << "\n";
+  return kExitOk;
+}
+
+std::string TrimmedJson(const std::string& json) {
+  size_t end = json.find_last_not_of(" \t\r\n");
+  return end == std::string::npos ? std::string() : json.substr(0, end + 1);
+}
+
+void PrintStale(const MountScan& scan, std::ostream& out) {
+  if (scan.stale.empty()) return;
+  out << "\nstale status files (their mount daemon is gone):\n";
+  for (const auto& f : scan.stale) {
+    out << "  " << Printable(f.path) << ": " << f.reason;
+    if (!f.mount_point.empty()) {
+      out << "; was mounted at " << Printable(f.mount_point)
+          << " (if it still fails with \"Transport endpoint is not connected\", run: "
+          << "fusermount3 -u " << Printable(f.mount_point) << ")";
+    }
+    out << "\n";
+  }
+}
+
+int Status(const Globals& g, const std::string& mount_point, bool json, std::ostream& out,
+           std::ostream& err) {
+  absl::StatusOr<MountScan> scan = ScanMounts();
+  if (!scan.ok()) return Fail(err, Message(scan.status()));
+  for (const auto& f : scan->broken) {
+    err << "nighfs: warning: ignoring " << Printable(f.path) << ": " << Printable(f.reason)
+        << "\n";
+  }
+
+  std::vector<const MountStatusFile*> selected;
+  if (!mount_point.empty()) {
+    const MountStatusFile* m = FindMount(*scan, mount_point);
+    if (m == nullptr) {
+      if (const SkippedStatusFile* dead = FindStale(*scan, mount_point); dead != nullptr) {
+        return Fail(err, absl::StrCat(mount_point, " is not a running nighfs mount: its mount ",
+                                      "daemon (pid ", dead->pid, ") is gone; unmount it with ",
+                                      "`fusermount3 -u ", mount_point, "`"));
+      }
+      return Fail(err, absl::StrCat(mount_point, " is not a nighfs mount (no status in ",
+                                    MountRunDir(), ")"));
+    }
+    selected.push_back(m);
+  } else {
+    for (const auto& m : scan->mounts) selected.push_back(&m);
+  }
+
+  if (json) {
+    // The files exactly as the daemons wrote them: one object for a named mount point, an
+    // array otherwise, so scripts see every field, including ones this tool does not know.
+    if (!mount_point.empty()) {
+      out << TrimmedJson(selected[0]->json) << "\n";
+      return kExitOk;
+    }
+    out << "[";
+    for (size_t i = 0; i < selected.size(); ++i) {
+      out << (i == 0 ? "\n" : ",\n") << TrimmedJson(selected[i]->json);
+    }
+    out << (selected.empty() ? "]\n" : "\n]\n");
+    return kExitOk;
+  }
+
+  if (selected.empty()) {
+    out << "no nighfs mounts\n";
+    PrintStale(*scan, out);
+    return kExitOk;
+  }
+  std::unique_ptr<HttpClient> http =
+      NewProbeClient(std::min(g.timeout, kStatusProbeTimeout));
+  std::map<std::string, MetaProbe> probes;  // by address: mounts often share a server
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < selected.size(); ++i) {
+    const auto& status = selected[i]->status;
+    auto it = probes.find(status.meta_address());
+    if (it == probes.end()) {
+      MetaProbe probe;
+      if (status.meta_address().empty()) {
+        probe.detail = "the mount reports no address";
+      } else {
+        probe = ProbeMeta(*http, status.meta_address(), std::min(g.timeout, kStatusProbeTimeout));
+      }
+      it = probes.emplace(status.meta_address(), std::move(probe)).first;
+    }
+    if (i > 0) out << "\n";
+    out << RenderMountStatus(status, it->second, now);
+  }
+  if (mount_point.empty()) PrintStale(*scan, out);
+  return kExitOk;
+}
+
+}  // namespace
+
+std::string_view NighfsVersion() { return NIGHFS_VERSION; }
+
+int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"Administer nighfs volumes and inspect the nighfs mounts of this host.",
+               "nighfs"};
+  // Subcommands created after this inherit it: global options such as --meta may come after
+  // the subcommand words ("nighfs configure list volumes --meta host:7420").
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(NighfsVersion()));
+
+  std::string meta_flag;
+  double timeout_seconds = 10;
+  bool verbose = false;
+  CLI::Option* meta_opt = app.add_option(
+      "--meta", meta_flag,
+      absl::StrCat("metadata server HOST:PORT or URL (default: $NIGHFS_META, else ",
+                   kDefaultMetaAddress, ")"))
+      ->type_name("ADDR");
+  app.add_option("--timeout", timeout_seconds,
+                 "seconds to wait for the metadata server before giving up")
+      ->type_name("SECONDS")
+      ->capture_default_str();
+  app.add_flag("-v,--verbose", verbose, "log retries and other details to stderr");
+
+  CLI::App* configure =
+      app.add_subcommand("configure", "create, list and delete volumes on the metadata server");
+  configure->require_subcommand(1);
+
+  CLI::App* create = configure->add_subcommand("create", "create an object");
+  create->require_subcommand(1);
+  CLI::App* create_volume = create->add_subcommand("volume", "create a volume");
+  std::string create_name, create_store, create_block_size;
+  create_volume->add_option("NAME", create_name, "volume name")->required();
+  create_volume
+      ->add_option("--store", create_store,
+                   "block store URL: file:///PATH, s3://BUCKET/PREFIX?..., gs://..., "
+                   "oci://..., azure://ACCOUNT/CONTAINER/PREFIX?...")
+      ->type_name("URL")
+      ->required();
+  create_volume->add_option(
+      "--block-size", create_block_size,
+      "bytes per block, e.g. 4M, 1MiB, 65536 (default: the server's, 4 MiB)")
+      ->type_name("SIZE");
+
+  CLI::App* list = configure->add_subcommand("list", "list objects");
+  list->require_subcommand(1);
+  CLI::App* list_volumes = list->add_subcommand("volumes", "list the volumes");
+  bool list_json = false;
+  list_volumes->add_flag("--json", list_json, "print JSON instead of a table");
+
+  CLI::App* del = configure->add_subcommand("delete", "delete an object");
+  del->require_subcommand(1);
+  CLI::App* delete_volume =
+      del->add_subcommand("volume", "delete a volume and every file in it");
+  std::string delete_name;
+  bool delete_yes = false;
+  delete_volume->add_option("NAME", delete_name, "volume name")->required();
+  delete_volume->add_flag("--yes", delete_yes, "confirm the deletion");
+
+  CLI::App* status = app.add_subcommand(
+      "status", "show the nighfs mounts of this host: routes, health and counters");
+  std::string status_mount;
+  bool status_json = false;
+  status->add_option("MOUNTPOINT", status_mount, "show only the mount at this path")
+      ->type_name("PATH");
+  status->add_flag("--json", status_json, "print the mounts' status files as JSON");
+
+  CLI::App* version = app.add_subcommand("version", "print the nighfs version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version arrive here too, with exit code 0.
+    const int code = app.exit(e, out, err);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  if (verbose) {
+    SetLogLevel(LogLevel::DEBUG);
+  } else if (std::getenv("NIGHFS_LOG_LEVEL") == nullptr) {
+    // The RPC layer logs each retry as a warning; a command line tool reports the outcome.
+    SetLogLevel(LogLevel::ERROR);
+  }
+
+  Globals g;
+  if (meta_opt->count() > 0) {
+    g.meta = meta_flag;
+    if (g.meta.empty()) {
+      err << "nighfs: --meta: empty address\n";
+      return kExitUsage;
+    }
+  } else if (const char* env = std::getenv("NIGHFS_META"); env != nullptr && *env != '\0') {
+    g.meta = env;
+  } else {
+    g.meta = kDefaultMetaAddress;
+  }
+  if (!(timeout_seconds > 0)) {  // also catches NaN
+    err << "nighfs: --timeout: must be a positive number of seconds\n";
+    return kExitUsage;
+  }
+  g.timeout = absl::Seconds(timeout_seconds);
+
+  if (create_volume->parsed()) {
+    return CreateVolume(g, create_name, create_store, create_block_size, out, err);
+  }
+  if (list_volumes->parsed()) return ListVolumes(g, list_json, out, err);
+  if (delete_volume->parsed()) return DeleteVolume(g, delete_name, delete_yes, out, err);
+  if (status->parsed()) return Status(g, status_mount, status_json, out, err);
+  if (version->parsed()) {
+    out << "nighfs " << NighfsVersion() << "\n";
+    return kExitOk;
+  }
+  // require_subcommand() makes this unreachable; say so rather than exit silently.
+  err << "nighfs: no command given; see nighfs --help\n";
+  return kExitUsage;
+}
+
+}  // namespace nighfs::tools

@@ -1,0 +1,195 @@
+#include "tools/render.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "tools/size.h"
+#include "tools/table.h"
+
+namespace nighfs::tools {
+namespace {
+
+// "  key:    value" lines with the values aligned.
+class KeyValues {
+ public:
+  explicit KeyValues(int indent) : indent_(indent) {}
+  void Add(std::string key, std::string value) {
+    rows_.emplace_back(std::move(key), Printable(std::move(value)));
+  }
+  std::string Render() const {
+    size_t width = 0;
+    for (const auto& [k, v] : rows_) width = std::max(width, k.size() + 1);
+    std::string out;
+    for (const auto& [k, v] : rows_) {
+      std::string line(static_cast<size_t>(indent_), ' ');
+      absl::StrAppend(&line, k, ":", std::string(width - k.size() - 1 + 2, ' '), v);
+      while (!line.empty() && line.back() == ' ') line.pop_back();
+      absl::StrAppend(&out, line, "\n");
+    }
+    return out;
+  }
+
+ private:
+  int indent_;
+  std::vector<std::pair<std::string, std::string>> rows_;
+};
+
+std::string YesNo(bool b) { return b ? "yes" : "no"; }
+
+std::string FormatTime(int64_t unix_ns) {
+  if (unix_ns <= 0) return "unknown";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S %Z", absl::FromUnixNanos(unix_ns),
+                          absl::LocalTimeZone());
+}
+
+std::string Percent(uint64_t part, uint64_t whole) {
+  if (whole == 0) return "n/a";
+  return absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+}
+
+std::string BytesWithExact(uint64_t bytes) {
+  if (bytes < 1024) return FormatBytes(bytes);
+  return absl::StrCat(FormatBytes(bytes), " (", bytes, " bytes)");
+}
+
+}  // namespace
+
+std::string HumanDuration(absl::Duration d) {
+  if (d < absl::Seconds(1)) return "0s";
+  int64_t s = absl::ToInt64Seconds(d);
+  const int64_t days = s / 86400;
+  const int64_t hours = (s / 3600) % 24;
+  const int64_t minutes = (s / 60) % 60;
+  const int64_t seconds = s % 60;
+  if (days > 0) return absl::StrCat(days, "d ", hours, "h");
+  if (hours > 0) return absl::StrCat(hours, "h ", minutes, "m");
+  if (minutes > 0) return absl::StrCat(minutes, "m ", seconds, "s");
+  return absl::StrCat(seconds, "s");
+}
+
+std::string FormatRtt(int64_t rtt_us) {
+  if (rtt_us <= 0) return "-";
+  if (rtt_us < 1000) return absl::StrCat(rtt_us, " us");
+  if (rtt_us < 10'000'000) return absl::StrFormat("%.1f ms", static_cast<double>(rtt_us) / 1000.0);
+  return absl::StrFormat("%.1f s", static_cast<double>(rtt_us) / 1e6);
+}
+
+std::string RenderCreatedVolume(const meta::v1::Volume& volume) {
+  KeyValues kv(2);
+  kv.Add("id", absl::StrCat(volume.id()));
+  kv.Add("block size", BytesWithExact(volume.block_size()));
+  kv.Add("store", volume.store_url());
+  kv.Add("created", FormatTime(volume.created_ns()));
+  return absl::StrCat("created volume ", Printable(volume.name()), "\n", kv.Render());
+}
+
+std::string RenderVolumeTable(const std::vector<meta::v1::Volume>& volumes) {
+  if (volumes.empty()) return "no volumes\n";
+  std::vector<const meta::v1::Volume*> sorted;
+  for (const auto& v : volumes) sorted.push_back(&v);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->name() < b->name(); });
+  Table table({"NAME", "ID", "BLOCK-SIZE", "STORE"});
+  for (const auto* v : sorted) {
+    table.AddRow({v->name(), absl::StrCat(v->id()), FormatBytes(v->block_size()), v->store_url()});
+  }
+  return table.Render();
+}
+
+std::string RenderVolumesJson(const std::vector<meta::v1::Volume>& volumes) {
+  meta::v1::ListVolumesResponse list;
+  for (const auto& v : volumes) *list.add_volumes() = v;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  // The field names of the .proto, as mount.nighfs uses in its status files: one style for
+  // every JSON nighfs prints.
+  options.preserve_proto_field_names = true;
+  std::string json;
+  // Printing a message this program built cannot fail.
+  (void)google::protobuf::util::MessageToJsonString(list, &json, options);
+  if (json.empty() || json.back() != '\n') json += '\n';
+  return json;
+}
+
+std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe& probe,
+                              absl::Time now) {
+  std::string out = absl::StrCat(Printable(s.mount_point()), "\n");
+
+  KeyValues kv(2);
+  kv.Add("volume", absl::StrCat(s.volume(), " (id ", s.volume_id(), ")"));
+  kv.Add("metadata server", s.meta_address());
+  switch (probe.result) {
+    case MetaProbe::Result::kHealthy:
+      kv.Add("  from here", absl::StrCat("reachable (", FormatRtt(absl::ToInt64Microseconds(
+                                                          probe.latency)),
+                                         ")"));
+      break;
+    case MetaProbe::Result::kUnhealthy:
+      kv.Add("  from here", absl::StrCat("reachable but unhealthy: ", probe.detail));
+      break;
+    case MetaProbe::Result::kUnreachable:
+      kv.Add("  from here", absl::StrCat("UNREACHABLE: ", probe.detail));
+      break;
+  }
+  if (s.meta_reachable()) {
+    kv.Add("  from the mount", "reachable");
+  } else {
+    kv.Add("  from the mount",
+           s.last_meta_error().empty()
+               ? std::string("UNREACHABLE (operations wait, then fail with EIO)")
+               : absl::StrCat("UNREACHABLE: ", s.last_meta_error()));
+  }
+  kv.Add("session", absl::StrCat(s.session_id()));
+  kv.Add("mount pid", absl::StrCat(s.pid()));
+  kv.Add("uptime", s.started_ns() > 0
+                       ? HumanDuration(now - absl::FromUnixNanos(s.started_ns()))
+                       : std::string("unknown"));
+  kv.Add("block size", FormatBytes(s.block_size()));
+  kv.Add("store", s.store_url());
+  if (!s.version().empty()) kv.Add("version", s.version());
+  if (s.updated_ns() > 0) {
+    const absl::Duration age = now - absl::FromUnixNanos(s.updated_ns());
+    std::string updated = absl::StrCat(HumanDuration(age), " ago");
+    if (age > kStatusStaleAfter) {
+      absl::StrAppend(&updated, " (not refreshed lately: the mount daemon may be hung)");
+    }
+    kv.Add("status updated", updated);
+  }
+  absl::StrAppend(&out, kv.Render());
+
+  absl::StrAppend(&out, "\n  ROUTES\n");
+  if (s.routes().empty()) {
+    absl::StrAppend(&out, "  (none reported)\n");
+  } else {
+    Table routes({"NAME", "KIND", "TARGET", "HEALTHY", "SELECTED", "RTT", "REASON"});
+    for (const auto& r : s.routes()) {
+      routes.AddRow({r.name(), r.kind(), r.target(), YesNo(r.healthy()), YesNo(r.selected()),
+                     FormatRtt(r.rtt_us()), r.reason()});
+    }
+    absl::StrAppend(&out, routes.Render(2));
+  }
+
+  const auto& st = s.stats();
+  const uint64_t lookups = st.block_cache_hits() + st.block_cache_misses();
+  KeyValues stats(2);
+  stats.Add("cache hit ratio", absl::StrCat(Percent(st.block_cache_hits(), lookups), " (",
+                                            st.block_cache_hits(), " hits, ",
+                                            st.block_cache_misses(), " misses)"));
+  stats.Add("cached", FormatBytes(st.block_cache_bytes()));
+  stats.Add("dirty", FormatBytes(st.dirty_bytes()));
+  stats.Add("read", absl::StrCat(FormatBytes(st.bytes_read()), " in ", st.read_ops(), " ops"));
+  stats.Add("written",
+            absl::StrCat(FormatBytes(st.bytes_written()), " in ", st.write_ops(), " ops"));
+  stats.Add("blocks uploaded", absl::StrCat(st.blocks_uploaded()));
+  stats.Add("upload errors", absl::StrCat(st.block_upload_errors()));
+  stats.Add("metadata calls", absl::StrCat(st.meta_calls(), " (", st.meta_errors(), " errors)"));
+  stats.Add("checksum mismatches", absl::StrCat(st.checksum_mismatches()));
+  absl::StrAppend(&out, "\n  STATS\n", stats.Render());
+  return out;
+}
+
+}  // namespace nighfs::tools
