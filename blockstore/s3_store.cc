@@ -294,6 +294,8 @@ S3Error ParseError(const HttpResponse& response) {
 
 // Whether a response is a transient failure worth another attempt.
 bool IsRetryableResponse(const HttpResponse& response, const S3Error& error) {
+  // 501 NotImplemented is the one 5xx that will answer the same way every time.
+  if (response.status == 501) return false;
   if (response.status >= 500 || response.status == 429) return true;
   // S3 sends 503 SlowDown, but some compatible stores send SlowDown with other statuses;
   // RequestTimeout (400) means the server gave up waiting for our body, not that it was bad.
@@ -314,6 +316,7 @@ absl::StatusCode CodeForResponse(int status, const S3Error& error) {
       error.code == "AccessDenied") {
     return absl::StatusCode::kPermissionDenied;
   }
+  if (status == 501) return absl::StatusCode::kUnimplemented;
   if (status >= 500 || status == 429) return absl::StatusCode::kUnavailable;
   switch (status) {
     case 301:

@@ -77,7 +77,8 @@ ServerResponse ConnectErrorResponse(const absl::Status& status) {
   rpc::v1::ConnectError err;
   err.set_code(std::string(ConnectCodeName(status.code())));
   err.set_message(std::string(status.message()));
-  err.set_posix_errno(StatusToErrno(status));
+  // Only a real file-system answer carries an errno: a client treats those as final.
+  if (HasErrnoPayload(status)) err.set_posix_errno(StatusToErrno(status));
   ServerResponse resp;
   resp.status = ConnectHttpStatus(status.code());
   resp.content_type = "application/json";
@@ -95,7 +96,11 @@ ServerResponse ConnectRouter::Handle(const ServerRequest& request) const {
   if (size_t q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   auto it = handlers_.find(path);
   if (it == handlers_.end()) {
-    return PlainError(404, absl::StatusCode::kNotFound, absl::StrCat("no such method: ", std::string(path)));
+    // Unimplemented, not NotFound: an old server must not look like ENOENT to a new client.
+    ServerResponse r = PlainError(404, absl::StatusCode::kUnimplemented,
+                                  absl::StrCat("no such method: ", std::string(path)));
+    r.status = 404;
+    return r;
   }
   if (request.method != "POST") {
     ServerResponse r = PlainError(405, absl::StatusCode::kInvalidArgument,
@@ -176,13 +181,18 @@ absl::Status ConnectClient::Call(std::string_view path, const google::protobuf::
   if (!request.SerializeToString(&body)) return absl::InternalError("cannot encode request");
   // Only transport-level failures and overload are retried: an answer from the server (ENOENT,
   // EEXIST...) is final. Internal (500) is not retried, so a server bug is not hammered.
-  RetryPolicy policy = options_.retry;
-  return RetryWithBackoff(
-      policy,
+  // A decoded error that carries an errno (ENOSPC, EAGAIN...) is the server's answer too.
+  absl::Status answer;
+  absl::Status s = RetryWithBackoff(
+      options_.retry,
       [&]() -> absl::Status {
         absl::Status s = CallOnce(url, body, response);
-        if (s.code() == absl::StatusCode::kInternal) {
+        if (s.code() == absl::StatusCode::kInternal && !HasErrnoPayload(s)) {
           return absl::Status(absl::StatusCode::kUnknown, s.message());
+        }
+        if (!s.ok() && HasErrnoPayload(s)) {
+          answer = s;
+          return absl::OkStatus();
         }
         return s;
       },
@@ -190,6 +200,7 @@ absl::Status ConnectClient::Call(std::string_view path, const google::protobuf::
         NIGHFS_LOG(WARNING) << "rpc " << path << " failed (attempt " << attempt
                             << "), retrying: " << s.message();
       });
+  return s.ok() ? answer : s;
 }
 
 }  // namespace nighfs

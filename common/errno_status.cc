@@ -17,6 +17,10 @@ absl::Status PosixError(int err, absl::string_view message) {
   return s;
 }
 
+bool HasErrnoPayload(const absl::Status& status) {
+  return status.GetPayload(kErrnoUrl).has_value();
+}
+
 void SetErrnoPayload(absl::Status& status, int err) {
   if (status.ok() || err <= 0) return;
   status.SetPayload(kErrnoUrl, absl::Cord(std::to_string(err)));

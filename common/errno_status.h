@@ -17,6 +17,9 @@ absl::Status PosixError(int err, absl::string_view message);
 // OK -> 0.
 int StatusToErrno(const absl::Status& status);
 
+// Whether `status` carries an explicit errno (set by PosixError or SetErrnoPayload).
+bool HasErrnoPayload(const absl::Status& status);
+
 // Attaches `err` to an existing status (used when decoding a wire error).
 void SetErrnoPayload(absl::Status& status, int err);
 

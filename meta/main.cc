@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -108,7 +109,10 @@ int main(int argc, char** argv) {
   }
   if (db_path.empty()) {
     std::error_code ec;
-    std::filesystem::create_directories(state_dir, ec);
+    // The database holds every file name: a folder we create is private to us.
+    if (std::filesystem::create_directories(state_dir, ec)) {
+      ::chmod(state_dir.c_str(), 0700);
+    }
     if (ec) return Fail(absl::StrCat("cannot create state directory ", state_dir, ": ", ec.message()));
     db_path = state_dir + "/meta.db";
   }
@@ -126,6 +130,8 @@ int main(int argc, char** argv) {
   options.credentials_file = credentials;
   options.gc_grace = absl::Seconds(gc_grace_s);
   options.session_timeout = absl::Seconds(session_timeout_s);
+  // One reader connection per HTTP thread, so reads never queue behind each other.
+  options.read_connections = std::min(threads, 16);
   absl::StatusOr<std::unique_ptr<nighfs::meta::MetaService>> service =
       nighfs::meta::MetaService::Open(options);
   if (!service.ok()) return Fail(std::string(service.status().message()));

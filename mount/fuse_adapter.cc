@@ -85,6 +85,8 @@ void Init(void* userdata, fuse_conn_info* conn) {
 
 void Destroy(void* userdata) {
   auto* ctx = static_cast<FuseContext*>(userdata);
+  // libfuse calls this from fuse_session_destroy too, after main has flushed and dropped fs.
+  if (ctx->fs == nullptr) return;
   absl::Status s = ctx->fs->FlushAll();
   if (!s.ok()) NIGHFS_LOG(ERROR) << "flush at unmount failed: " << s;
 }

@@ -33,11 +33,16 @@ absl::Status MetaServer::Launch() {
   std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
                                    absl::StrCat("127.0.0.1:", port_), "--state-dir", state_dir_};
   for (const auto& a : extra_args_) argv.push_back(a);
-  auto p = ChildProcess::Start(argv, state_dir_ + "/meta.log");
-  if (!p.ok()) return p.status();
-  proc_ = std::move(*p);
-  absl::Status s = WaitForTcpPort(port_, absl::Seconds(20));
-  if (!s.ok()) return absl::InternalError(absl::StrCat("nighfs-meta did not start: ", log()));
+  auto started = ChildProcess::Start(argv, state_dir_ + "/meta.log");
+  if (!started.ok()) return started.status();
+  proc_ = std::move(*started);
+  ChildProcess* p = proc_.get();
+  bool up = WaitFor(
+      [&] { return WaitForTcpPort(port_, absl::Milliseconds(50)).ok() || !p->Running(); },
+      absl::Seconds(20));
+  if (!up || !p->Running()) {
+    return absl::InternalError(absl::StrCat("nighfs-meta did not start: ", log()));
+  }
   return absl::OkStatus();
 }
 

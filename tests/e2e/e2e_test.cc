@@ -456,7 +456,7 @@ TEST_F(E2eTest, RealWorkloads) {
       << out;
   ASSERT_EQ(RunShell("git clone -q " + repo + " " + P("clone"), &out), 0) << out;
   EXPECT_EQ(RunShell("diff -r -x .git " + repo + " " + P("clone"), &out), 0) << out;
-  EXPECT_EQ(RunShell("cd " + P("clone") + " && git status --porcelain && git fsck -q", &out), 0) << out;
+  EXPECT_EQ(RunShell("cd " + P("clone") + " && git status --porcelain && git fsck --no-progress --no-dangling", &out), 0) << out;
   EXPECT_EQ(out, "");
   // Build and run a small C program.
   ASSERT_TRUE(WriteFile(P("hello.c"), "#include <stdio.h>\nint main(void){puts(\"hello nighfs\");return 0;}\n"));
