@@ -58,6 +58,16 @@ constexpr uint32_t kIdBatch = 256;
 
 int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
 
+// POSIX ACLs (system.posix_acl_*) are not supported: storing them as plain xattrs would make
+// the kernel neither enforce them nor fold them into the mode, and `cp -a` would lose modes.
+// Refusing them makes tools fall back to chmod, as on any file system without ACLs.
+absl::Status CheckXattrNamespace(const std::string& name) {
+  if (name.rfind("system.", 0) == 0) {
+    return PosixError(EOPNOTSUPP, "system.* attributes (POSIX ACLs) are not supported");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckName(const std::string& name) {
   if (name.size() > kMaxName) return PosixError(ENAMETOOLONG, "name longer than 255 bytes");
   if (name.empty()) return PosixError(ENOENT, "empty name");
@@ -539,6 +549,7 @@ class FileSystemImpl : public FileSystem {
 
   absl::Status SetXattr(uint64_t ino, const std::string& name, std::string_view value,
                         int flags) override {
+    RETURN_IF_ERROR(CheckXattrNamespace(name));
     pb::SetXattrRequest req;
     req.set_volume_id(volume_.id());
     req.set_ino(ino);
@@ -555,6 +566,7 @@ class FileSystemImpl : public FileSystem {
     // from memory keeps that off the network. Only this mount's own changes are seen here.
     const bool caps = name == "security.capability";
     if (caps && KnownNoCaps(ino)) return PosixError(ENODATA, "no such attribute");
+    if (!CheckXattrNamespace(name).ok()) return PosixError(ENODATA, "no such attribute");
     pb::GetXattrRequest req;
     req.set_volume_id(volume_.id());
     req.set_ino(ino);

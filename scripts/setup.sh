@@ -15,7 +15,7 @@ PKGS=(
   libgtest-dev libgmock-dev
   libsqlite3-dev
   libboost-dev libboost-system-dev
-  attr git tar python3 fio
+  attr git tar python3 fio curl
 )
 
 missing=()

@@ -439,6 +439,12 @@ TEST_F(E2eTest, RealWorkloads) {
   ASSERT_EQ(RunShell("cp -a " + src + "/common " + src + "/mount " + P(""), &out), 0) << out;
   EXPECT_EQ(RunShell("diff -r " + src + "/common " + P("common"), &out), 0) << out;
   EXPECT_EQ(RunShell("diff -r " + src + "/mount " + P("mount"), &out), 0) << out;
+  // cp -a keeps modes, owners, sizes and mtimes (no ACL xattrs in the way).
+  const std::string meta_list = " && find . -printf '%M %U %G %T@ %p\\n' | sort";
+  std::string want, got;
+  ASSERT_EQ(RunShell("cd " + src + "/common" + meta_list, &want), 0);
+  ASSERT_EQ(RunShell("cd " + P("common") + meta_list, &got), 0);
+  EXPECT_EQ(got, want);
   // tar x of an archive.
   ASSERT_EQ(RunShell("tar -C " + src + " -cf " + root_ + "/src.tar common mount proto", &out), 0) << out;
   ASSERT_EQ(RunShell("mkdir " + P("untar") + " && tar -C " + P("untar") + " -xf " + root_ + "/src.tar", &out), 0) << out;

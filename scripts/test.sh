@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up the machine, builds, and runs every test: unit tests, the block-store conformance
+# suites against s3rver and Azurite, and the end-to-end tests on real FUSE mounts.
+# Extra arguments go to `meson test` (e.g. --suite unit).
+set -euo pipefail
+top="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$top"
+bash scripts/setup.sh
+bash scripts/build.sh
+status=0
+meson test -C build --print-errorlogs --num-processes 2 "$@" || status=$?
+# One closing line counting every test case (gtest cases inside each executable).
+python3 - "$top/build/meson-logs/testlog.junit.xml" <<'PY' || true
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception as e:
+    print(f"(no junit log: {e})"); sys.exit(0)
+passed = failed = skipped = 0
+for suite in root.iter('testsuite'):
+    cases = list(suite.iter('testcase'))
+    for c in cases:
+        if c.find('failure') is not None or c.find('error') is not None: failed += 1
+        elif c.find('skipped') is not None: skipped += 1
+        else: passed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status
