@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <set>
 #include <string>
@@ -62,6 +65,25 @@ size_t CountFiles(const std::string& dir) {
   }
   return n;
 }
+
+// Runs `fn` in a child process as uid/gid (with no supplementary groups); returns its exit
+// code, or 100 + errno style codes chosen by `fn`.
+int AsUser(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+        ::setresuid(uid, uid, uid) != 0) {
+      ::_exit(99);
+    }
+    ::_exit(fn());
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 98;
+}
+
+// The errno of a failed call as an exit code, 0 on success.
+int Errno(int rc) { return rc == 0 ? 0 : errno; }
 
 class E2eTest : public ::testing::Test {
  protected:
@@ -401,6 +423,82 @@ TEST_F(E2eTest, AppendAndTruncOnOpen) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::close(fd), 0);
   EXPECT_EQ(ReadFile(P("log")), "");
+}
+
+TEST_F(E2eTest, PermissionsForManyUsers) {
+  // Sticky directory: others may create, but not remove or rename each other's files.
+  ASSERT_EQ(::mkdir(P("tmp").c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(P("tmp").c_str(), 01777), 0);
+  const std::string a_file = P("tmp/a");
+  EXPECT_EQ(AsUser(1001, 1001, [&] {
+              int fd = ::open(a_file.c_str(), O_CREAT | O_WRONLY, 0644);
+              return fd < 0 ? errno : (::close(fd), 0);
+            }), 0);
+  struct stat st;
+  ASSERT_EQ(::stat(a_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 1001u);
+  EXPECT_EQ(st.st_gid, 1001u);
+  EXPECT_EQ(AsUser(1002, 1002, [&] { return Errno(::unlink(a_file.c_str())); }), EPERM);
+  EXPECT_EQ(AsUser(1002, 1002, [&] { return Errno(::rename(a_file.c_str(), (a_file + "x").c_str())); }),
+            EPERM);
+  EXPECT_EQ(AsUser(1002, 1002, [&] {
+              int fd = ::open(a_file.c_str(), O_WRONLY);
+              return fd < 0 ? errno : (::close(fd), 0);
+            }), EACCES);
+  EXPECT_EQ(AsUser(1002, 1002, [&] { return Errno(::chmod(a_file.c_str(), 0666)); }), EPERM);
+  EXPECT_EQ(AsUser(1001, 1001, [&] { return Errno(::unlink(a_file.c_str())); }), 0);
+
+  // Setgid directory: new entries take its group; new directories inherit the bit.
+  ASSERT_EQ(::mkdir(P("proj").c_str(), 0775), 0);
+  ASSERT_EQ(::chown(P("proj").c_str(), 0, 1234), 0);
+  ASSERT_EQ(::chmod(P("proj").c_str(), 02777), 0);
+  EXPECT_EQ(AsUser(1001, 1001, [&] {
+              int fd = ::open(P("proj/f").c_str(), O_CREAT | O_WRONLY, 0644);
+              if (fd < 0) return errno;
+              ::close(fd);
+              return Errno(::mkdir(P("proj/sub").c_str(), 0755));
+            }), 0);
+  ASSERT_EQ(::stat(P("proj/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 1234u);
+  EXPECT_EQ(st.st_uid, 1001u);
+  ASSERT_EQ(::stat(P("proj/sub").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 1234u);
+  EXPECT_TRUE(st.st_mode & S_ISGID);
+
+  // A write by someone else clears setuid and setgid; chown clears setuid.
+  ASSERT_TRUE(WriteFile(P("suid"), "x"));
+  ASSERT_EQ(::chown(P("suid").c_str(), 1001, 1001), 0);
+  ASSERT_EQ(::chmod(P("suid").c_str(), 06777), 0);
+  EXPECT_EQ(AsUser(1002, 1002, [&] {
+              int fd = ::open(P("suid").c_str(), O_WRONLY);
+              if (fd < 0) return errno;
+              int rc = ::write(fd, "y", 1) == 1 ? 0 : errno;
+              ::close(fd);
+              return rc;
+            }), 0);
+  ASSERT_EQ(::stat(P("suid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0777u);
+  ASSERT_EQ(::chmod(P("suid").c_str(), 04755), 0);
+  ASSERT_EQ(::chown(P("suid").c_str(), 1002, 1002), 0);
+  ASSERT_EQ(::stat(P("suid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+
+  // ctime moves on chmod, link and rename; mtime of the directory on create.
+  ASSERT_TRUE(WriteFile(P("t"), "t"));
+  ASSERT_EQ(::stat(P("t").c_str(), &st), 0);
+  const auto c0 = st.st_ctim;
+  ::usleep(20000);
+  ASSERT_EQ(::chmod(P("t").c_str(), 0600), 0);
+  ASSERT_EQ(::stat(P("t").c_str(), &st), 0);
+  EXPECT_TRUE(st.st_ctim.tv_sec > c0.tv_sec ||
+              (st.st_ctim.tv_sec == c0.tv_sec && st.st_ctim.tv_nsec > c0.tv_nsec));
+  const auto c1 = st.st_ctim;
+  ::usleep(20000);
+  ASSERT_EQ(::link(P("t").c_str(), P("t2").c_str()), 0);
+  ASSERT_EQ(::stat(P("t").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_TRUE(st.st_ctim.tv_sec > c1.tv_sec ||
+              (st.st_ctim.tv_sec == c1.tv_sec && st.st_ctim.tv_nsec > c1.tv_nsec));
 }
 
 TEST_F(E2eTest, MountFailsClearly) {
