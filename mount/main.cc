@@ -295,6 +295,8 @@ int RunMount(MountOptions opts) {
         fuse_loop_cfg_set_idle_threads(cfg, 16);
         rc = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
+        // The loop reports the signal that ended it (SIGTERM, SIGINT, SIGHUP): a clean stop.
+        if (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) rc = 0;
         // SIGTERM or an unmount ended the loop: everything buffered is made durable.
         absl::Status s = (*fs)->FlushAll();
         if (!s.ok()) {

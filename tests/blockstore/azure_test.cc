@@ -2,7 +2,6 @@
 // checks Shared Key signatures and account SAS tokens exactly as the service does: the
 // conformance suite, retries through a fault-injecting proxy, and the errors users see for a
 // wrong key, a missing container or a dead endpoint.
-#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -14,10 +13,10 @@
 #include "blockstore/azure_auth.h"
 #include "blockstore/azure_store.h"
 #include "blockstore/block_store.h"
-#include "common/http_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/blockstore/conformance.h"
+#include "tests/testing/emulators.h"
 #include "tests/testing/fault_proxy.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
@@ -25,7 +24,6 @@
 namespace nighfs::blockstore {
 namespace {
 
-using ::nighfs::testing::ChildProcess;
 using ::nighfs::testing::FaultProxy;
 using ::nighfs::testing::TempDir;
 using ::testing::AnyOf;
@@ -33,32 +31,25 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // The emulator's well-known development account, published by Microsoft; not a secret.
-constexpr char kAccount[] = "devstoreaccount1";
-constexpr char kKey[] =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+constexpr const char* kAccount = testing::kAzuriteAccount;
+constexpr const char* kKey = testing::kAzuriteKey;
 // Same length and alphabet as kKey, different bytes.
 constexpr char kWrongKey[] =
     "AAAAvdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 constexpr char kContainer[] = "nighfs";
 
-std::string AzuriteBinary() {
-  const std::string dir = testing::NodeToolsDir();
-  if (dir.empty()) return "";
-  std::string bin = dir + "/node_modules/.bin/azurite-blob";
-  return ::access(bin.c_str(), X_OK) == 0 ? bin : "";
-}
-
 // Why the emulator tests cannot run, or "" when they can. Outside CI a missing emulator skips
 // them; in CI it fails them.
 std::string MissingEmulator() {
-  return AzuriteBinary().empty() ? "azurite-blob is not installed (run scripts/setup.sh)" : "";
+  return testing::AzuriteBinary().empty() ? "azurite-blob is not installed (run scripts/setup.sh)"
+                                          : "";
 }
 
 // One Azurite for the whole binary, started on first use and stopped by the environment below.
-class Azurite {
+class SharedAzurite {
  public:
-  static Azurite* Get() {
-    static Azurite* instance = new Azurite();
+  static SharedAzurite* Get() {
+    static SharedAzurite* instance = new SharedAzurite();
     return instance;
   }
 
@@ -71,84 +62,33 @@ class Azurite {
     return status_;
   }
 
-  std::string endpoint() const {
-    return absl::StrCat("http://127.0.0.1:", port_, "/", kAccount);
-  }
-  std::string origin() const { return absl::StrCat("http://127.0.0.1:", port_); }
+  std::string endpoint() const { return server_->endpoint(); }
+  std::string origin() const { return server_->origin(); }
 
   void Stop() {
-    process_.reset();
+    server_.reset();
     dir_.reset();
   }
 
  private:
   absl::Status Start() {
-    const std::string bin = AzuriteBinary();
-    if (bin.empty()) return absl::NotFoundError(MissingEmulator());
     dir_ = std::make_unique<TempDir>();
-    port_ = testing::FreeLoopbackPort();
-    auto p = ChildProcess::Start(
-        // In memory: faster than its on-disk store (the 2500-key listing case is dominated by
-        // the emulator), and nothing to clean up. (Azurite refuses --location with it.)
-        {bin, "--blobHost", "127.0.0.1", "--blobPort", std::to_string(port_),
-         "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent",
-         // Azurite otherwise reports usage to Microsoft: tests stay on loopback.
-         "--disableTelemetry"},
-        dir_->path() + "/azurite.log");
-    if (!p.ok()) return p.status();
-    process_ = std::move(*p);
-    // Stop waiting as soon as the emulator exits (a bad flag, say) rather than at the deadline.
-    bool listening = false;
-    testing::WaitFor(
-        [&] {
-          listening = testing::WaitForTcpPort(port_, absl::Milliseconds(200)).ok();
-          return listening || !process_->Running();
-        },
-        absl::Seconds(60));
-    if (!listening) {
-      return absl::UnavailableError(absl::StrCat("Azurite did not start on port ", port_, ":\n",
-                                                 process_->ReadLog()));
-    }
-    return CreateContainer(kContainer);
+    absl::StatusOr<std::unique_ptr<testing::Azurite>> server =
+        testing::Azurite::Start(dir_->path());
+    if (!server.ok()) return server.status();
+    server_ = std::move(*server);
+    return server_->CreateContainer(kContainer);
   }
 
- public:
-  // Create Container, signed by the code under test (Azurite verifies the signature).
-  // 409 ContainerAlreadyExists counts as success.
-  absl::Status CreateContainer(const std::string& name) {
-    auto signer = azure::SharedKeySigner::Create(kAccount, kKey);
-    if (!signer.ok()) return signer.status();
-    azure::AzureRequest req;
-    req.method = "PUT";
-    req.path = absl::StrCat("/", kAccount, "/", name);
-    req.query = {{"restype", "container"}};
-    req.headers = {{"x-ms-version", kAzureApiVersion}, {"Content-Length", "0"}};
-    signer->Sign(absl::Now(), &req);
-    HttpRequest http;
-    http.method = req.method;
-    http.url = absl::StrCat(origin(), req.path, "?", azure::BuildQueryString(req));
-    http.headers = req.headers;
-    auto client = HttpClient::Create();
-    if (client == nullptr) return absl::InternalError("no HttpClient");
-    auto r = client->Do(http);
-    if (!r.ok()) return r.status();
-    if (r->status != 201 && r->status != 409) {
-      return absl::InternalError(absl::StrCat("Create Container: HTTP ", r->status, " ", r->body));
-    }
-    return absl::OkStatus();
-  }
-
- private:
   bool started_ = false;
   absl::Status status_;
-  int port_ = 0;
   std::unique_ptr<TempDir> dir_;
-  std::unique_ptr<ChildProcess> process_;
+  std::unique_ptr<testing::Azurite> server_;  // stopped before dir_ is removed
 };
 
 class AzuriteEnvironment : public ::testing::Environment {
  public:
-  void TearDown() override { Azurite::Get()->Stop(); }
+  void TearDown() override { SharedAzurite::Get()->Stop(); }
 };
 [[maybe_unused]] ::testing::Environment* const kAzuriteEnv =
     ::testing::AddGlobalTestEnvironment(new AzuriteEnvironment);
@@ -190,14 +130,14 @@ std::vector<conformance::StoreFactory> Factories() {
   if (!MissingEmulator().empty() && !testing::InCi()) return {};
   auto make = [](StoreCredentials creds) {
     return [creds]() -> std::unique_ptr<BlockStore> {
-      if (absl::Status s = Azurite::Get()->EnsureStarted(); !s.ok()) {
+      if (absl::Status s = SharedAzurite::Get()->EnsureStarted(); !s.ok()) {
         ADD_FAILURE() << s;
         return nullptr;
       }
       // The URL goes through the public parser, as a user's would.
       auto url = ParseStoreUrl(absl::StrCat("azure://", kAccount, "/", kContainer,
                                             "/conformance-root?endpoint=",
-                                            Azurite::Get()->endpoint()));
+                                            SharedAzurite::Get()->endpoint()));
       EXPECT_OK(url);
       if (!url.ok()) return nullptr;
       return MustOpen(*url, creds);
@@ -221,13 +161,13 @@ class AzureStoreTest : public ::testing::Test {
       if (!testing::InCi()) GTEST_SKIP() << missing;
       FAIL() << missing << " (CI=true: the emulator tests must run)";
     }
-    ASSERT_OK(Azurite::Get()->EnsureStarted());
+    ASSERT_OK(SharedAzurite::Get()->EnsureStarted());
     prefix_ = conformance::UniqueTestPrefix();
   }
 
   // A store reaching Azurite through a FaultProxy.
   void StartProxy() {
-    auto proxy = FaultProxy::Start(Azurite::Get()->origin());
+    auto proxy = FaultProxy::Start(SharedAzurite::Get()->origin());
     ASSERT_OK(proxy);
     proxy_ = std::move(*proxy);
     store_ = MustOpen(AzureUrl(proxy_->url() + "/" + kAccount), KeyCredentials(), FastRetries());
@@ -358,7 +298,7 @@ TEST_F(AzureStoreTest, ForbiddenIsNotRetried) {
 TEST_F(AzureStoreTest, WrongKeyIsRejectedByAzurite) {
   // Azurite verifies Shared Key signatures: the right key passing (the conformance suite) and
   // a wrong one failing is what proves the signer computes what the service computes.
-  auto store = MustOpen(AzureUrl(Azurite::Get()->endpoint()), KeyCredentials(kWrongKey),
+  auto store = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint()), KeyCredentials(kWrongKey),
                         FastRetries());
   ASSERT_NE(store, nullptr);
   absl::Status s = store->Check();
@@ -372,7 +312,7 @@ TEST_F(AzureStoreTest, WrongKeyIsRejectedByAzurite) {
 }
 
 TEST_F(AzureStoreTest, MissingContainerIsAClearError) {
-  auto store = MustOpen(AzureUrl(Azurite::Get()->endpoint(), "no-such-container"),
+  auto store = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint(), "no-such-container"),
                         KeyCredentials(), FastRetries());
   ASSERT_NE(store, nullptr);
   absl::Status s = store->Check();
@@ -404,7 +344,7 @@ TEST_F(AzureStoreTest, AccountSasToken) {
   o.expiry = absl::Now() + absl::Hours(1);
   StoreCredentials creds;
   creds.azure_sas_token = "?" + azure::MakeAccountSasToken(*signer, o);  // as users paste it
-  auto store = MustOpen(AzureUrl(Azurite::Get()->endpoint()), creds, FastRetries());
+  auto store = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint()), creds, FastRetries());
   ASSERT_NE(store, nullptr);
   ASSERT_OK(store->Check());
   conformance::ExpectRoundTrip(*store, prefix_ + "sas", 1000);
@@ -412,7 +352,7 @@ TEST_F(AzureStoreTest, AccountSasToken) {
   // Read-only SAS: reads work, writes are refused without retries.
   o.permissions = "rl";
   creds.azure_sas_token = azure::MakeAccountSasToken(*signer, o);
-  auto read_only = MustOpen(AzureUrl(Azurite::Get()->endpoint()), creds, FastRetries());
+  auto read_only = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint()), creds, FastRetries());
   ASSERT_NE(read_only, nullptr);
   ASSERT_OK(read_only->Check());
   absl::Status s = read_only->Put(prefix_ + "ro", "x");
@@ -424,15 +364,15 @@ TEST_F(AzureStoreTest, AccountSasToken) {
   ASSERT_OK(wrong);
   o.permissions = "rwdlac";
   creds.azure_sas_token = azure::MakeAccountSasToken(*wrong, o);
-  auto forged = MustOpen(AzureUrl(Azurite::Get()->endpoint()), creds, FastRetries());
+  auto forged = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint()), creds, FastRetries());
   ASSERT_NE(forged, nullptr);
   conformance::ExpectEveryOpFails(*forged, absl::StatusCode::kPermissionDenied, prefix_ + "f",
                                   {creds.azure_sas_token});
 }
 
 TEST_F(AzureStoreTest, PrefixIsolatesStores) {
-  auto root = MustOpen(AzureUrl(Azurite::Get()->endpoint()), KeyCredentials());
-  auto vol = MustOpen(AzureUrl(Azurite::Get()->endpoint(),
+  auto root = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint()), KeyCredentials());
+  auto vol = MustOpen(AzureUrl(SharedAzurite::Get()->endpoint(),
                                absl::StrCat(kContainer, "/", prefix_, "vol1")),
                       KeyCredentials());
   ASSERT_NE(root, nullptr);

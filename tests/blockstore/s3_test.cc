@@ -35,6 +35,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/blockstore/conformance.h"
+#include "tests/testing/emulators.h"
 #include "tests/testing/fault_proxy.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
@@ -43,18 +44,17 @@ namespace nighfs::blockstore {
 namespace {
 
 using ::nighfs::testing::FaultProxy;
+using ::nighfs::testing::S3rver;
+using ::nighfs::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// s3rver's built-in account.
-constexpr char kAccessKey[] = "S3RVER";
-constexpr char kSecret[] = "S3RVER";
 constexpr char kBucket[] = "testbucket";
 
 StoreCredentials GoodCredentials() {
   StoreCredentials c;
-  c.access_key_id = kAccessKey;
-  c.secret_access_key = kSecret;
+  c.access_key_id = nighfs::testing::kS3rverAccessKey;
+  c.secret_access_key = nighfs::testing::kS3rverSecret;
   return c;
 }
 
@@ -170,56 +170,23 @@ TEST(S3UrlTest, IncompleteCredentialsAreRejected) {
 // ---------------------------------------------------------------------------------------------
 // s3rver, started once for the whole binary on first use and stopped by the environment.
 
-class S3rver {
- public:
-  static absl::StatusOr<std::unique_ptr<S3rver>> Start() {
-    const std::string tools = nighfs::testing::NodeToolsDir();
-    if (tools.empty()) return absl::NotFoundError("s3rver is not installed (run scripts/setup.sh)");
-    auto server = std::unique_ptr<S3rver>(new S3rver);
-    absl::Status last;
-    // FreeLoopbackPort() can race with another process grabbing the port: try a few.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      server->port_ = nighfs::testing::FreeLoopbackPort();
-      absl::StatusOr<std::unique_ptr<nighfs::testing::ChildProcess>> proc =
-          nighfs::testing::ChildProcess::Start(
-              {tools + "/node_modules/.bin/s3rver", "-d", server->dir_.path() + "/data", "-a",
-               "127.0.0.1", "-p", std::to_string(server->port_), "--configure-bucket", kBucket,
-               "--silent"},
-              server->dir_.path() + "/s3rver.log",
-              // DES continuation tokens need OpenSSL's legacy provider under Node 17+; without
-              // it every truncated listing is a 500.
-              {{"NODE_OPTIONS",
-                absl::StrCat("--openssl-legacy-provider --require \"",
-                             nighfs::testing::SourceRoot(),
-                             "/tests/blockstore/s3rver_fixes.js\"")}});
-      if (!proc.ok()) return proc.status();
-      last = nighfs::testing::WaitForTcpPort(server->port_, absl::Seconds(30));
-      if (last.ok() && (*proc)->Running()) {
-        server->process_ = std::move(*proc);
-        return server;
-      }
-      last = absl::UnavailableError(
-          absl::StrCat("s3rver did not start: ", last.message(), "; log:\n", (*proc)->ReadLog()));
-    }
-    return last;
-  }
-
-  std::string endpoint() const { return absl::StrCat("http://127.0.0.1:", port_); }
-  int port() const { return port_; }
-
- private:
-  S3rver() = default;
-  nighfs::testing::TempDir dir_;
-  int port_ = 0;
-  std::unique_ptr<nighfs::testing::ChildProcess> process_;  // stopped before dir_ is removed
-};
-
 struct SharedS3rver {
   absl::Mutex mu;
   bool tried ABSL_GUARDED_BY(mu) = false;
-  std::unique_ptr<S3rver> server ABSL_GUARDED_BY(mu);
+  std::unique_ptr<TempDir> dir ABSL_GUARDED_BY(mu);
+  std::unique_ptr<S3rver> server ABSL_GUARDED_BY(mu);  // stopped before dir is removed
   absl::Status error ABSL_GUARDED_BY(mu);
 };
+
+// Starts s3rver in `s->dir` with kBucket created.
+absl::Status StartShared(SharedS3rver* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  s->dir = std::make_unique<TempDir>();
+  absl::StatusOr<std::unique_ptr<S3rver>> started = S3rver::Start(s->dir->path());
+  if (!started.ok()) return started.status();
+  if (absl::Status created = (*started)->CreateBucket(kBucket); !created.ok()) return created;
+  s->server = std::move(*started);
+  return absl::OkStatus();
+}
 
 SharedS3rver& Shared() {
   static SharedS3rver* const shared = new SharedS3rver;
@@ -232,12 +199,7 @@ S3rver* GetS3rver(absl::Status* error = nullptr) {
   absl::MutexLock lock(&s.mu);
   if (!s.tried) {
     s.tried = true;
-    absl::StatusOr<std::unique_ptr<S3rver>> started = S3rver::Start();
-    if (started.ok()) {
-      s.server = std::move(*started);
-    } else {
-      s.error = started.status();
-    }
+    s.error = StartShared(&s);
   }
   if (error != nullptr) *error = s.error;
   return s.server.get();
@@ -249,6 +211,7 @@ class S3rverEnvironment : public ::testing::Environment {
     SharedS3rver& s = Shared();
     absl::MutexLock lock(&s.mu);
     s.server.reset();
+    s.dir.reset();
   }
 };
 [[maybe_unused]] ::testing::Environment* const kS3rverEnvironment =
@@ -259,7 +222,7 @@ class S3rverEnvironment : public ::testing::Environment {
   absl::Status var##_error;                                                          \
   S3rver* var = GetS3rver(&var##_error);                                             \
   if (var == nullptr) {                                                              \
-    if (!nighfs::testing::InCi() && nighfs::testing::NodeToolsDir().empty()) {      \
+    if (!nighfs::testing::InCi() && nighfs::testing::S3rverBinary().empty()) {      \
       GTEST_SKIP() << var##_error;                                                   \
     }                                                                                \
     FAIL() << var##_error;                                                           \
@@ -283,7 +246,7 @@ std::unique_ptr<BlockStore> OpenOrNull(const std::string& url, const StoreCreden
 // Conformance: against s3rver at the bucket root with signed payloads, and below a prefix with
 // unsigned ones. Instantiated only when s3rver can run or in CI (where a missing emulator must fail).
 std::vector<conformance::StoreFactory> S3rverFactories() {
-  if (!nighfs::testing::InCi() && nighfs::testing::NodeToolsDir().empty()) return {};
+  if (!nighfs::testing::InCi() && nighfs::testing::S3rverBinary().empty()) return {};
   auto make = [](std::string prefix, std::string extra) {
     return [prefix, extra]() -> std::unique_ptr<BlockStore> {
       absl::Status error;
@@ -292,7 +255,7 @@ std::vector<conformance::StoreFactory> S3rverFactories() {
         ADD_FAILURE() << error;
         return nullptr;
       }
-      return OpenOrNull(StoreUrlFor(server->endpoint(), kBucket, prefix, extra),
+      return OpenOrNull(StoreUrlFor(server->url(), kBucket, prefix, extra),
                         GoodCredentials());
     };
   };
@@ -607,7 +570,7 @@ class S3StoreTest : public ::testing::Test {
 
   // A FaultProxy in front of s3rver and a store that talks to it.
   void StartProxy() {
-    absl::StatusOr<std::unique_ptr<FaultProxy>> proxy = FaultProxy::Start(server_->endpoint());
+    absl::StatusOr<std::unique_ptr<FaultProxy>> proxy = FaultProxy::Start(server_->url());
     ASSERT_OK(proxy);
     proxy_ = std::move(*proxy);
     proxied_ = Open(proxy_->url());
@@ -621,9 +584,9 @@ class S3StoreTest : public ::testing::Test {
 };
 
 TEST_F(S3StoreTest, KeysLiveBelowTheStorePrefix) {
-  std::unique_ptr<BlockStore> prefixed = Open(server_->endpoint());
+  std::unique_ptr<BlockStore> prefixed = Open(server_->url());
   std::unique_ptr<BlockStore> root = OpenOrNull(
-      StoreUrlFor(server_->endpoint(), kBucket, ""), GoodCredentials());
+      StoreUrlFor(server_->url(), kBucket, ""), GoodCredentials());
   ASSERT_NE(prefixed, nullptr);
   ASSERT_NE(root, nullptr);
   ASSERT_OK(prefixed->Put("blk/00/1", "one"));
@@ -702,7 +665,7 @@ TEST_F(S3StoreTest, PersistentFailureGivesUp) {
 }
 
 TEST_F(S3StoreTest, MissingBucketFailsCheckClearly) {
-  std::unique_ptr<BlockStore> store = Open(server_->endpoint(), GoodCredentials(), "nosuchbucket");
+  std::unique_ptr<BlockStore> store = Open(server_->url(), GoodCredentials(), "nosuchbucket");
   ASSERT_NE(store, nullptr);
   absl::Status s = store->Check();
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -719,7 +682,7 @@ TEST_F(S3StoreTest, UnknownAccessKeyIsPermissionDenied) {
   StoreCredentials unknown_id;
   unknown_id.access_key_id = "UNKNOWNKEYID";
   unknown_id.secret_access_key = "WHATEVER-SECRET-5678";
-  std::unique_ptr<BlockStore> store = Open(server_->endpoint(), unknown_id);
+  std::unique_ptr<BlockStore> store = Open(server_->url(), unknown_id);
   ASSERT_NE(store, nullptr);
   absl::Status s = store->Check();
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kPermissionDenied));
@@ -758,7 +721,7 @@ TEST_F(S3StoreTest, RoundTripThroughFlakyProxy) {
 TEST_F(S3StoreTest, DISABLED_Bench) {
   constexpr size_t kObjectSize = 4 << 20;
   constexpr int kObjects = 64;
-  std::unique_ptr<BlockStore> store = Open(server_->endpoint());
+  std::unique_ptr<BlockStore> store = Open(server_->url());
   ASSERT_NE(store, nullptr);
   const std::string data = conformance::TestData(kObjectSize, 42);
   for (int streams : {1, 16}) {

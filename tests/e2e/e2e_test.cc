@@ -15,6 +15,7 @@
 #include <functional>
 #include <random>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -499,6 +500,89 @@ TEST_F(E2eTest, PermissionsForManyUsers) {
   EXPECT_EQ(st.st_nlink, 2u);
   EXPECT_TRUE(st.st_ctim.tv_sec > c1.tv_sec ||
               (st.st_ctim.tv_sec == c1.tv_sec && st.st_ctim.tv_nsec > c1.tv_nsec));
+}
+
+TEST_F(E2eTest, SigtermFlushesOpenFiles) {
+  FuseMount* m = MountVolume("vol", "term");
+  ASSERT_NE(m, nullptr);
+  const std::string data = RandomBytes(kBlock + 12345, 21);
+  int fd = ::open((m->path() + "/open").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  // Still open, nothing flushed by close: SIGTERM must store it before the daemon exits.
+  auto st = m->process()->Stop(SIGTERM, absl::Seconds(30));
+  ASSERT_OK(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st << m->log();
+  ::close(fd);
+  EXPECT_FALSE(IsMounted(m->path()));
+  FuseMount* again = MountVolume("vol", "term2");
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(ReadFile(again->path() + "/open") == data);
+}
+
+TEST_F(E2eTest, CrashLosesNothingAcknowledged) {
+  FuseMount* m = MountVolume("vol", "crash");
+  ASSERT_NE(m, nullptr);
+  const std::string closed = RandomBytes(2 * kBlock + 3, 31);
+  ASSERT_TRUE(WriteFile(m->path() + "/closed", closed));
+  const std::string synced = RandomBytes(kBlock / 2, 32);
+  int fd = ::open((m->path() + "/synced").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, synced.data(), synced.size()), static_cast<ssize_t>(synced.size()));
+  ASSERT_EQ(::fsync(fd), 0);
+  ::kill(m->process()->pid(), SIGKILL);
+  ASSERT_OK(m->process()->Wait(absl::Seconds(10)));
+  ::close(fd);
+  FuseMount* again = MountVolume("vol", "crash2");
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(ReadFile(again->path() + "/closed") == closed);
+  EXPECT_TRUE(ReadFile(again->path() + "/synced") == synced);
+}
+
+TEST_F(E2eTest, MetaRestartWhileMountedOnlyDelays) {
+  FuseMount* m = MountVolume("vol", "restart", "meta_timeout=30,attr_timeout=0,entry_timeout=0");
+  ASSERT_NE(m, nullptr);
+  ASSERT_OK(meta_->Stop());
+  // The write waits for the server (retries with backoff), then succeeds. The server is
+  // restarted from this thread: children die with the thread that started them.
+  bool wrote = false;
+  std::thread writer([&] { wrote = WriteFile(m->path() + "/during", "patience"); });
+  ::usleep(1500 * 1000);
+  EXPECT_OK(meta_->Restart());
+  writer.join();
+  EXPECT_TRUE(wrote);
+  if (HasFailure()) ADD_FAILURE() << m->log() << meta_->log();
+  EXPECT_EQ(ReadFile(m->path() + "/during"), "patience");
+}
+
+TEST_F(E2eTest, BackgroundMountAsMountHelper) {
+  const std::string mp = root_ + "/helper";
+  const std::string run = root_ + "/helper.run";
+  stdfs::create_directories(mp);
+  std::string out;
+  // The way mount(8) calls a helper: spec, dir, -o with generic and fstab options.
+  int rc = RunShell("NIGHFS_RUN_DIR=" + run + " " + BuildRoot() + "/mount/mount.nighfs vol@" +
+                        meta_->address() + " " + mp + " -n -o rw,nosuid,nodev,_netdev,noatime,log_file=" +
+                        root_ + "/helper.log",
+                    &out);
+  ASSERT_EQ(rc, 0) << out;
+  ASSERT_TRUE(IsMounted(mp));
+  ASSERT_TRUE(WriteFile(mp + "/bg", "background"));
+  // nighfs status knows the mount and its pid.
+  ASSERT_EQ(RunShell("NIGHFS_RUN_DIR=" + run + " " + BuildRoot() + "/tools/nighfs --meta " +
+                         meta_->address() + " status " + mp + " --json",
+                     &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"volume\": \"vol\""), std::string::npos) << out;
+  const size_t at = out.find("\"pid\": ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const pid_t pid = std::stoi(out.substr(at + 7));
+  EXPECT_EQ(RunShell("umount " + mp, &out), 0) << out;
+  EXPECT_TRUE(WaitFor([&] { return ::kill(pid, 0) != 0; }, absl::Seconds(30)));
+  if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
+  EXPECT_FALSE(IsMounted(mp));
+  EXPECT_EQ(ReadFile(P("bg")), "background");
 }
 
 TEST_F(E2eTest, MountFailsClearly) {

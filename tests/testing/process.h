@@ -16,7 +16,9 @@
 
 namespace nighfs::testing {
 
-// A child process in its own process group. The destructor sends SIGTERM, waits up to 10 s,
+// A child process in its own process group. It gets SIGTERM when the *thread* that started it
+// exits (PR_SET_PDEATHSIG), so a crashed test leaves no daemon behind: start long-lived
+// children from the test's main thread. The destructor sends SIGTERM, waits up to 10 s,
 // then SIGKILLs the group. Output goes to `log_path` (appended) so failures can be read.
 class ChildProcess {
  public:
