@@ -508,9 +508,12 @@ class FileSystemImpl : public FileSystem {
     write_ops_.fetch_add(1, std::memory_order_relaxed);
     bytes_written_.fetch_add(data.size(), std::memory_order_relaxed);
     // Back-pressure: a writer far ahead of the store waits for its own file's uploads.
-    if (commit_now || buffered_.load() > static_cast<int64_t>(options_.writeback_bytes)) {
+    if (buffered_.load() > static_cast<int64_t>(options_.writeback_bytes)) {
       absl::MutexLock fl(&st->flush_mu);
       RETURN_IF_ERROR(CommitLocked(st));
+    } else if (commit_now) {
+      absl::MutexLock fl(&st->flush_mu);
+      RETURN_IF_ERROR(CommitLocked(st, /*partial=*/true));
     }
     return data.size();
   }
@@ -800,6 +803,9 @@ class FileSystemImpl : public FileSystem {
           }
         }
         buffered_ += img.size();
+        // A large writer will grow this image to the whole block: allocate it once, so no
+        // reallocation copies it. Small files keep small buffers.
+        if (len >= (64u << 10)) img.reserve(bs_);
         it = st.dirty.emplace(idx, std::move(img)).first;
       }
       std::string& img = it->second;
@@ -898,13 +904,38 @@ class FileSystemImpl : public FileSystem {
   // Seals every buffered block of `st`, waits for the uploads and records them in the
   // metadata server in one CommitBlocks. On failure nothing buffered is dropped: the next
   // flush tries again.
-  absl::Status CommitLocked(const std::shared_ptr<FileState>& st)
+  //
+  // With `partial` (back-pressure for a writer far ahead of the store) it only waits for the
+  // oldest upload, commits the uploads that have finished, and leaves the rest in flight, so
+  // the upload pipeline never drains. The size it records then covers only committed blocks.
+  absl::Status CommitLocked(const std::shared_ptr<FileState>& st, bool partial = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu) {
     std::vector<std::shared_ptr<PendingBlock>> snap;
     std::vector<std::shared_ptr<PendingBlock>> sealed;
     uint64_t size = 0;
     int64_t mtime_ns = 0;
-    {
+    if (partial) {
+      std::shared_ptr<PendingBlock> oldest;
+      {
+        absl::MutexLock l(&st->mu);
+        if (st->inflight.empty()) return absl::OkStatus();
+        oldest = st->inflight.begin()->second;
+      }
+      oldest->done.WaitForNotification();
+      absl::MutexLock l(&st->mu);
+      uint64_t end = 0;
+      for (auto& [idx, p] : st->inflight) {
+        if (!p->finished) continue;
+        if (!p->status.ok()) return PosixError(EIO, p->status.message());
+        p->committing = true;
+        snap.push_back(p);
+        end = std::max<uint64_t>(end, idx * bs_ + p->data->size());
+      }
+      if (snap.empty()) return absl::OkStatus();
+      size = std::min(st->size, end);
+      mtime_ns = st->mtime_ns;
+    }
+    if (!partial) {
       absl::MutexLock l(&st->mu);
       if (!st->meta_dirty && st->dirty.empty() && st->inflight.empty()) return absl::OkStatus();
       for (auto& [idx, img] : st->dirty) {

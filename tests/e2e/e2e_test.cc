@@ -195,7 +195,9 @@ TEST_F(E2eTest, RandomWritesMatchLocalModel) {
       ASSERT_EQ(::ftruncate(fd, up), 0);
       ASSERT_EQ(::ftruncate(mfd, up), 0);
     }
-    if (i % 200 == 0) ASSERT_EQ(::fsync(fd), 0);
+    if (i % 200 == 0) {
+      ASSERT_EQ(::fsync(fd), 0);
+    }
   }
   ASSERT_EQ(::close(fd), 0);
   ASSERT_EQ(::close(mfd), 0);
