@@ -216,7 +216,10 @@ int RunMount(MountOptions opts) {
 
   // 2. The block store: credentials, reachability, container.
   absl::StatusOr<blockstore::StoreCredentials> creds =
-      blockstore::LoadCredentials(::access(opts.credentials_file.c_str(), F_OK) == 0
+      // Only the default file is optional: a path the user gave must exist, or a typo would
+      // silently fall back to the environment (or anonymous access).
+      blockstore::LoadCredentials(opts.credentials_given ||
+                                          ::access(opts.credentials_file.c_str(), F_OK) == 0
                                       ? opts.credentials_file
                                       : std::string());
   if (!creds.ok()) return Fail(std::string(creds.status().message()));

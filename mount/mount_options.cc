@@ -54,7 +54,7 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
   if (key == "fsname") { if (!need_value().ok()) return need_value(); o->fsname = value; return absl::OkStatus(); }
   if (key == "log_level") { if (!need_value().ok()) return need_value(); o->log_level = value; return absl::OkStatus(); }
   if (key == "log_file") { if (!need_value().ok()) return need_value(); o->log_file = value; return absl::OkStatus(); }
-  if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; return absl::OkStatus(); }
+  if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; o->credentials_given = true; return absl::OkStatus(); }
   if (key == "attr_timeout" || key == "entry_timeout" || key == "meta_timeout" ||
       key == "mount_timeout") {
     if (!need_value().ok()) return need_value();

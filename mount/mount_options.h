@@ -23,6 +23,7 @@ struct MountOptions {
   absl::Duration meta_timeout = absl::Seconds(60);
   absl::Duration mount_timeout = absl::Seconds(10);
   std::string credentials_file = "/etc/nighfs/credentials";
+  bool credentials_given = false;  // -o credentials=FILE: then the file must exist
   std::string log_level;
   std::string log_file;  // "" = default for background mounts
   std::string fsname;

@@ -1,0 +1,45 @@
+#include "mount/mount_options.h"
+
+#include "gtest/gtest.h"
+#include "tests/testing/test_status.h"
+
+namespace nighfs::fs {
+namespace {
+
+TEST(MountOptionsTest, MountHelperForm) {
+  auto o = ParseMountArgs({"scratch@10.0.0.5:7420", "/mnt/s", "-n", "-o",
+                           "rw,_netdev,nosuid,noatime,attr_timeout=2.5,cache_size=64,credentials=/c"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->volume, "scratch");
+  EXPECT_EQ(o->meta_address, "10.0.0.5:7420");
+  EXPECT_EQ(o->mount_point, "/mnt/s");
+  EXPECT_FALSE(o->foreground);
+  EXPECT_EQ(o->fs.attr_timeout, absl::Milliseconds(2500));
+  EXPECT_EQ(o->fs.cache_bytes, 64u << 20);
+  EXPECT_EQ(o->credentials_file, "/c");
+  EXPECT_TRUE(o->credentials_given);
+  EXPECT_EQ(o->kernel_options, (std::vector<std::string>{"nosuid", "noatime"}));
+}
+
+TEST(MountOptionsTest, UrlFormAndDefaults) {
+  auto o = ParseMountArgs({"nighfs://meta.example/vol/", "/m", "-f"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->volume, "vol");
+  EXPECT_EQ(o->meta_address, "meta.example:7420");
+  EXPECT_TRUE(o->foreground);
+  EXPECT_TRUE(o->allow_other);
+  EXPECT_FALSE(o->credentials_given);
+}
+
+TEST(MountOptionsTest, BadInputNamesTheProblem) {
+  auto o = ParseMountArgs({"vol@h:1", "/m", "-o", "cache_sise=5"});
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("cache_sise"), absl::string_view::npos);
+  EXPECT_FALSE(ParseMountArgs({"novolume", "/m"}).ok());
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1"}).ok());
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "attr_timeout=-1"}).ok());
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "credentials"}).ok());
+}
+
+}  // namespace
+}  // namespace nighfs::fs
