@@ -1,44 +1,30 @@
 #include "blockstore/azure_auth.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "blockstore/http_store_util.h"
+#include "blockstore/xml.h"
+#include "common/crypto.h"
+#include "common/status_macros.h"
 
 namespace nighfs::blockstore::azure {
 namespace {
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-bool IsUnreserved(unsigned char c) {
-  return absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
-}
-
-std::string Encode(std::string_view s, bool keep_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (IsUnreserved(c) || (keep_slash && c == '/')) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
+// Query names and values, and SAS fields: '/' encoded too.
+std::string EncodeComponent(std::string_view s) { return PercentEncode(s, Slash::kEncode); }
 
 // The standard headers of the string-to-sign are looked up case-insensitively; the first
 // occurrence wins (we never send duplicates of these).
@@ -49,26 +35,35 @@ std::string StandardHeader(const HttpHeaders& headers, std::string_view name) {
   return "";
 }
 
-// Folds every run of linear whitespace into a single space and trims the ends, as the
-// Shared Key rules require for canonicalized header values.
-std::string FoldWhitespace(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  bool pending_space = false;
-  for (char c : v) {
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-      pending_space = !out.empty();
-      continue;
-    }
-    if (pending_space) out.push_back(' ');
-    pending_space = false;
-    out.push_back(c);
-  }
-  return out;
-}
-
 std::string FormatIso8601Seconds(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+absl::StatusOr<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) {
+      return absl::InvalidArgumentError("truncated percent escape in a blob name");
+    }
+    const int hi = HexValue(s[i + 1]);
+    const int lo = HexValue(s[i + 2]);
+    if (hi < 0 || lo < 0) return absl::InvalidArgumentError("bad percent escape in a blob name");
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
 }
 
 }  // namespace
@@ -87,14 +82,11 @@ std::string FormatRfc1123(absl::Time t) {
                          cs.second());
 }
 
-std::string PercentEncode(std::string_view s) { return Encode(s, /*keep_slash=*/false); }
-std::string PercentEncodePath(std::string_view s) { return Encode(s, /*keep_slash=*/true); }
-
 std::string BuildQueryString(const AzureRequest& request) {
   std::string out;
   for (const auto& [name, value] : request.query) {
     if (!out.empty()) out.push_back('&');
-    absl::StrAppend(&out, PercentEncode(name), "=", PercentEncode(value));
+    absl::StrAppend(&out, EncodeComponent(name), "=", EncodeComponent(value));
   }
   if (!request.raw_query_suffix.empty()) {
     if (!out.empty()) out.push_back('&');
@@ -110,7 +102,8 @@ std::string CanonicalizedHeaders(const HttpHeaders& headers) {
   for (const auto& [name, value] : headers) {
     std::string lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(name));
     if (!absl::StartsWith(lower, "x-ms-")) continue;
-    ms[lower].push_back(FoldWhitespace(value));
+    // Shared Key folds every run of linear whitespace, line breaks included, to one space.
+    ms[lower].push_back(CollapseWhitespace(value, " \t\r\n"));
   }
   std::string out;
   for (const auto& [name, values] : ms) {
@@ -152,31 +145,24 @@ std::string SharedKeyStringToSign(std::string_view account, const AzureRequest& 
                       CanonicalizedResource(account, request.path, request.query));
 }
 
-std::string HmacSha256Base64(std::string_view key, std::string_view message) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &mac_len);
-  return absl::Base64Escape(
-      absl::string_view(reinterpret_cast<const char*>(mac), static_cast<size_t>(mac_len)));
-}
-
 absl::StatusOr<SharedKeySigner> SharedKeySigner::Create(std::string account,
                                                         std::string_view account_key_base64) {
   if (account.empty()) return absl::InvalidArgumentError("Azure account name is empty");
   const absl::string_view trimmed = absl::StripAsciiWhitespace(AV(account_key_base64));
-  std::string key;
-  // absl::Base64Unescape tolerates missing padding but rejects characters outside the
-  // alphabet, which catches a key pasted with quotes or a SAS token pasted in its place.
-  if (trimmed.empty() || !absl::Base64Unescape(trimmed, &key) || key.empty()) {
+  // Base64Decode tolerates missing padding but rejects characters outside the alphabet, which
+  // catches a key pasted with quotes or a SAS token pasted in its place.
+  const std::optional<std::string> key =
+      trimmed.empty() ? std::nullopt
+                      : Base64Decode(std::string_view(trimmed.data(), trimmed.size()));
+  if (!key.has_value() || key->empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the Azure account key for '", account, "' is not valid base64"));
   }
-  return SharedKeySigner(std::move(account), std::move(key));
+  return SharedKeySigner(std::move(account), *std::move(key));
 }
 
 std::string SharedKeySigner::Signature(std::string_view string_to_sign) const {
-  return HmacSha256Base64(key_, string_to_sign);
+  return Base64Encode(HmacSha256(key_, string_to_sign));
 }
 
 void SharedKeySigner::Sign(absl::Time now, AzureRequest* request) const {
@@ -219,16 +205,65 @@ std::string AccountSasStringToSign(std::string_view account, const AccountSasOpt
 
 std::string MakeAccountSasToken(const SharedKeySigner& signer, const AccountSasOptions& o) {
   const std::string sig = signer.Signature(AccountSasStringToSign(signer.account(), o));
-  std::string token = absl::StrCat("sv=", PercentEncode(o.version), "&ss=b&srt=",
-                                    PercentEncode(o.resource_types), "&sp=",
-                                    PercentEncode(o.permissions));
+  std::string token = absl::StrCat("sv=", EncodeComponent(o.version), "&ss=b&srt=",
+                                    EncodeComponent(o.resource_types), "&sp=",
+                                    EncodeComponent(o.permissions));
   if (o.start != absl::InfinitePast()) {
-    absl::StrAppend(&token, "&st=", PercentEncode(FormatIso8601Seconds(o.start)));
+    absl::StrAppend(&token, "&st=", EncodeComponent(FormatIso8601Seconds(o.start)));
   }
-  absl::StrAppend(&token, "&se=", PercentEncode(FormatIso8601Seconds(o.expiry)));
-  if (!o.protocol.empty()) absl::StrAppend(&token, "&spr=", PercentEncode(o.protocol));
-  absl::StrAppend(&token, "&sig=", PercentEncode(sig));
+  absl::StrAppend(&token, "&se=", EncodeComponent(FormatIso8601Seconds(o.expiry)));
+  if (!o.protocol.empty()) absl::StrAppend(&token, "&spr=", EncodeComponent(o.protocol));
+  absl::StrAppend(&token, "&sig=", EncodeComponent(sig));
   return token;
+}
+
+absl::StatusOr<BlobListing> ParseListBlobs(std::string_view document) {
+  ASSIGN_OR_RETURN(const XmlElement root, ParseXml(document));
+  if (root.name != "EnumerationResults") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("List Blobs returned <", root.name, "> instead of <EnumerationResults>"));
+  }
+  BlobListing listing;
+  listing.next_marker = std::string(absl::StripAsciiWhitespace(root.ChildText("NextMarker")));
+  const XmlElement* blobs = root.Child("Blobs");
+  if (blobs == nullptr) return listing;  // an empty page may omit <Blobs>
+  // <BlobPrefix> entries only appear with a delimiter, which the store never sends.
+  for (const XmlElement* blob : blobs->Children("Blob")) {
+    const XmlElement* name = blob->Child("Name");
+    const XmlElement* props = blob->Child("Properties");
+    if (name == nullptr || props == nullptr || props->Child("Content-Length") == nullptr) {
+      return absl::InvalidArgumentError("List Blobs entry without Name or Content-Length");
+    }
+    BlobEntry entry;
+    if (name->Attribute("Encoded") == "true") {
+      ASSIGN_OR_RETURN(entry.name, PercentDecode(name->text));
+    } else {
+      entry.name = name->text;
+    }
+    const std::string size_text =
+        std::string(absl::StripAsciiWhitespace(props->ChildText("Content-Length")));
+    if (!absl::SimpleAtoi(size_text, &entry.size)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("List Blobs entry '", entry.name, "' has a bad Content-Length"));
+    }
+    listing.blobs.push_back(std::move(entry));
+  }
+  return listing;
+}
+
+AzureError ParseAzureError(std::string_view body) {
+  AzureError err;
+  if (body.empty()) return err;
+  const absl::StatusOr<XmlElement> root = ParseXml(body);
+  if (!root.ok() || root->name != "Error") return err;
+  err.code = std::string(absl::StripAsciiWhitespace(root->ChildText("Code")));
+  const std::string full = root->ChildText("Message");
+  absl::string_view msg = absl::StripAsciiWhitespace(full);
+  // The service appends "\nRequestId:...\nTime:..."; the request id is reported separately.
+  const size_t nl = msg.find('\n');
+  if (nl != absl::string_view::npos) msg = absl::StripAsciiWhitespace(msg.substr(0, nl));
+  err.message = std::string(msg);
+  return err;
 }
 
 }  // namespace nighfs::blockstore::azure

@@ -1,12 +1,16 @@
-// Authorization of Azure Blob Storage requests: Shared Key signing (the account key) and SAS
-// tokens (a pre-signed query string). Everything here is a pure function of its inputs, the time
-// included, so the canonical strings can be checked byte for byte against Microsoft's examples.
+// The Azure Blob Storage protocol as azure_store.cc speaks it: authorization of requests with
+// Shared Key signing (the account key) or SAS tokens (a pre-signed query string), and the
+// reading of the two response bodies the store looks into (List Blobs, errors). Everything here
+// is a pure function of its inputs, the time included, so the canonical strings can be checked
+// byte for byte against Microsoft's examples.
 //
 // Reference: "Authorize with Shared Key" (learn.microsoft.com/rest/api/storageservices/
-// authorize-with-shared-key) and "Create an account SAS".
+// authorize-with-shared-key), "Create an account SAS", "List Blobs" and "Status and error
+// codes".
 #ifndef NIGHFS_BLOCKSTORE_AZURE_AUTH_H_
 #define NIGHFS_BLOCKSTORE_AZURE_AUTH_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -38,10 +42,8 @@ struct AzureRequest {
 // "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 1123, always GMT, English names whatever the locale).
 std::string FormatRfc1123(absl::Time t);
 
-// Percent-encodes everything but RFC 3986 unreserved characters; PercentEncodePath also keeps '/'.
-std::string PercentEncode(std::string_view s);
-std::string PercentEncodePath(std::string_view s);
-// The query string of `request` ("a=1&b=2" + raw suffix), without the leading '?'.
+// The query string of `request` ("a=1&b=2" + raw suffix), without the leading '?'. Names and
+// values are percent-encoded like PercentEncode(s, Slash::kEncode) of http_store_util.h.
 std::string BuildQueryString(const AzureRequest& request);
 
 // The CanonicalizedHeaders element: every x-ms-* header, name lowercased, sorted by name,
@@ -55,9 +57,6 @@ std::string CanonicalizedResource(std::string_view account, std::string_view pat
 // The full Shared Key string-to-sign for the Blob service (x-ms-version 2015-02-21 and later:
 // a Content-Length of 0 is signed as the empty string).
 std::string SharedKeyStringToSign(std::string_view account, const AzureRequest& request);
-
-// Base64 of HMAC-SHA256(key, message). `key` is raw bytes (the decoded account key).
-std::string HmacSha256Base64(std::string_view key, std::string_view message);
 
 // Signs requests with an account's Shared Key. Holds the decoded key; never prints it.
 // Immutable after construction: safe to share between threads.
@@ -102,6 +101,26 @@ struct AccountSasOptions {
 // The account SAS string-to-sign and the token ("sv=...&sig=..."), for tests and tooling.
 std::string AccountSasStringToSign(std::string_view account, const AccountSasOptions& options);
 std::string MakeAccountSasToken(const SharedKeySigner& signer, const AccountSasOptions& options);
+
+struct BlobEntry {
+  std::string name;
+  uint64_t size = 0;
+};
+struct BlobListing {
+  std::vector<BlobEntry> blobs;
+  std::string next_marker;  // "" on the last page
+};
+// Reads a List Blobs response (EnumerationResults/Blobs/Blob{Name,Properties/Content-Length},
+// NextMarker). Names the service percent-encoded (Encoded="true") are decoded.
+// InvalidArgument if it is not such a document.
+absl::StatusOr<BlobListing> ParseListBlobs(std::string_view document);
+
+struct AzureError {
+  std::string code;     // "AuthenticationFailed"; "" when the body is not an Azure error
+  std::string message;  // first line of <Message> (the RequestId/Time lines are dropped)
+};
+// Reads an <Error><Code/><Message/></Error> body; anything else gives empty fields.
+AzureError ParseAzureError(std::string_view body);
 
 }  // namespace nighfs::blockstore::azure
 

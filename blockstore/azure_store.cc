@@ -3,24 +3,20 @@
 // x-ms-version 2019-12-12).
 #include "blockstore/azure_store.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <functional>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "blockstore/azure_auth.h"
-#include "blockstore/azure_xml.h"
-#include "common/logging.h"
+#include "blockstore/http_store_util.h"
+#include "common/crypto.h"
 #include "common/status_macros.h"
 
 namespace nighfs::blockstore {
@@ -98,15 +94,6 @@ absl::StatusOr<Endpoint> ParseEndpoint(std::string_view url) {
   return ep;
 }
 
-std::string Md5Base64(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // EVP rather than MD5(): the latter is deprecated in OpenSSL 3. An empty result (MD5
-  // unavailable, e.g. a FIPS-only provider) just means the integrity check is skipped.
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_md5(), nullptr) != 1) return "";
-  return absl::Base64Escape(absl::string_view(reinterpret_cast<const char*>(md), len));
-}
-
 // Whether a Content-Range value ("bytes 100-199/1000") starts at `offset`: a cheap guard
 // against splicing the wrong bytes into a file.
 bool RangeStartsAt(std::string_view content_range, uint64_t offset) {
@@ -121,33 +108,30 @@ bool HasErrorCode(const HttpResponse& r, std::string_view code) {
   return azure::ParseAzureError(r.body).code == code;
 }
 
+// The Blob service's departures from CodeForHttpStatus: throttling (ServerBusy, 408) is
+// retried, an over-long body or URL is the request's fault, and every other client error
+// (409 conflicts, 416, ...) is a request this store should not have made.
+absl::StatusCode CodeForAzureError(int status, std::string_view error_code) {
+  if (error_code == "ServerBusy" || status == 408) return absl::StatusCode::kUnavailable;
+  if (status == 413 || status == 414) return absl::StatusCode::kInvalidArgument;
+  const absl::StatusCode code = CodeForHttpStatus(status);
+  if (code == absl::StatusCode::kUnknown && status >= 400) {
+    return absl::StatusCode::kFailedPrecondition;
+  }
+  return code;  // kUnknown: a redirect or informational status we never ask for
+}
+
 // "Azure GET blk/1: 403 AuthenticationFailed: Server failed to ... (request id X)", with the
 // canonical code the rest of nighfs (and IsRetryable) understands.
 absl::Status ErrorFromResponse(std::string_view method, std::string_view what,
                                const HttpResponse& r) {
-  azure::AzureError e = azure::ParseAzureError(r.body);
-  if (e.code.empty()) e.code = r.Header("x-ms-error-code");  // HEAD has no body
-  std::string msg = absl::StrCat("Azure ", AV(method), " ", AV(what), ": ", r.status);
-  if (!e.code.empty()) absl::StrAppend(&msg, " ", e.code);
-  if (!e.message.empty()) absl::StrAppend(&msg, ": ", e.message);
-  const std::string request_id = r.Header("x-ms-request-id");
-  if (!request_id.empty()) absl::StrAppend(&msg, " (request id ", request_id, ")");
-
-  absl::StatusCode code;
-  if (r.status >= 500 || r.status == 429 || r.status == 408 || e.code == "ServerBusy") {
-    code = absl::StatusCode::kUnavailable;  // throttling and server trouble: retry
-  } else if (r.status == 404) {
-    code = absl::StatusCode::kNotFound;
-  } else if (r.status == 401 || r.status == 403) {
-    code = absl::StatusCode::kPermissionDenied;
-  } else if (r.status == 400 || r.status == 413 || r.status == 414) {
-    code = absl::StatusCode::kInvalidArgument;
-  } else if (r.status >= 400) {
-    code = absl::StatusCode::kFailedPrecondition;  // 409 conflicts, 412 preconditions, ...
-  } else {
-    code = absl::StatusCode::kUnknown;  // a redirect or informational status we never ask for
-  }
-  return absl::Status(code, msg);
+  const azure::AzureError body = azure::ParseAzureError(r.body);
+  ServiceError e;
+  e.code = body.code.empty() ? r.Header("x-ms-error-code") : body.code;  // HEAD has no body
+  e.message = body.message;
+  e.request_id = r.Header("x-ms-request-id");
+  return absl::Status(CodeForAzureError(r.status, e.code),
+                      FormatHttpError({"Azure", method, what}, r.status, e));
 }
 
 class AzureStore final : public BlockStore {
@@ -168,21 +152,11 @@ class AzureStore final : public BlockStore {
   absl::StatusOr<std::string> Get(std::string_view key, uint64_t offset,
                                   uint64_t length) override {
     RETURN_IF_ERROR(ValidateKey(key));
-    if (length == 0) {
-      // Nothing to read, but a missing object must still be NotFound.
-      RETURN_IF_ERROR(Head(key).status());
-      return std::string();
-    }
+    if (length == 0) return ZeroLengthRead(*this, key);
     AzureRequest req = BlobRequest("GET", key);
-    const bool whole = offset == 0 && length == kToEnd;
-    if (!whole) {
-      // An inclusive range; an open end reads to the end of the blob.
-      std::string range = absl::StrCat("bytes=", offset, "-");
-      if (length != kToEnd && length <= kToEnd - offset) {
-        absl::StrAppend(&range, offset + length - 1);
-      }
-      req.headers.emplace_back("x-ms-range", std::move(range));
-    }
+    std::string range = ByteRangeHeader(offset, length);
+    const bool whole = range.empty();
+    if (!whole) req.headers.emplace_back("x-ms-range", std::move(range));
     const uint64_t expected = length == kToEnd ? kMaxBlockGuess : length;
     std::string data;
     bool md5_mismatch = false;
@@ -377,7 +351,7 @@ class AzureStore final : public BlockStore {
     AzureRequest req;
     req.method = std::move(method);
     req.path = absl::StrCat(endpoint_.base_path, "/", container_, "/",
-                            azure::PercentEncodePath(absl::StrCat(prefix_, AV(key))));
+                            PercentEncode(absl::StrCat(prefix_, AV(key)), Slash::kKeep));
     return req;
   }
 
@@ -390,50 +364,33 @@ class AzureStore final : public BlockStore {
     return std::max(options_.http.default_timeout, scaled);
   }
 
-  // Hides the SAS token should any lower layer echo a URL into a message.
-  absl::Status Redact(absl::Status s) const {
-    if (s.ok() || sas_token_.empty() || !absl::StrContains(s.message(), sas_token_)) return s;
-    return absl::Status(s.code(),
-                        absl::StrReplaceAll(s.message(), {{sas_token_, "<sas-token>"}}));
-  }
-
-  // Sends `templ` (re-authorized on every attempt, so each carries a fresh x-ms-date) with
-  // retries. `handle` turns each HTTP response into OK or an error; retryable errors from it
-  // (Unavailable for 5xx/429) and transport failures are retried with backoff and jitter.
+  // Sends `templ` with retries (SendWithRetries), re-authorized on every attempt so each
+  // carries a fresh x-ms-date. `handle` turns each HTTP response into OK or an error; the
+  // retryable errors among those (Unavailable for 5xx/429/ServerBusy) and transport failures
+  // are retried. The SAS token, which rides in the URL, is kept out of every message.
   absl::Status Call(const AzureRequest& templ, std::string_view body, absl::Duration timeout,
                     std::string_view what,
                     const std::function<absl::Status(HttpResponse&)>& handle) {
-    absl::Status s = RetryWithBackoff(
-        options_.retry,
-        [&]() -> absl::Status {
-          AzureRequest req = templ;
-          req.headers.emplace_back("x-ms-version", kAzureApiVersion);
-          if (signer_.has_value()) {
-            signer_->Sign(absl::Now(), &req);
-          } else {
-            azure::ApplySasToken(sas_token_, &req);
-          }
-          HttpRequest http;
-          http.method = req.method;
-          http.url = absl::StrCat(endpoint_.origin, req.path);
-          const std::string query = azure::BuildQueryString(req);
-          if (!query.empty()) absl::StrAppend(&http.url, "?", query);
-          http.headers = std::move(req.headers);
-          http.body = body;
-          http.timeout = timeout;
-          absl::StatusOr<HttpResponse> r = http_->Do(http);
-          if (!r.ok()) {
-            return absl::Status(r.status().code(),
-                                absl::StrCat("Azure ", req.method, " ", AV(what), ": ",
-                                             r.status().message()));
-          }
-          return handle(*r);
-        },
-        [&](const absl::Status& failure, int attempt) {
-          NIGHFS_LOG(DEBUG) << "attempt " << attempt << " failed, retrying: "
-                            << Redact(failure).message();
-        });
-    return Redact(std::move(s));
+    const auto make_request = [&]() {
+      AzureRequest req = templ;
+      req.headers.emplace_back("x-ms-version", kAzureApiVersion);
+      if (signer_.has_value()) {
+        signer_->Sign(absl::Now(), &req);
+      } else {
+        azure::ApplySasToken(sas_token_, &req);
+      }
+      HttpRequest http;
+      http.method = req.method;
+      http.url = absl::StrCat(endpoint_.origin, req.path);
+      const std::string query = azure::BuildQueryString(req);
+      if (!query.empty()) absl::StrAppend(&http.url, "?", query);
+      http.headers = std::move(req.headers);
+      http.body = body;
+      http.timeout = timeout;
+      return http;
+    };
+    return SendWithRetries(*http_, options_.retry, {"Azure", templ.method, what}, make_request,
+                           handle, sas_token_);
   }
 
   const std::string account_;

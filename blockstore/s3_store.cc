@@ -2,15 +2,14 @@
 // Object Storage (S3 compatibility API): all three speak the same REST dialect and accept
 // Signature Version 4, and differ only in where the endpoint is and how the bucket is named.
 //
-// Every request goes through one retry loop: 5xx, 429/SlowDown, RequestTimeout and transport
-// failures are retried with backoff and full jitter, each attempt freshly signed (x-amz-date
-// must be within 15 minutes of the server's clock); auth and other client errors fail at once.
+// Every request goes through the retry loop of http_store_util.h: 5xx, 429/SlowDown,
+// RequestTimeout and transport failures are retried with backoff and full jitter, each attempt
+// freshly signed (x-amz-date must be within 15 minutes of the server's clock); auth and other
+// client errors fail at once.
 // Blocks are written once and never overwritten, so retrying a PUT whose first attempt may
 // have landed is harmless.
 #include <cstdint>
-#include <limits>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,10 +23,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "blockstore/block_store.h"
-#include "blockstore/s3_xml.h"
+#include "blockstore/http_store_util.h"
 #include "blockstore/sigv4.h"
+#include "blockstore/xml.h"
+#include "common/crypto.h"
 #include "common/http_client.h"
-#include "common/logging.h"
 #include "common/retry.h"
 #include "common/status_macros.h"
 
@@ -266,10 +266,7 @@ struct S3Op {
 };
 
 // The fields of an S3 <Error> body that matter to a human.
-struct S3Error {
-  std::string code;
-  std::string message;
-  std::string request_id;
+struct S3Error : ServiceError {
   std::string region;  // AuthorizationHeaderMalformed / PermanentRedirect name the right one
 };
 
@@ -292,17 +289,10 @@ S3Error ParseError(const HttpResponse& response) {
   return e;
 }
 
-// Whether a response is a transient failure worth another attempt.
-bool IsRetryableResponse(const HttpResponse& response, const S3Error& error) {
-  // 501 NotImplemented is the one 5xx that will answer the same way every time.
-  if (response.status == 501) return false;
-  if (response.status >= 500 || response.status == 429) return true;
+// The canonical code of an error response; Unavailable ones (IsRetryable) are retried.
+absl::StatusCode CodeForResponse(int status, const S3Error& error) {
   // S3 sends 503 SlowDown, but some compatible stores send SlowDown with other statuses;
   // RequestTimeout (400) means the server gave up waiting for our body, not that it was bad.
-  return error.code == "SlowDown" || error.code == "RequestTimeout";
-}
-
-absl::StatusCode CodeForResponse(int status, const S3Error& error) {
   if (error.code == "SlowDown" || error.code == "RequestTimeout") {
     return absl::StatusCode::kUnavailable;
   }
@@ -316,26 +306,17 @@ absl::StatusCode CodeForResponse(int status, const S3Error& error) {
       error.code == "AccessDenied") {
     return absl::StatusCode::kPermissionDenied;
   }
-  if (status == 501) return absl::StatusCode::kUnimplemented;
-  if (status >= 500 || status == 429) return absl::StatusCode::kUnavailable;
   switch (status) {
+    case 501:
+      // NotImplemented is the one 5xx that will answer the same way every time: not retried.
+      return absl::StatusCode::kUnimplemented;
     case 301:
     case 307:
       return absl::StatusCode::kFailedPrecondition;  // wrong region or endpoint
-    case 400:
-      return absl::StatusCode::kInvalidArgument;
-    case 401:
-    case 403:
-      return absl::StatusCode::kPermissionDenied;
-    case 404:
-      return absl::StatusCode::kNotFound;
-    case 409:
-    case 412:
-      return absl::StatusCode::kFailedPrecondition;
     case 416:
       return absl::StatusCode::kOutOfRange;
     default:
-      return absl::StatusCode::kUnknown;
+      return CodeForHttpStatus(status);
   }
 }
 
@@ -379,21 +360,11 @@ class S3Store final : public BlockStore {
   absl::StatusOr<std::string> Get(std::string_view key, uint64_t offset,
                                   uint64_t length) override {
     RETURN_IF_ERROR(ValidateKey(key));
-    if (length == 0) {
-      // Nothing to read, but a missing object must still be NotFound.
-      RETURN_IF_ERROR(Head(key).status());
-      return std::string();
-    }
+    if (length == 0) return ZeroLengthRead(*this, key);
     S3Op op = ObjectOp("GET", key);
-    const bool ranged = offset > 0 || length != kToEnd;
-    if (ranged) {
-      std::string range = absl::StrCat("bytes=", offset, "-");
-      // Open-ended when offset + length would pass the largest offset there can be.
-      if (length != kToEnd && length - 1 <= std::numeric_limits<uint64_t>::max() - offset) {
-        absl::StrAppend(&range, offset + length - 1);
-      }
-      op.headers.emplace_back("Range", std::move(range));
-    }
+    std::string range = ByteRangeHeader(offset, length);
+    const bool ranged = !range.empty();
+    if (ranged) op.headers.emplace_back("Range", std::move(range));
     ASSIGN_OR_RETURN(HttpResponse r, Execute(op));
     if (r.status == 206) {
       // A 206 for another range than ours would hand back the wrong bytes for a block.
@@ -428,9 +399,11 @@ class S3Store final : public BlockStore {
     op.body = data;
     op.headers.emplace_back("Content-Type", "application/octet-stream");
     // Content-MD5 makes the server reject a body damaged in transit even when the payload is
-    // not signed (unsigned is the cheaper choice over TLS).
-    op.headers.emplace_back("Content-MD5", sigv4::Md5Base64(data));
-    op.payload_hash = target_.sign_payload ? sigv4::Sha256Hex(data) : sigv4::kUnsignedPayload;
+    // not signed (unsigned is the cheaper choice over TLS). Left out where MD5 is unavailable
+    // (a FIPS-only OpenSSL); a signed payload still covers the body then.
+    const std::string md5 = Md5Base64(data);
+    if (!md5.empty()) op.headers.emplace_back("Content-MD5", md5);
+    op.payload_hash = target_.sign_payload ? Sha256Hex(data) : sigv4::kUnsignedPayload;
     ASSIGN_OR_RETURN(HttpResponse r, Execute(op));
     if (r.status == 200 || r.status == 201 || r.status == 204) return absl::OkStatus();
     return ErrorFor(op, r);
@@ -572,8 +545,8 @@ class S3Store final : public BlockStore {
     return page;
   }
 
-  // One signed request, no retry. Transport failures come back as the HttpClient's status.
-  absl::StatusOr<HttpResponse> Attempt(const S3Op& op) {
+  // The request for one attempt at `op`, signed now.
+  HttpRequest SignedRequest(const S3Op& op) const {
     const std::string raw_path =
         absl::StrCat(target_.bucket_path, "/", op.object_key);
     HttpRequest req;
@@ -588,34 +561,25 @@ class S3Store final : public BlockStore {
       sigv4::SignS3Request(op.method, raw_path, op.query, op.payload_hash, credentials_,
                            target_.region, absl::Now(), &req.headers);
     }
-    return http_->Do(req);
+    return req;
   }
 
-  // Attempts `op` until a response that is not a transient failure. Returns that response
-  // (whatever its status) or the last transient failure as a status.
+  // Attempts `op`, freshly signed each time, until a response that is not a transient failure.
+  // Returns that response (whatever its status) or the last transient failure as a status.
   absl::StatusOr<HttpResponse> Execute(const S3Op& op) {
-    std::optional<HttpResponse> result;
-    absl::Status s = RetryWithBackoff(
-        retry_,
-        [&]() -> absl::Status {
-          absl::StatusOr<HttpResponse> r = Attempt(op);
-          if (!r.ok()) {
-            return absl::Status(r.status().code(),
-                                absl::StrCat(target_.flavor, " ", op.method, " ", op.what, ": ",
-                                             r.status().message()));
+    HttpResponse result;
+    RETURN_IF_ERROR(SendWithRetries(
+        *http_, retry_, {target_.flavor, op.method, op.what},
+        [&]() { return SignedRequest(op); },
+        [&](HttpResponse& r) -> absl::Status {
+          if (r.status >= 300) {
+            absl::Status error = ErrorFor(op, r);
+            if (IsRetryable(error)) return error;
           }
-          if (r->status >= 300) {
-            const S3Error e = ParseError(*r);
-            if (IsRetryableResponse(*r, e)) return ErrorStatus(op, *r, e);
-          }
-          result = std::move(*r);
+          result = std::move(r);
           return absl::OkStatus();
-        },
-        [&](const absl::Status& failure, int attempt) {
-          NIGHFS_LOG(INFO) << "retrying after attempt " << attempt << ": " << failure;
-        });
-    if (!s.ok()) return s;
-    return std::move(*result);
+        }));
+    return result;
   }
 
   absl::Status ErrorFor(const S3Op& op, const HttpResponse& r) const {
@@ -624,25 +588,25 @@ class S3Store final : public BlockStore {
 
   // "S3 GET p/blk/01/...: 403 AccessDenied: Access Denied (request id X)".
   absl::Status ErrorStatus(const S3Op& op, const HttpResponse& r, const S3Error& e) const {
-    std::string msg = absl::StrCat(target_.flavor, " ", op.method, " ", op.what, ": ", r.status);
-    if (!e.code.empty()) {
-      absl::StrAppend(&msg, " ", e.code);
-    } else if (*ReasonPhrase(r.status) != '\0') {
-      absl::StrAppend(&msg, " ", ReasonPhrase(r.status));
+    // What a human needs when the body is not an S3 error document: HEAD has no body, and
+    // proxies send their own pages.
+    ServiceError shown = e;
+    if (e.code.empty()) {
+      shown.code = ReasonPhrase(r.status);
+      if (e.message.empty() && op.method != "HEAD" && !r.body.empty()) {
+        shown.message = BodySnippet(r.body);
+      }
     }
-    if (!e.message.empty()) {
-      absl::StrAppend(&msg, ": ", e.message);
-    } else if (e.code.empty() && op.method != "HEAD" && !r.body.empty()) {
-      absl::StrAppend(&msg, ": ", BodySnippet(r.body));
-    }
+    std::string hint;
     if ((r.status == 301 || r.status == 307 || e.code == "AuthorizationHeaderMalformed" ||
          e.code == "PermanentRedirect") &&
         !e.region.empty() && e.region != target_.region) {
-      absl::StrAppend(&msg, " (the bucket is in region ", e.region, ", not ", target_.region,
-                      ": set region=", e.region, ")");
+      hint = absl::StrCat("the bucket is in region ", e.region, ", not ", target_.region,
+                          ": set region=", e.region);
     }
-    if (!e.request_id.empty()) absl::StrAppend(&msg, " (request id ", e.request_id, ")");
-    return absl::Status(CodeForResponse(r.status, e), msg);
+    return absl::Status(CodeForResponse(r.status, e),
+                        FormatHttpError({target_.flavor, op.method, op.what}, r.status, shown,
+                                        hint));
   }
 
   const S3Target target_;

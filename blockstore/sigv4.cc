@@ -1,86 +1,23 @@
 #include "blockstore/sigv4.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
-#include <cstdint>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "blockstore/http_store_util.h"
 
 namespace nighfs::blockstore::sigv4 {
 namespace {
 
 absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-std::string Digest(const EVP_MD* md, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  // EVP_Digest only fails on allocation failure inside OpenSSL; there is no sane way to go on.
-  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1) std::abort();
-  return std::string(reinterpret_cast<char*>(out), len);
-}
-
 std::string Hex(std::string_view bytes) { return absl::BytesToHexString(AbslView(bytes)); }
-
-bool Unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-// A canonical header value: leading and trailing spaces removed, inner runs of spaces and tabs
-// collapsed to one space (the SigV4 "Trimall").
-std::string TrimAll(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  bool pending_space = false;
-  for (char c : v) {
-    if (c == ' ' || c == '\t') {
-      pending_space = !out.empty();
-      continue;
-    }
-    if (pending_space) out.push_back(' ');
-    pending_space = false;
-    out.push_back(c);
-  }
-  return out;
-}
 
 }  // namespace
 
-std::string Sha256Hex(std::string_view data) { return Hex(Digest(EVP_sha256(), data)); }
-
-std::string HmacSha256(std::string_view key, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len) == nullptr) {
-    std::abort();  // allocation failure inside OpenSSL
-  }
-  return std::string(reinterpret_cast<char*>(out), len);
-}
-
-std::string Md5Base64(std::string_view data) {
-  return absl::Base64Escape(AbslView(Digest(EVP_md5(), data)));
-}
-
 std::string UriEncode(std::string_view s, bool encode_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size() + s.size() / 4);
-  for (unsigned char c : s) {
-    if (Unreserved(c) || (c == '/' && !encode_slash)) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    }
-  }
-  return out;
+  return PercentEncode(s, encode_slash ? Slash::kEncode : Slash::kKeep);
 }
 
 std::string CanonicalUri(std::string_view raw_path) {
@@ -123,7 +60,8 @@ Signed Sign(const Request& request, const Credentials& credentials, std::string_
   headers.reserve(request.headers.size());
   for (const auto& [name, value] : request.headers) {
     std::string lname = absl::AsciiStrToLower(name);
-    std::string v = TrimAll(value);
+    // SigV4's "Trimall": ends trimmed, inner runs of spaces and tabs folded to one space.
+    std::string v = CollapseWhitespace(value, " \t");
     auto it = std::find_if(headers.begin(), headers.end(),
                            [&](const auto& h) { return h.first == lname; });
     if (it != headers.end()) {

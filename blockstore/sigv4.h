@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/crypto.h"
 #include "common/http_client.h"  // HttpHeaders
 
 namespace nighfs::blockstore::sigv4 {
@@ -32,12 +33,10 @@ struct Credentials {
   std::string session_token;  // sent (and signed) as x-amz-security-token when not empty
 };
 
-// Lowercase hex SHA-256 of `data`.
-std::string Sha256Hex(std::string_view data);
-// Raw (32-byte) HMAC-SHA256 of `data` under `key`.
-std::string HmacSha256(std::string_view key, std::string_view data);
-// Base64 of the MD5 of `data`, the value of a Content-MD5 header.
-std::string Md5Base64(std::string_view data);
+// The payload hash and Content-MD5 helpers are common/crypto.h's; named here too because
+// callers building S3 requests (tests/blockstore/s3_test.cc) spell them sigv4::.
+using ::nighfs::Md5Base64;
+using ::nighfs::Sha256Hex;
 
 // S3's UriEncode(): every byte but A-Z a-z 0-9 - . _ ~ becomes %XY (uppercase hex); '/' is
 // kept when `encode_slash` is false (object key paths) and encoded otherwise (query strings).
