@@ -118,8 +118,12 @@ cleanup() {
     stop_pid "$META_PID" 10
   fi
   if [[ -n $T && -d $T ]]; then
-    if ((KEEP)) || ((rc != 0)); then
+    if ((KEEP)); then
       log "scratch folder kept: $T"
+    elif ((rc != 0)); then
+      # Keep the logs for the post-mortem, not the gigabytes of test data.
+      rm -rf "$T/store" "$T/local" "$T/meta" "$T/src.tar" "$T/nullfs"
+      log "failed; logs kept in $T"
     else
       rm -rf "$T"
     fi
@@ -127,6 +131,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -228,7 +233,7 @@ PAR_SIZE="$((SIZE_MIB / 4))M"
 FIO_COMMON=(--ioengine=psync --fallocate=none --group_reporting --output-format=json)
 # Each workload: row label, unit, fio arguments ($DIR is the target's folder).
 FIO_ROWS=()
-declare -A FIO_ARGS FIO_UNIT FIO_COLD
+declare -A FIO_ARGS FIO_UNIT FIO_COLD FIO_ONLY
 fio_row() {  # label unit cold(0/1) args...
   local label=$1 unit=$2 c=$3
   shift 3
@@ -239,6 +244,11 @@ fio_row() {  # label unit cold(0/1) args...
 }
 fio_row "Sequential write 1 MiB, 1 job, + fsync" MB/s 0 \
   --name=seq --filename=seq.dat --rw=write --bs=1M --size="$SIZE" --runtime="$RUNTIME" --end_fsync=1
+# The local disk under the durability regime of nighfs's file:// store (every 4 MiB block is
+# fsynced before it counts): the ceiling for nighfs's writes on this machine.
+fio_row "Sequential write 4 MiB, fsync after each (local ceiling for the file:// store)" MB/s 0 \
+  --name=ref --filename=ref.dat --rw=write --bs=4M --size="$SIZE" --runtime="$RUNTIME" --fsync=1
+FIO_ONLY["Sequential write 4 MiB, fsync after each (local ceiling for the file:// store)"]=local
 fio_row "Sequential read 1 MiB, cold" MB/s 1 \
   --name=seq --filename=seq.dat --rw=read --bs=1M --size="$SIZE" --runtime="$RUNTIME"
 fio_row "Sequential read 1 MiB, warm" MB/s 0 \
@@ -272,8 +282,11 @@ run_fio() {  # target label
 }
 
 for target in "${TARGETS[@]}"; do
-  for label in "${FIO_ROWS[@]}"; do run_fio "$target" "$label"; done
-  rm -f "${DIR[$target]}"/seq.dat "${DIR[$target]}"/par.*
+  for label in "${FIO_ROWS[@]}"; do
+    [[ ${FIO_ONLY[$label]:-$target} == "$target" ]] || continue
+    run_fio "$target" "$label"
+  done
+  rm -f "${DIR[$target]}"/seq.dat "${DIR[$target]}"/ref.dat "${DIR[$target]}"/par.*
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -352,16 +365,17 @@ for target in local nighfs; do tree_bench "$target"; done
 # Report.
 
 ratio() {  # nighfs / local for rates; local / nighfs for times: >1 means nighfs is faster
-  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == 0 || b == 0) print "n/a";
-                                   else printf "%.2f×", a / b }'
+  awk -v a="$1" -v b="$2" 'BEGIN { num = "^[0-9]+([.][0-9]+)?$";
+    if (a !~ num || b !~ num || a == 0 || b == 0) print "n/a"; else printf "%.2f×", a / b }'
 }
 table() {
   local row
   echo "| Workload | Unit | Local disk | nullfs (FUSE) | nighfs | nighfs ÷ local |"
   echo "|---|---|---:|---:|---:|---:|"
   for row in "${FIO_ROWS[@]}"; do
-    echo "| $row | ${FIO_UNIT[$row]} | ${RESULT["$row|local"]} | ${RESULT["$row|nullfs"]} |" \
-         "${RESULT["$row|nighfs"]} | $(ratio "${RESULT["$row|nighfs"]}" "${RESULT["$row|local"]}") |"
+    echo "| $row | ${FIO_UNIT[$row]} | ${RESULT["$row|local"]:-n/a} |" \
+         "${RESULT["$row|nullfs"]:-n/a} | ${RESULT["$row|nighfs"]:-n/a} |" \
+         "$(ratio "${RESULT["$row|nighfs"]:-}" "${RESULT["$row|local"]:-}") |"
   done
   for row in "${META_ROWS[@]}"; do
     echo "| $row ($NFILES files) | ops/s | ${RESULT["$row|local"]} | ${RESULT["$row|nullfs"]} |" \
@@ -379,7 +393,8 @@ commands() {
   echo '```sh'
   echo "# fio, run once per target with DIR = the local folder, the nullfs mount, the nighfs mount"
   for row in "${FIO_ROWS[@]}"; do
-    echo "# $row$( ((FIO_COLD[$row])) && echo " (after: sync; echo 3 > /proc/sys/vm/drop_caches; nighfs also remounted)")"
+    echo "# $row$( ((FIO_COLD[$row])) && echo " (after: sync; echo 3 > /proc/sys/vm/drop_caches; nighfs also remounted)")$(
+      [[ -n ${FIO_ONLY[$row]:-} ]] && echo " (${FIO_ONLY[$row]} only)")"
     echo "fio ${FIO_COMMON[*]} --directory=\$DIR ${FIO_ARGS[$row]}"
   done
   cat <<EOF
@@ -409,6 +424,7 @@ machine() {
 - Local disk: \`$WORK_PARENT\` ($fstype); the nighfs store (file://) and the metadata database are on the same disk
 - fio $(fio --version | sed 's/^fio-//'), libfuse $(pkg-config --modversion fuse3)
 - nighfs: block size 4 MiB, mount defaults (cache_size 512 MiB, readahead 2 blocks, writeback_limit 256 MiB, attr/entry timeouts 1 s); metadata server on 127.0.0.1 with SQLite in WAL mode, synchronous=FULL
+- Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine at the same time makes single runs noisy: compare within a run)
 - Sizes: ${SIZE_MIB} MiB per sequential file (4 × $((SIZE_MIB / 4)) MiB for 4 jobs); sequential jobs bounded at ${RUNTIME} s, random jobs run ${RAND_RUNTIME} s
 EOF
 }

@@ -125,7 +125,9 @@ class E2eTest : public ::testing::Test {
     for (auto& m : mounts_) {
       auto st = m->Unmount();
       EXPECT_OK(st);
-      if (st.ok()) EXPECT_EQ(*st, 0) << m->log();
+      if (st.ok()) {
+        EXPECT_EQ(*st, 0) << m->log();
+      }
     }
     mounts_.clear();
   }
