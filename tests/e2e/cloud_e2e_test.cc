@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
+#include "tests/e2e/fs_checks.h"
 #include "tests/testing/emulators.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
@@ -53,30 +54,6 @@ enum class Emulator { kS3rver, kAzurite };
 
 std::string EmulatorName(Emulator e) { return e == Emulator::kS3rver ? "s3rver" : "azurite"; }
 
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
-  }
-  return s;
-}
-
-bool WriteFile(const std::string& path, const std::string& data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return false;
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, std::min<size_t>(data.size() - off, 1 << 20));
-    if (n <= 0) {
-      ::close(fd);
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return ::close(fd) == 0;
-}
 
 // Writes a credentials file as an administrator would: mode 0600 from the start.
 bool WritePrivateFile(const std::string& path, const std::string& content, mode_t mode = 0600) {
@@ -86,8 +63,6 @@ bool WritePrivateFile(const std::string& path, const std::string& content, mode_
   ok = ::fchmod(fd, mode) == 0 && ok;  // the umask must not loosen nor tighten the test's mode
   return ::close(fd) == 0 && ok;
 }
-
-std::string ReadFile(const std::string& path) { return ReadFileOrEmpty(path); }
 
 // /proc/<pid>/cmdline with the NULs between arguments shown as spaces.
 std::string CommandLine(pid_t pid) {
@@ -300,30 +275,8 @@ TEST_P(CloudE2eTest, RandomWritesMatchLocalModel) {
 }
 
 TEST_P(CloudE2eTest, RenameLinksSymlinks) {
-  ASSERT_TRUE(WriteFile(P("a"), "AAA"));
-  ASSERT_TRUE(WriteFile(P("b"), "BBB"));
-  ASSERT_EQ(::rename(P("a").c_str(), P("b").c_str()), 0);
-  EXPECT_EQ(ReadFile(P("b")), "AAA");
-  EXPECT_NE(::access(P("a").c_str(), F_OK), 0);
-
-  ASSERT_EQ(::link(P("b").c_str(), P("c").c_str()), 0);
+  CheckRenameLinksSymlinks(mnt_->path());
   struct stat st;
-  ASSERT_EQ(::stat(P("b").c_str(), &st), 0);
-  EXPECT_EQ(st.st_nlink, 2u);
-  struct stat st2;
-  ASSERT_EQ(::stat(P("c").c_str(), &st2), 0);
-  EXPECT_EQ(st.st_ino, st2.st_ino);
-  ASSERT_EQ(::unlink(P("c").c_str()), 0);
-  ASSERT_EQ(::stat(P("b").c_str(), &st), 0);
-  EXPECT_EQ(st.st_nlink, 1u);
-
-  ASSERT_EQ(::symlink("b", P("s").c_str()), 0);
-  char buf[64] = {0};
-  ASSERT_EQ(::readlink(P("s").c_str(), buf, sizeof buf), 1);
-  EXPECT_STREQ(buf, "b");
-  EXPECT_EQ(ReadFile(P("s")), "AAA");
-  ASSERT_EQ(::lstat(P("s").c_str(), &st), 0);
-  EXPECT_TRUE(S_ISLNK(st.st_mode));
 
   // A multi-block file keeps its blocks across a rename into another directory.
   const std::string big = RandomBytes(2 * kBlock + 5, 77);

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
+#include "tests/e2e/fs_checks.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::testing {
@@ -30,32 +31,6 @@ namespace {
 namespace stdfs = std::filesystem;
 constexpr uint32_t kBlock = 4u << 20;
 
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
-  }
-  return s;
-}
-
-bool WriteFile(const std::string& path, const std::string& data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return false;
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, std::min<size_t>(data.size() - off, 1 << 20));
-    if (n <= 0) {
-      ::close(fd);
-      return false;
-    }
-    off += n;
-  }
-  return ::close(fd) == 0;
-}
-
-std::string ReadFile(const std::string& path) { return ReadFileOrEmpty(path); }
 
 size_t CountFiles(const std::string& dir) {
   size_t n = 0;
@@ -235,30 +210,8 @@ TEST_F(E2eTest, SparseFilesAndTruncate) {
 }
 
 TEST_F(E2eTest, RenameLinksSymlinks) {
-  ASSERT_TRUE(WriteFile(P("a"), "AAA"));
-  ASSERT_TRUE(WriteFile(P("b"), "BBB"));
-  ASSERT_EQ(::rename(P("a").c_str(), P("b").c_str()), 0);
-  EXPECT_EQ(ReadFile(P("b")), "AAA");
-  EXPECT_NE(::access(P("a").c_str(), F_OK), 0);
-
-  ASSERT_EQ(::link(P("b").c_str(), P("c").c_str()), 0);
+  CheckRenameLinksSymlinks(mnt_->path());
   struct stat st;
-  ASSERT_EQ(::stat(P("b").c_str(), &st), 0);
-  EXPECT_EQ(st.st_nlink, 2u);
-  struct stat st2;
-  ASSERT_EQ(::stat(P("c").c_str(), &st2), 0);
-  EXPECT_EQ(st.st_ino, st2.st_ino);
-  ASSERT_EQ(::unlink(P("c").c_str()), 0);
-  ASSERT_EQ(::stat(P("b").c_str(), &st), 0);
-  EXPECT_EQ(st.st_nlink, 1u);
-
-  ASSERT_EQ(::symlink("b", P("s").c_str()), 0);
-  char buf[64] = {0};
-  ASSERT_EQ(::readlink(P("s").c_str(), buf, sizeof buf), 1);
-  EXPECT_STREQ(buf, "b");
-  EXPECT_EQ(ReadFile(P("s")), "AAA");
-  ASSERT_EQ(::lstat(P("s").c_str(), &st), 0);
-  EXPECT_TRUE(S_ISLNK(st.st_mode));
 
   ASSERT_EQ(::mkdir(P("d").c_str(), 0755), 0);
   ASSERT_TRUE(WriteFile(P("d/x"), "x"));

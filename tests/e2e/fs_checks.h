@@ -1,0 +1,23 @@
+// File-system checks and helpers shared by the end-to-end suites (local folder and cloud
+// stores): plain syscalls on a mounted nighfs volume, reported with gtest assertions.
+#ifndef NIGHFS_TESTS_E2E_FS_CHECKS_H_
+#define NIGHFS_TESTS_E2E_FS_CHECKS_H_
+
+#include <cstdint>
+#include <string>
+
+namespace nighfs::testing {
+
+// n pseudo-random bytes, the same for the same seed.
+std::string RandomBytes(size_t n, uint32_t seed);
+// Creates or truncates `path` and writes `data` through 1 MiB writes; false on any error.
+bool WriteFile(const std::string& path, const std::string& data);
+// The whole file, "" if it cannot be read.
+std::string ReadFile(const std::string& path);
+// Rename over an existing file, hard links (st_nlink, same inode) and symlinks in `dir`.
+// Leaves "b" (content "AAA") and symlink "s" -> "b" behind.
+void CheckRenameLinksSymlinks(const std::string& dir);
+
+}  // namespace nighfs::testing
+
+#endif  // NIGHFS_TESTS_E2E_FS_CHECKS_H_
