@@ -354,6 +354,16 @@ struct Tx {
         Dentry{st->ColumnInt64(0), static_cast<uint64_t>(st->ColumnInt64(1))});
   }
 
+  // The entry `name` in `parent`; ENOENT when there is none.
+  absl::StatusOr<Dentry> GetDentry(uint64_t vol, uint64_t parent, std::string_view name) {
+    ASSIGN_OR_RETURN(std::optional<Dentry> d, FindDentry(vol, parent, name));
+    if (!d) {
+      return FsError(ENOENT, absl::StrCat("no entry ", Quote(name), " in directory ",
+                                          parent));
+    }
+    return *d;
+  }
+
   absl::Status InsertDentry(uint64_t vol, uint64_t parent, std::string_view name, uint64_t ino) {
     return Exec(db, "INSERT INTO dentries (volume_id, parent, name, ino) VALUES (?, ?, ?, ?)",
                 vol, parent, Blob{name}, ino);
@@ -820,12 +830,8 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Lookup(const pb::LookupReques
   RETURN_IF_ERROR(CheckName(req.name()));
   return Read([&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     RETURN_IF_ERROR(tx.GetDir(req.volume_id(), req.parent()).status());
-    ASSIGN_OR_RETURN(std::optional<Dentry> d, tx.FindDentry(req.volume_id(), req.parent(), req.name()));
-    if (!d) {
-      return FsError(ENOENT, absl::StrCat("no entry ", Quote(req.name()), " in directory ",
-                                          req.parent()));
-    }
-    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(req.volume_id(), d->ino));
+    ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(req.volume_id(), req.parent(), req.name()));
+    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(req.volume_id(), d.ino));
     pb::EntryResponse r;
     *r.mutable_attr() = n.Proto();
     return r;
@@ -1006,14 +1012,10 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
   return Write([&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
-    ASSIGN_OR_RETURN(std::optional<Dentry> d, tx.FindDentry(vol, req.parent(), req.name()));
-    if (!d) {
-      return FsError(ENOENT, absl::StrCat("no entry ", Quote(req.name()), " in directory ",
-                                          req.parent()));
-    }
-    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d->ino));
+    ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
+    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
     if (n.IsDir()) return FsError(EISDIR, absl::StrCat(Quote(req.name()), " is a directory"));
-    RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM dentries WHERE id = ?", d->id));
+    RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM dentries WHERE id = ?", d.id));
     ASSIGN_OR_RETURN(n, tx.DropLink(vol, n, req.session_id(), req.sustain(), options_.session_timeout));
     dir.mtime_ns = dir.ctime_ns = tx.now;
     RETURN_IF_ERROR(tx.UpdateInode(vol, dir));
@@ -1028,16 +1030,12 @@ absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest&
   return Write([&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
-    ASSIGN_OR_RETURN(std::optional<Dentry> d, tx.FindDentry(vol, req.parent(), req.name()));
-    if (!d) {
-      return FsError(ENOENT, absl::StrCat("no entry ", Quote(req.name()), " in directory ",
-                                          req.parent()));
-    }
-    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d->ino));
+    ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
+    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
     if (!n.IsDir()) return FsError(ENOTDIR, absl::StrCat(Quote(req.name()), " is not a directory"));
     ASSIGN_OR_RETURN(bool empty, tx.DirIsEmpty(vol, n.ino));
     if (!empty) return FsError(ENOTEMPTY, absl::StrCat("directory ", Quote(req.name()), " is not empty"));
-    RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM dentries WHERE id = ?", d->id));
+    RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM dentries WHERE id = ?", d.id));
     RETURN_IF_ERROR(tx.FreeInode(vol, n.ino));
     dir.nlink -= 1;
     dir.mtime_ns = dir.ctime_ns = tx.now;
@@ -1062,11 +1060,8 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
     const bool same_parent = p_old == p_new;
     ASSIGN_OR_RETURN(Inode old_dir, tx.GetDir(vol, p_old));
     ASSIGN_OR_RETURN(Inode new_dir, tx.GetDir(vol, p_new));
-    ASSIGN_OR_RETURN(std::optional<Dentry> src_d, tx.FindDentry(vol, p_old, req.name()));
-    if (!src_d) {
-      return FsError(ENOENT, absl::StrCat("no entry ", Quote(req.name()), " in directory ", p_old));
-    }
-    ASSIGN_OR_RETURN(Inode src, tx.GetEntryInode(vol, src_d->ino));
+    ASSIGN_OR_RETURN(Dentry src_d, tx.GetDentry(vol, p_old, req.name()));
+    ASSIGN_OR_RETURN(Inode src, tx.GetEntryInode(vol, src_d.ino));
     ASSIGN_OR_RETURN(std::optional<Dentry> dst_d, tx.FindDentry(vol, p_new, req.new_name()));
 
     // The order of the checks follows Linux's renameat2.
@@ -1108,7 +1103,7 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
     int64_t old_dir_delta = 0;
     int64_t new_dir_delta = 0;
     if (exchange) {
-      RETURN_IF_ERROR(Exec(tx.db, "UPDATE dentries SET ino = ? WHERE id = ?", dst->ino, src_d->id));
+      RETURN_IF_ERROR(Exec(tx.db, "UPDATE dentries SET ino = ? WHERE id = ?", dst->ino, src_d.id));
       RETURN_IF_ERROR(Exec(tx.db, "UPDATE dentries SET ino = ? WHERE id = ?", src.ino, dst_d->id));
       if (src.IsDir()) { old_dir_delta -= 1; new_dir_delta += 1; }
       if (dst->IsDir()) { new_dir_delta -= 1; old_dir_delta += 1; }
@@ -1137,7 +1132,7 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
       // The entry keeps its id (readdir cookie): a listing of the new directory already past it
       // may miss the moved name, which POSIX allows for entries changed during a listing.
       RETURN_IF_ERROR(Exec(tx.db, "UPDATE dentries SET parent = ?, name = ? WHERE id = ?", p_new,
-                           Blob{req.new_name()}, src_d->id));
+                           Blob{req.new_name()}, src_d.id));
       if (src.IsDir()) { old_dir_delta -= 1; new_dir_delta += 1; }
       src.ctime_ns = tx.now;
       RETURN_IF_ERROR(tx.UpdateInode(vol, src));

@@ -1,4 +1,5 @@
 #include "mount/fuse_adapter.h"
+#include "mount/fuse_conn.h"
 
 #include <cerrno>
 #include <cstring>
@@ -68,20 +69,7 @@ void ReplyXattr(fuse_req_t req, const std::string& value, size_t size) {
   }
 }
 
-void Init(void* userdata, fuse_conn_info* conn) {
-  // Kernel-side parallelism and large requests; locks stay local to this node (the kernel
-  // handles flock/fcntl when the file system does not implement them).
-  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
-  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
-  if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
-  conn->max_write = 1u << 20;
-  conn->max_readahead = 1u << 20;
-  conn->max_background = 64;
-  conn->congestion_threshold = 48;
-}
+void Init(void* userdata, fuse_conn_info* conn) { ConfigureConnection(conn); }
 
 void Destroy(void* userdata) {
   auto* ctx = static_cast<FuseContext*>(userdata);

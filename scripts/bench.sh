@@ -155,7 +155,7 @@ else
   # tests/bench is not wired into tests/meson.build yet: build the helper directly.
   NULLFS_BIN=$T/nullfs
   # shellcheck disable=SC2046
-  g++ -std=c++20 -O2 -D_FILE_OFFSET_BITS=64 -o "$NULLFS_BIN" "$REPO/tests/bench/nullfs.cc" \
+  g++ -std=c++20 -O2 -D_FILE_OFFSET_BITS=64 -I"$REPO" -o "$NULLFS_BIN" "$REPO/tests/bench/nullfs.cc" \
     $(pkg-config --cflags --libs fuse3 absl_synchronization) -pthread
 fi
 

@@ -20,6 +20,7 @@
 #define FUSE_USE_VERSION 312
 
 #include <fuse_lowlevel.h>
+#include "mount/fuse_conn.h"
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -300,19 +301,8 @@ void ReplyEntry(fuse_req_t req, const struct stat& st) {
   fuse_reply_entry(req, &e);
 }
 
-// As mount/fuse_adapter.cc's Init, so that both file systems negotiate the same connection.
-void Init(void*, fuse_conn_info* conn) {
-  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
-  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
-  if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
-  conn->max_write = 1u << 20;
-  conn->max_readahead = 1u << 20;
-  conn->max_background = 64;
-  conn->congestion_threshold = 48;
-}
+// The same connection settings as mount.nighfs.
+void Init(void*, fuse_conn_info* conn) { nighfs::fs::ConfigureConnection(conn); }
 
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
