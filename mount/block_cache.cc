@@ -11,6 +11,11 @@ BlockCache::BlockCache(blockstore::BlockStore* store, size_t capacity_bytes, Thr
 
 BlockCache::~BlockCache() = default;
 
+size_t BlockCache::prefetch_bytes() const {
+  absl::MutexLock l(&mu_);
+  return prefetch_bytes_;
+}
+
 size_t BlockCache::bytes() const {
   absl::MutexLock l(&mu_);
   return bytes_;
@@ -113,10 +118,19 @@ void BlockCache::Prefetch(const meta::v1::Block& ref) {
   {
     absl::MutexLock l(&mu_);
     if (index_.contains(ref.id())) return;
+    // Readahead is optional: with the pool behind (uploads, other prefetches) or as many
+    // blocks already being fetched as there are I/O threads, skip it rather than queue
+    // more buffers than the cache can hold.
+    if (fetching_.size() >= pool_->threads() || pool_->backlog() >= pool_->threads()) return;
     fetch = StartFetch(ref, &owner);
+    if (owner) prefetch_bytes_ += ref.length();
   }
   if (!owner) return;
-  pool_->Submit([this, ref, fetch] { RunFetch(ref, fetch); });
+  pool_->Submit([this, ref, fetch] {
+    RunFetch(ref, fetch);
+    absl::MutexLock l(&mu_);
+    prefetch_bytes_ -= ref.length();
+  });
 }
 
 }  // namespace nighfs::fs

@@ -46,6 +46,8 @@ class BlockCache {
   void Insert(uint64_t id, BlockData data);
 
   size_t bytes() const;
+  // Bytes of readahead being fetched (not yet in the cache).
+  size_t prefetch_bytes() const;
   const BlockCacheStats& stats() const { return stats_; }
 
  private:
@@ -69,6 +71,7 @@ class BlockCache {
       ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Fetch>> fetching_ ABSL_GUARDED_BY(mu_);
+  size_t prefetch_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   BlockCacheStats stats_;
 };
 

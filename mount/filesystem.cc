@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <random>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -21,6 +23,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "mount/block_cache.h"
+#include "mount/memory.h"
 #include "mount/thread_pool.h"
 
 namespace nighfs::fs {
@@ -58,6 +61,13 @@ constexpr uint32_t kIdBatch = 256;
 
 int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
 
+// A broken accounting invariant is a bug: stop a debug build where it happens.
+[[maybe_unused]] void DebugCheck(bool ok, const std::string& what) {
+  if (ok) return;
+  NIGHFS_LOG(ERROR) << "invariant violated: " << what;
+  std::abort();
+}
+
 // POSIX ACLs (system.posix_acl_*) are not supported: storing them as plain xattrs would make
 // the kernel neither enforce them nor fold them into the mode, and `cp -a` would lose modes.
 // Refusing them makes tools fall back to chmod, as on any file system without ACLs.
@@ -74,11 +84,22 @@ absl::Status CheckName(const std::string& name) {
   return absl::OkStatus();
 }
 
+// A block image being written: [0, img.size()) of the block, and its share of the dirty count.
+struct DirtyImage {
+  std::string img;
+  ByteGauge::Charge charge;  // always img.size()
+};
+
 // A sealed block image on its way to the store and then into the block map.
 struct PendingBlock {
-  PendingBlock(uint64_t i, BlockData d) : index(i), data(std::move(d)) {}
+  PendingBlock(uint64_t i, BlockData d, ByteGauge::Charge c = {})
+      : index(i), data(std::move(d)), charge(std::move(c)) {}
   const uint64_t index;
   const BlockData data;
+  // data->size() bytes of the dirty count while this image is in FileState::inflight; cut
+  // when it leaves (committed or superseded), or when the block dies. Guarded by
+  // FileState::mu.
+  ByteGauge::Charge charge;
   absl::Notification done;
   absl::Status status;  // valid once done
   pb::Block ref;        // valid once done and ok
@@ -104,8 +125,25 @@ struct FileState {
   int64_t mtime_ns ABSL_GUARDED_BY(mu) = 0;
   std::map<uint64_t, pb::Block> blocks ABSL_GUARDED_BY(mu);  // committed block map
   // Full images [0, len) of blocks being written; len <= block size.
-  std::map<uint64_t, std::string> dirty ABSL_GUARDED_BY(mu);
+  std::map<uint64_t, DirtyImage> dirty ABSL_GUARDED_BY(mu);
   std::map<uint64_t, std::shared_ptr<PendingBlock>> inflight ABSL_GUARDED_BY(mu);
+
+  // The last commit failed: every fsync/close reports it until a commit succeeds, and the
+  // background retrier commits the file again (after next_attempt_ns) even once it is closed.
+  absl::Status write_error ABSL_GUARDED_BY(mu);
+  int64_t failed_since_ns ABSL_GUARDED_BY(mu) = 0;
+  uint32_t attempts ABSL_GUARDED_BY(mu) = 0;
+  int64_t next_attempt_ns ABSL_GUARDED_BY(mu) = 0;
+
+  bool HasUnsavedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return meta_dirty || !dirty.empty() || !inflight.empty();
+  }
+  uint64_t DirtyBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    uint64_t n = 0;
+    for (const auto& [i, d] : dirty) n += d.charge.bytes();
+    for (const auto& [i, p] : inflight) n += p->charge.bytes();
+    return n;
+  }
 
   // Guarded by FileSystemImpl::files_mu_.
   int open_count = 0;
@@ -128,12 +166,18 @@ class FileSystemImpl : public FileSystem {
         volume_(volume),
         bs_(volume.block_size()),
         session_id_(session_id),
+        buffers_(BufferPool::Create(volume.block_size(), options.buffer_pool_bytes)),
         cache_(store, options.cache_bytes, &pool_),
-        pool_(options.io_threads) {}
+        pool_(options.io_threads) {
+    retrier_ = std::thread([this] { RetryLoop(); });
+  }
 
   ~FileSystemImpl() override {
     absl::Status s = FlushAll();
     if (!s.ok()) NIGHFS_LOG(ERROR) << "flush at shutdown failed: " << s;
+    stop_retrier_.Notify();
+    retrier_.join();
+    CheckDirtyCount(/*quiescent=*/s.ok());
   }
 
   // ---- namespace ----
@@ -193,13 +237,12 @@ class FileSystemImpl : public FileSystem {
       for (auto it = st->dirty.begin(); it != st->dirty.end();) {
         const uint64_t start = it->first * bs_;
         if (start >= size) {
-          buffered_ -= it->second.size();
-          it = st->dirty.erase(it);
+          it = st->dirty.erase(it);  // its charge goes with it
           continue;
         }
-        if (size - start < it->second.size()) {
-          buffered_ -= it->second.size() - (size - start);
-          it->second.resize(size - start);
+        if (size - start < it->second.img.size()) {
+          it->second.img.resize(size - start);
+          it->second.charge.Set(it->second.img.size());
         }
         ++it;
       }
@@ -449,7 +492,7 @@ class FileSystemImpl : public FileSystem {
         const size_t n = std::min<uint64_t>(bs_ - boff, end - pos);
         const size_t dst = pos - offset;
         if (auto d = st.dirty.find(idx); d != st.dirty.end()) {
-          CopyValid(d->second.data(), d->second.size(), boff, n, out.data() + dst);
+          CopyValid(d->second.img.data(), d->second.img.size(), boff, n, out.data() + dst);
         } else if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
           CopyValid(f->second->data->data(), f->second->data->size(), boff, n, out.data() + dst);
         } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
@@ -508,7 +551,8 @@ class FileSystemImpl : public FileSystem {
     write_ops_.fetch_add(1, std::memory_order_relaxed);
     bytes_written_.fetch_add(data.size(), std::memory_order_relaxed);
     // Back-pressure: a writer far ahead of the store waits for its own file's uploads.
-    if (buffered_.load() > static_cast<int64_t>(options_.writeback_bytes)) {
+    last_activity_ns_.store(NowNs(), std::memory_order_relaxed);
+    if (buffered_.bytes() > static_cast<int64_t>(options_.writeback_bytes)) {
       absl::MutexLock fl(&st->flush_mu);
       RETURN_IF_ERROR(CommitLocked(st));
     } else if (commit_now) {
@@ -541,8 +585,8 @@ class FileSystemImpl : public FileSystem {
       s = CommitLocked(h->state);
     }
     if (!s.ok()) {
-      NIGHFS_LOG(ERROR) << "inode " << h->state->ino
-                        << ": buffered data could not be stored at release: " << s;
+      NIGHFS_LOG(ERROR) << "inode " << h->state->ino << ": buffered data could not be stored "
+                        << "at close; kept, and retried in the background: " << s;
     }
     ReleaseState(h->state);
     return s;
@@ -601,18 +645,34 @@ class FileSystemImpl : public FileSystem {
   }
 
   absl::Status FlushAll() override {
-    std::vector<std::shared_ptr<FileState>> states;
-    {
-      absl::MutexLock l(&files_mu_);
-      for (auto& [ino, st] : files_) states.push_back(st);
-    }
-    absl::Status first;
-    for (auto& st : states) {
+    for (auto& st : AllStates()) {
       absl::MutexLock fl(&st->flush_mu);
-      absl::Status s = CommitLocked(st);
-      if (!s.ok() && first.ok()) first = s;
+      (void)CommitLocked(st);  // a failure is recorded in the state and retried below
     }
-    return first;
+    const absl::Time deadline = absl::Now() + options_.flush_timeout;
+    absl::Time next_log = absl::InfinitePast();
+    while (true) {
+      const PendingSummary p = SummarizePending();
+      if (p.files == 0) return absl::OkStatus();
+      const absl::Time now = absl::Now();
+      if (now >= deadline) {
+        NIGHFS_LOG(ERROR) << "giving up after " << options_.flush_timeout << " (-o flush_timeout): "
+                          << p.files << " file(s), " << p.bytes << " bytes were NOT stored and "
+                          << "are lost (inodes " << p.inos << "); last error: " << p.last_error;
+        return PosixError(EIO, absl::StrCat(p.files, " file(s) (", p.bytes,
+                                            " bytes) could not be stored: ", p.last_error));
+      }
+      if (now >= next_log) {
+        NIGHFS_LOG(WARNING) << "waiting for " << p.files << " file(s), " << p.bytes
+                            << " bytes to be stored (inodes " << p.inos << "; last error: "
+                            << p.last_error << "); giving up in "
+                            << absl::Trunc(deadline - now, absl::Milliseconds(100))
+                            << " (-o flush_timeout)";
+        next_log = now + absl::Seconds(5);
+      }
+      RetryDue(/*until=*/deadline);
+      absl::SleepFor(absl::Milliseconds(50));
+    }
   }
 
   void SetSessionId(uint64_t session_id) override { session_id_.store(session_id); }
@@ -625,12 +685,48 @@ class FileSystemImpl : public FileSystem {
     s->set_block_cache_hits(cache_.stats().hits.load());
     s->set_block_cache_misses(cache_.stats().misses.load());
     s->set_block_cache_bytes(cache_.bytes());
-    s->set_dirty_bytes(static_cast<uint64_t>(std::max<int64_t>(0, buffered_.load())));
+    s->set_dirty_bytes(static_cast<uint64_t>(std::max<int64_t>(0, buffered_.bytes())));
+    const PendingSummary p = SummarizePending();
+    s->set_pending_files(p.files);
+    s->set_pending_bytes(p.bytes);
     s->set_blocks_uploaded(blocks_uploaded_.load());
     s->set_block_upload_errors(upload_errors_.load());
     s->set_meta_calls(meta_calls_.load());
     s->set_meta_errors(meta_errors_.load());
     s->set_checksum_mismatches(cache_.stats().checksum_mismatches.load());
+  }
+
+  void FillMemoryAndPending(status::v1::MountStatus* out) const override {
+    status::v1::MemoryStats* m = out->mutable_memory();
+    const ProcessMemory pm = ReadProcessMemory();
+    m->set_rss_bytes(pm.rss_bytes);
+    m->set_heap_in_use_bytes(pm.heap_in_use_bytes);
+    m->set_heap_free_bytes(pm.heap_free_bytes);
+    m->set_budget_bytes(options_.cache_bytes + options_.writeback_bytes);
+    m->set_cache_bytes(cache_.bytes());
+    m->set_dirty_bytes(static_cast<uint64_t>(std::max<int64_t>(0, buffered_.bytes())));
+    m->set_uploading_bytes(static_cast<uint64_t>(std::max<int64_t>(0, uploading_.bytes())));
+    m->set_prefetch_bytes(cache_.prefetch_bytes());
+    m->set_pool_free_bytes(buffers_->free_bytes());
+    m->set_spilled_bytes(0);
+    std::vector<status::v1::PendingFile> files;
+    for (const auto& st : AllStates()) {
+      absl::MutexLock l(&st->mu);
+      if (st->write_error.ok()) continue;
+      status::v1::PendingFile f;
+      f.set_ino(st->ino);
+      f.set_bytes(st->DirtyBytesLocked());
+      f.set_since_ns(st->failed_since_ns);
+      f.set_attempts(st->attempts);
+      f.set_last_error(std::string(st->write_error.message()));
+      f.set_next_attempt_ns(st->next_attempt_ns);
+      files.push_back(std::move(f));
+    }
+    std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+      return a.since_ns() < b.since_ns();
+    });
+    if (files.size() > 50) files.resize(50);
+    for (auto& f : files) *out->add_pending() = std::move(f);
   }
 
  private:
@@ -668,12 +764,40 @@ class FileSystemImpl : public FileSystem {
     return st;
   }
 
+  // Drops a handle's reference. The last one forgets the file, unless it still holds data
+  // that is not stored (its commit failed): then the state stays (a new open reuses it, so
+  // readers see the data) and the retrier commits it later.
   void ReleaseState(const std::shared_ptr<FileState>& st) {
-    bool release_rpc = false;
     {
       absl::MutexLock l(&files_mu_);
       if (--st->open_count > 0) return;
-      files_.erase(st->ino);
+      absl::MutexLock sl(&st->mu);
+      if (st->HasUnsavedLocked()) {
+        if (st->write_error.ok()) {
+          // Not stored and no commit failed (a write raced the close): retry at once.
+          RecordFailureLocked(*st, absl::UnavailableError("not stored at close"));
+          st->next_attempt_ns = NowNs();
+        }
+        return;
+      }
+    }
+    ForgetIfClosed(st);
+  }
+
+  // Removes a closed, fully stored file from the table (and lets the server delete it if it
+  // was unlinked while open).
+  void ForgetIfClosed(const std::shared_ptr<FileState>& st) {
+    bool release_rpc = false;
+    {
+      absl::MutexLock l(&files_mu_);
+      if (st->open_count > 0) return;
+      {
+        absl::MutexLock sl(&st->mu);
+        if (st->HasUnsavedLocked()) return;
+      }
+      auto it = files_.find(st->ino);
+      if (it == files_.end() || it->second != st) return;
+      files_.erase(it);
       release_rpc = st->sustained;
     }
     if (release_rpc) {
@@ -684,6 +808,128 @@ class FileSystemImpl : public FileSystem {
       absl::Status s = Meta(&MetaApi::Release, req).status();
       if (!s.ok()) NIGHFS_LOG(WARNING) << "release of unlinked inode " << st->ino << ": " << s;
     }
+  }
+
+  std::vector<std::shared_ptr<FileState>> AllStates() const {
+    std::vector<std::shared_ptr<FileState>> out;
+    absl::MutexLock l(&files_mu_);
+    out.reserve(files_.size());
+    for (const auto& [ino, st] : files_) out.push_back(st);
+    return out;
+  }
+
+  // ---- failed commits: kept, retried in the background ----
+
+  struct PendingSummary {
+    uint64_t files = 0;
+    uint64_t bytes = 0;
+    std::string inos;  // the first few
+    std::string last_error;
+  };
+
+  PendingSummary SummarizePending() const {
+    PendingSummary p;
+    for (const auto& st : AllStates()) {
+      absl::MutexLock l(&st->mu);
+      if (st->write_error.ok()) continue;
+      if (p.files < 10) absl::StrAppend(&p.inos, p.files == 0 ? "" : ",", st->ino);
+      if (p.files == 10) absl::StrAppend(&p.inos, ",...");
+      ++p.files;
+      p.bytes += st->DirtyBytesLocked();
+      p.last_error = std::string(st->write_error.message());
+    }
+    return p;
+  }
+
+  void RecordFailureLocked(FileState& st, const absl::Status& s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    const int64_t now = NowNs();
+    if (st.write_error.ok()) st.failed_since_ns = now;
+    st.write_error = s;
+    ++st.attempts;
+    // Exponential backoff with jitter in [d/2, d], so mounts that lost the same store do not
+    // all come back at once.
+    absl::Duration d = options_.retry_initial_backoff;
+    for (uint32_t i = 1; i < st.attempts && d < options_.retry_max_backoff; ++i) d *= 2;
+    d = std::min(d, options_.retry_max_backoff);
+    thread_local std::mt19937_64 rng(std::random_device{}());
+    const int64_t full = absl::ToInt64Nanoseconds(d);
+    st.next_attempt_ns = now + full / 2 + static_cast<int64_t>(rng() % (full / 2 + 1));
+  }
+
+  // Commits every file whose retry is due (and whose next attempt would come before `until`).
+  void RetryDue(absl::Time until = absl::InfiniteFuture()) {
+    const int64_t now = NowNs();
+    for (const auto& st : AllStates()) {
+      {
+        absl::MutexLock l(&st->mu);
+        if (st->write_error.ok()) continue;
+        if (st->next_attempt_ns > now) {
+          // Unmount waits for these: do not sleep past its bound on a long backoff.
+          if (until == absl::InfiniteFuture() ||
+              absl::FromUnixNanos(st->next_attempt_ns) < until) {
+            continue;
+          }
+          if (now < absl::ToUnixNanos(until) - absl::ToInt64Nanoseconds(absl::Seconds(1))) {
+            continue;
+          }
+        }
+      }
+      absl::Status s;
+      {
+        absl::MutexLock fl(&st->flush_mu);
+        s = CommitLocked(st);
+      }
+      if (s.ok()) {
+        NIGHFS_LOG(INFO) << "inode " << st->ino << ": data kept after a failed commit is stored";
+        ForgetIfClosed(st);
+      }
+    }
+  }
+
+  void RetryLoop() {
+    while (!stop_retrier_.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+      RetryDue();
+      TrimIfIdle();
+    }
+  }
+
+  // Gives memory back once nothing was written for a while and nothing is buffered.
+  void TrimIfIdle() {
+    const int64_t last = last_activity_ns_.load(std::memory_order_relaxed);
+    if (last == trimmed_at_ns_ || buffered_.bytes() != 0) return;
+    if (NowNs() - last < absl::ToInt64Nanoseconds(absl::Seconds(2))) return;
+    buffers_->Trim();
+    MallocTrim();
+    trimmed_at_ns_ = last;
+  }
+
+  // Every byte counted in buffered_ belongs to exactly one live charge, and the charge of a
+  // buffer in a file's tables equals its size. Debug builds check it at every commit;
+  // `quiescent` (nothing uploading, no commit running) also checks the sum is exact.
+  void CheckDirtyCount(bool quiescent) const {
+#ifndef NDEBUG
+    int64_t sum = 0;
+    for (const auto& st : AllStates()) {
+      absl::MutexLock l(&st->mu);
+      for (const auto& [i, d] : st->dirty) {
+        DebugCheck(d.charge.bytes() == d.img.size(), absl::StrCat("dirty charge of ", st->ino));
+        sum += static_cast<int64_t>(d.charge.bytes());
+      }
+      for (const auto& [i, p] : st->inflight) {
+        DebugCheck(p->charge.bytes() == p->data->size(),
+                   absl::StrCat("inflight charge of ", st->ino));
+        sum += static_cast<int64_t>(p->charge.bytes());
+      }
+    }
+    DebugCheck(buffered_.bytes() >= 0, absl::StrCat("dirty count ", buffered_.bytes()));
+    if (quiescent) {
+      DebugCheck(sum == buffered_.bytes(), absl::StrCat("dirty count ", buffered_.bytes(),
+                                                        " != sum of live buffers ", sum));
+    }
+#else
+    (void)quiescent;
+#endif
   }
 
   void MarkSustained(const std::shared_ptr<FileState>& st) {
@@ -793,31 +1039,37 @@ class FileSystemImpl : public FileSystem {
       const uint64_t len = std::min<uint64_t>(bs_ - boff, end - p);
       auto it = st.dirty.find(idx);
       if (it == st.dirty.end()) {
-        std::string img;
+        const std::string* base = nullptr;
+        size_t base_len = 0;
         if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
-          img = *f->second->data;
+          base = f->second->data.get();
+          base_len = base->size();
         } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
           if (!(boff == 0 && len >= b->second.length())) {
-            const BlockData& base = bases.at(b->second.id());
-            img.assign(base->data(), std::min<size_t>(b->second.length(), base->size()));
+            base = bases.at(b->second.id()).get();
+            base_len = std::min<size_t>(b->second.length(), base->size());
           }
         }
-        buffered_ += img.size();
-        // A large writer will grow this image to the whole block: allocate it once, so no
-        // reallocation copies it. Small files keep small buffers.
-        if (len >= (64u << 10)) img.reserve(bs_);
-        it = st.dirty.emplace(idx, std::move(img)).first;
+        // A large writer (or a block that already has large content) will grow this image
+        // to the whole block: take a block-size buffer from the pool, so no reallocation
+        // copies it and no fresh 4 MiB allocation is made per block. Small files keep small
+        // buffers.
+        DirtyImage d;
+        if (len >= (64u << 10) || base_len >= (64u << 10)) d.img = buffers_->Take();
+        if (base != nullptr) d.img.assign(base->data(), base_len);
+        d.charge = buffered_.Make(d.img.size());
+        it = st.dirty.emplace(idx, std::move(d)).first;
       }
-      std::string& img = it->second;
+      std::string& img = it->second.img;
       if (img.size() < boff + len) {
-        buffered_ += boff + len - img.size();
         img.resize(boff + len, '\0');
+        it->second.charge.Set(img.size());
       }
       std::memcpy(img.data() + boff, data.data() + (p - pos), len);
       if (boff + len == bs_) {
         // The writer reached the end of this block: upload it now, in the background.
-        auto pending = std::make_shared<PendingBlock>(
-            idx, std::make_shared<const std::string>(std::move(img)));
+        auto pending = std::make_shared<PendingBlock>(idx, buffers_->Share(std::move(img)),
+                                                      std::move(it->second.charge));
         st.dirty.erase(it);
         SupersedeLocked(st, pending);
         sealed->push_back(std::move(pending));
@@ -837,7 +1089,7 @@ class FileSystemImpl : public FileSystem {
     if (inserted) return;
     std::shared_ptr<PendingBlock> old = std::move(it->second);
     it->second = p;
-    buffered_ -= old->data->size();
+    old->charge = {};  // replaced: its bytes are no longer data to store
     if (!old->committing) {
       old->superseded = true;
       if (old->finished && old->status.ok()) DeleteObjectLater(old->ref.id());
@@ -875,6 +1127,7 @@ class FileSystemImpl : public FileSystem {
   }
 
   void Upload(FileState& st, PendingBlock& p) {
+    ByteGauge::Charge uploading = uploading_.Make(p.data->size());
     absl::Status s = PutBlock(p);
     if (s.ok()) {
       blocks_uploaded_.fetch_add(1, std::memory_order_relaxed);
@@ -901,14 +1154,35 @@ class FileSystemImpl : public FileSystem {
     });
   }
 
+  // Commits `st` (see CommitOnceLocked) and records the outcome: a failure becomes the file's
+  // sticky write error (reported by every later fsync/close until a commit succeeds) and
+  // schedules a background retry; a full successful commit clears it.
+  absl::Status CommitLocked(const std::shared_ptr<FileState>& st, bool partial = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu) {
+    absl::Status s = CommitOnceLocked(st, partial);
+    {
+      absl::MutexLock l(&st->mu);
+      if (!s.ok()) {
+        RecordFailureLocked(*st, s);
+      } else if (!partial && !st->write_error.ok()) {
+        st->write_error = absl::OkStatus();
+        st->failed_since_ns = 0;
+        st->attempts = 0;
+        st->next_attempt_ns = 0;
+      }
+    }
+    CheckDirtyCount(/*quiescent=*/false);
+    return s;
+  }
+
   // Seals every buffered block of `st`, waits for the uploads and records them in the
   // metadata server in one CommitBlocks. On failure nothing buffered is dropped: the next
-  // flush tries again.
+  // flush (or the background retrier) tries again.
   //
   // With `partial` (back-pressure for a writer far ahead of the store) it only waits for the
   // oldest upload, commits the uploads that have finished, and leaves the rest in flight, so
   // the upload pipeline never drains. The size it records then covers only committed blocks.
-  absl::Status CommitLocked(const std::shared_ptr<FileState>& st, bool partial = false)
+  absl::Status CommitOnceLocked(const std::shared_ptr<FileState>& st, bool partial)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu) {
     std::vector<std::shared_ptr<PendingBlock>> snap;
     std::vector<std::shared_ptr<PendingBlock>> sealed;
@@ -938,9 +1212,9 @@ class FileSystemImpl : public FileSystem {
     if (!partial) {
       absl::MutexLock l(&st->mu);
       if (!st->meta_dirty && st->dirty.empty() && st->inflight.empty()) return absl::OkStatus();
-      for (auto& [idx, img] : st->dirty) {
-        auto p = std::make_shared<PendingBlock>(idx,
-                                                std::make_shared<const std::string>(std::move(img)));
+      for (auto& [idx, d] : st->dirty) {
+        auto p = std::make_shared<PendingBlock>(idx, buffers_->Share(std::move(d.img)),
+                                                std::move(d.charge));
         SupersedeLocked(*st, p);
         sealed.push_back(std::move(p));
       }
@@ -959,20 +1233,13 @@ class FileSystemImpl : public FileSystem {
       p->done.WaitForNotification();
       if (p->status.ok()) continue;
       // One more try in this thread before the flush reports the error.
-      auto again = std::make_shared<PendingBlock>(p->index, p->data);
-      Upload(*st, *again);
-      if (!again->status.ok()) {
-        failure = again->status;
-        break;
-      }
-      absl::MutexLock l(&st->mu);
-      again->committing = true;
-      auto it = st->inflight.find(p->index);
-      if (it != st->inflight.end() && it->second == p) it->second = again;
-      p = again;
+      failure = Reupload(*st, p);
+      if (!failure.ok()) break;
     }
 
-    if (failure.ok()) {
+    // The server answers ESTALE when an id's allocation was reclaimed (this mount's session
+    // expired while the data waited): store the images again under fresh ids, once.
+    for (int round = 0; failure.ok(); ++round) {
       pb::CommitBlocksRequest req;
       req.set_volume_id(volume_.id());
       req.set_ino(st->ino);
@@ -985,8 +1252,9 @@ class FileSystemImpl : public FileSystem {
         for (auto& p : snap) {
           st->blocks[p->index] = p->ref;
           auto it = st->inflight.find(p->index);
+          // Committed: its charge dies with the last reference to it.
           if (it != st->inflight.end() && it->second == p) {
-            buffered_ -= p->data->size();
+            p->charge = {};
             st->inflight.erase(it);
           }
         }
@@ -996,12 +1264,36 @@ class FileSystemImpl : public FileSystem {
         return absl::OkStatus();
       }
       failure = resp.status();
+      if (StatusToErrno(failure) != ESTALE || round > 0) break;
+      NIGHFS_LOG(WARNING) << "inode " << st->ino << ": block ids were reclaimed by the "
+                          << "metadata server; storing " << snap.size() << " block(s) again";
+      for (auto& p : snap) {
+        failure = Reupload(*st, p);
+        if (!failure.ok()) break;
+      }
     }
     absl::MutexLock l(&st->mu);
     for (auto& p : snap) p->committing = false;
     NIGHFS_LOG(ERROR) << "could not store data of inode " << st->ino << ": " << failure;
     // Whatever the cause, the caller sees an I/O error: its data is not durable yet.
     return PosixError(EIO, failure.message());
+  }
+
+  // Uploads the image of `*p` again under a fresh id; on success `*p` is replaced by the new
+  // upload (in the snapshot and, if still current, in the file's table, with its charge).
+  absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p) {
+    auto again = std::make_shared<PendingBlock>(p->index, p->data);
+    Upload(st, *again);
+    if (!again->status.ok()) return again->status;
+    absl::MutexLock l(&st.mu);
+    again->committing = true;
+    auto it = st.inflight.find(p->index);
+    if (it != st.inflight.end() && it->second == p) {
+      again->charge = std::move(p->charge);
+      it->second = again;
+    }
+    p = std::move(again);
+    return absl::OkStatus();
   }
 
   // ---- security.capability absence cache ----
@@ -1025,10 +1317,10 @@ class FileSystemImpl : public FileSystem {
   const uint64_t bs_;
   std::atomic<uint64_t> session_id_;
 
-  // Lock order: files_mu_ and handles_mu_ are leaves; FileState::flush_mu before
-  // FileState::mu; no lock is held across a metadata call or block I/O except flush_mu
+  // Lock order: FileState::flush_mu, then files_mu_, then FileState::mu; handles_mu_ is a
+  // leaf; no lock is held across a metadata call or block I/O except flush_mu
   // (which only serializes one file's commits) and ids_mu_.
-  absl::Mutex files_mu_;
+  mutable absl::Mutex files_mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(files_mu_);
   absl::Mutex handles_mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Handle>> handles_ ABSL_GUARDED_BY(handles_mu_);
@@ -1041,7 +1333,12 @@ class FileSystemImpl : public FileSystem {
   absl::Mutex caps_mu_;
   absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);
 
-  std::atomic<int64_t> buffered_{0};
+  // Written and not yet stored: every byte is owned by the charge of one buffer.
+  ByteGauge buffered_;
+  ByteGauge uploading_;  // images being uploaded right now
+  std::atomic<int64_t> last_activity_ns_{0};
+  int64_t trimmed_at_ns_ = -1;  // only the retrier thread uses it
+  std::shared_ptr<BufferPool> buffers_;
   std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
 
@@ -1049,6 +1346,10 @@ class FileSystemImpl : public FileSystem {
   // while the cache and everything else they use still exist.
   BlockCache cache_;
   ThreadPool pool_;
+  // Commits files whose commit failed, in the background (see RetryDue); joined first thing
+  // in the destructor.
+  absl::Notification stop_retrier_;
+  std::thread retrier_;
 };
 
 }  // namespace
@@ -1060,6 +1361,9 @@ absl::StatusOr<std::unique_ptr<FileSystem>> FileSystem::Create(MetaApi* meta,
                                                                const FsOptions& options) {
   if (meta == nullptr || store == nullptr) return absl::InvalidArgumentError("no meta or store");
   if (volume.block_size() == 0) return absl::InvalidArgumentError("volume has no block size");
+  // Why here: every mount daemon and test builds its file system through this factory, and
+  // the settings must be in place before the first block buffer is allocated.
+  TuneMallocForMount();
   return std::unique_ptr<FileSystem>(
       new FileSystemImpl(meta, store, volume, session_id, options));
 }

@@ -36,6 +36,14 @@ struct FsOptions {
   size_t writeback_bytes = 256u << 20;  // buffered, not yet durable data before writers wait
   int io_threads = 16;                  // parallel block uploads and prefetches
   int max_inflight_per_file = 16;       // uploaded-but-uncommitted blocks before a commit
+  // Data whose commit failed (a close or fsync returned EIO) is kept and committed again in
+  // the background, with exponential backoff and jitter between these bounds, until it is
+  // stored. Unmount (FlushAll) waits for it at most `flush_timeout`.
+  absl::Duration retry_initial_backoff = absl::Milliseconds(500);
+  absl::Duration retry_max_backoff = absl::Seconds(30);
+  absl::Duration flush_timeout = absl::Seconds(300);
+  // Free block-size buffers kept for reuse.
+  size_t buffer_pool_bytes = 32u << 20;
 };
 
 // Who is asking (from the FUSE request context).
@@ -119,11 +127,16 @@ class FileSystem {
   virtual absl::StatusOr<std::vector<std::string>> ListXattr(uint64_t ino) = 0;
   virtual absl::Status RemoveXattr(uint64_t ino, const std::string& name) = 0;
 
-  // Makes everything buffered durable (unmount, SIGTERM). Returns the first failure.
+  // Makes everything buffered durable (unmount, SIGTERM): commits every file, then waits up to
+  // options().flush_timeout for files whose commit failed, retrying them with backoff, and
+  // logs what it waits for. Returns an error naming what could not be stored.
   virtual absl::Status FlushAll() = 0;
   // Swaps the metadata session (after the old one expired and the mount re-registered).
   virtual void SetSessionId(uint64_t session_id) = 0;
   virtual void FillStats(status::v1::MountStats* stats) const = 0;
+  // The memory section and the files waiting for a background retry (oldest first, at most
+  // 50) of the status file.
+  virtual void FillMemoryAndPending(status::v1::MountStatus* status) const = 0;
 
   const FsOptions& options() const { return options_; }
 

@@ -137,6 +137,7 @@ class MountKeeper {
     r->set_selected(true);
     r->set_reason("no proxy groups are associated with this volume: blocks go straight to the object store");
     fs_->FillStats(s.mutable_stats());
+    fs_->FillMemoryAndPending(&s);
     std::string json;
     google::protobuf::util::JsonPrintOptions jo;
     jo.add_whitespace = true;

@@ -56,7 +56,7 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
   if (key == "log_file") { if (!need_value().ok()) return need_value(); o->log_file = value; return absl::OkStatus(); }
   if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; o->credentials_given = true; return absl::OkStatus(); }
   if (key == "attr_timeout" || key == "entry_timeout" || key == "meta_timeout" ||
-      key == "mount_timeout") {
+      key == "mount_timeout" || key == "flush_timeout" || key == "retry_max") {
     if (!need_value().ok()) return need_value();
     absl::StatusOr<double> d = Number(opt, value);
     if (!d.ok()) return d.status();
@@ -65,6 +65,12 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
     if (key == "entry_timeout") o->fs.entry_timeout = dur;
     if (key == "meta_timeout") o->meta_timeout = dur;
     if (key == "mount_timeout") o->mount_timeout = dur;
+    if (key == "flush_timeout") o->fs.flush_timeout = dur;
+    if (key == "retry_max") {
+      if (*d <= 0) return BadOption(opt, "expects a positive number of seconds");
+      o->fs.retry_max_backoff = dur;
+      o->fs.retry_initial_backoff = std::min(o->fs.retry_initial_backoff, dur);
+    }
     return absl::OkStatus();
   }
   if (key == "cache_size" || key == "writeback_limit" || key == "readahead" ||
@@ -157,7 +163,8 @@ std::string MountUsage() {
          "       mount.nighfs nighfs://HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS]\n"
          "options: ro, rw, allow_other (default), attr_timeout=S, entry_timeout=S,\n"
          "  cache_size=MiB, readahead=BLOCKS, writeback_limit=MiB, io_threads=N,\n"
-         "  meta_timeout=S, mount_timeout=S, credentials=FILE, log_level=LEVEL,\n"
+         "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S,\n"
+         "  credentials=FILE, log_level=LEVEL,\n"
          "  log_file=PATH, fsname=NAME, foreground, debug, and the generic mount flags\n"
          "  (nosuid, nodev, noexec, noatime, ...). See man mount.nighfs.\n";
 }

@@ -32,6 +32,14 @@ class ThreadPool {
     queue_.push_back(std::move(fn));
   }
 
+  // Closures queued and not started: optional work (readahead) is skipped while the pool is
+  // behind, so neither the queue nor what its closures will allocate grows without bound.
+  size_t backlog() const {
+    absl::MutexLock l(&mu_);
+    return queue_.size();
+  }
+  size_t threads() const { return workers_.size(); }
+
  private:
   void Run() {
     while (true) {
@@ -51,7 +59,7 @@ class ThreadPool {
     }
   }
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;

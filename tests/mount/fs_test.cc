@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "blockstore/block_store.h"
 #include "blockstore/fault_store.h"
@@ -193,6 +195,160 @@ TEST_F(FsTest, FailedUploadKeepsDataAndReportsEio) {
   ASSERT_OK(fs_->Release(made->second));
   auto other = NewMount();
   EXPECT_TRUE(ReadAll(other.get(), made->first.ino()) == data);
+}
+
+// Fast background retries for the tests below.
+FsOptions QuickRetry() {
+  FsOptions o;
+  o.retry_initial_backoff = absl::Milliseconds(10);
+  o.retry_max_backoff = absl::Milliseconds(50);
+  o.flush_timeout = absl::Seconds(20);
+  return o;
+}
+
+status::v1::MountStats Stats(const FileSystem& fs) {
+  status::v1::MountStats s;
+  fs.FillStats(&s);
+  return s;
+}
+
+// Issue 10, item 1: a close that returned EIO used to drop the file's data (0 bytes once the
+// store came back). It is kept, readable by a new open, reported again by later closes, and
+// stored by the background retrier once the store is back.
+TEST_F(FsTest, FailedCloseKeepsDataAndRetrierStoresIt) {
+  fs_ = NewMount(QuickRetry());
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  const uint64_t ino = made->first.ino();
+  const std::string data = Bytes(3 * kBs + 10, 11);
+  faulty_->FailNext(FaultInjectingStore::Op::kPut, absl::UnavailableError("store down"), 1 << 30);
+  ASSERT_OK(fs_->Write(made->second, 0, data));
+  EXPECT_EQ(StatusToErrno(fs_->Release(made->second)), EIO);
+
+  status::v1::MountStats st = Stats(*fs_);
+  EXPECT_EQ(st.pending_files(), 1u);
+  EXPECT_EQ(st.pending_bytes(), data.size());
+  EXPECT_EQ(st.dirty_bytes(), data.size());
+  status::v1::MountStatus full;
+  fs_->FillMemoryAndPending(&full);
+  ASSERT_EQ(full.pending_size(), 1);
+  EXPECT_EQ(full.pending(0).ino(), ino);
+  EXPECT_GT(full.pending(0).attempts(), 0u);
+  EXPECT_GT(full.pending(0).since_ns(), 0);
+  EXPECT_NE(full.pending(0).last_error().find("store down"), std::string::npos);
+  EXPECT_EQ(full.memory().dirty_bytes(), data.size());
+  EXPECT_GT(full.memory().rss_bytes(), 0u);
+
+  // A new open sees the kept data; its close reports the write error again.
+  auto fh = fs_->Open(ino, O_RDWR);
+  ASSERT_OK(fh);
+  auto got = fs_->Read(*fh, 0, data.size());
+  ASSERT_OK(got);
+  EXPECT_TRUE(*got == data);
+  EXPECT_EQ(StatusToErrno(fs_->Fsync(*fh)), EIO);
+  EXPECT_EQ(StatusToErrno(fs_->Release(*fh)), EIO);
+
+  faulty_->ClearFaults();
+  ASSERT_TRUE(testing::WaitFor([&] { return Stats(*fs_).pending_files() == 0; },
+                               absl::Seconds(10)));
+  EXPECT_EQ(Stats(*fs_).dirty_bytes(), 0u);
+  auto other = NewMount();
+  EXPECT_TRUE(ReadAll(other.get(), ino) == data);
+  // Stored: a later open and fsync succeed.
+  fh = fs_->Open(ino, O_RDWR);
+  ASSERT_OK(fh);
+  EXPECT_OK(fs_->Fsync(*fh));
+  EXPECT_OK(fs_->Release(*fh));
+}
+
+// Issue 10, item 2: every byte counted dirty is uncounted exactly once, whatever fails.
+TEST_F(FsTest, DirtyCountReturnsToZeroAfterFailures) {
+  fs_ = NewMount(QuickRetry());
+  std::mt19937 rng(5);
+  std::vector<std::pair<uint64_t, std::string>> files;
+  for (int f = 0; f < 6; ++f) {
+    auto made = fs_->Create(kRoot, 1, "f" + std::to_string(f), 0644, O_RDWR);
+    ASSERT_OK(made);
+    std::string model;
+    for (int i = 0; i < 30; ++i) {
+      switch (rng() % 6) {
+        case 0:
+          faulty_->FailNext(FaultInjectingStore::Op::kPut, absl::UnavailableError("x"),
+                            1 + rng() % 3);
+          break;
+        case 1:
+          faulty_->FailNextAfterApplying(FaultInjectingStore::Op::kPut,
+                                         absl::DeadlineExceededError("lost reply"), 1);
+          break;
+        case 2: {
+          SetAttrArgs a;
+          a.valid = pb::SETATTR_SIZE;
+          a.size = rng() % (4 * kBs);
+          if (fs_->SetAttr(made->first.ino(), a).ok()) model.resize(a.size, '\0');
+          break;
+        }
+        default: {
+          const uint64_t off = rng() % (4 * kBs);
+          const std::string d = Bytes(1 + rng() % (2 * kBs), f * 100 + i);
+          ASSERT_OK(fs_->Write(made->second, off, d));
+          if (model.size() < off + d.size()) model.resize(off + d.size(), '\0');
+          model.replace(off, d.size(), d);
+        }
+      }
+      if (rng() % 5 == 0) (void)fs_->Flush(made->second);  // may fail: injected
+    }
+    (void)fs_->Release(made->second);  // may fail: kept and retried
+    files.emplace_back(made->first.ino(), model);
+  }
+  faulty_->ClearFaults();
+  ASSERT_OK(fs_->FlushAll());
+  EXPECT_EQ(Stats(*fs_).dirty_bytes(), 0u);
+  EXPECT_EQ(Stats(*fs_).pending_files(), 0u);
+  auto other = NewMount();
+  for (const auto& [ino, model] : files) EXPECT_TRUE(ReadAll(other.get(), ino) == model) << ino;
+  fs_.reset();  // debug builds check the count against the live buffers here
+}
+
+// Unmount waits for kept data while the store is down, and lands it once it is back.
+TEST_F(FsTest, UnmountWaitsForKeptData) {
+  fs_ = NewMount(QuickRetry());
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  const std::string data = Bytes(2 * kBs + 3, 12);
+  faulty_->FailNext(FaultInjectingStore::Op::kPut, absl::UnavailableError("down"), 1 << 30);
+  ASSERT_OK(fs_->Write(made->second, 0, data));
+  EXPECT_EQ(StatusToErrno(fs_->Release(made->second)), EIO);
+  std::thread back([&] {
+    absl::SleepFor(absl::Milliseconds(500));
+    faulty_->ClearFaults();
+  });
+  const absl::Time start = absl::Now();
+  absl::Status s = fs_->FlushAll();
+  back.join();
+  ASSERT_OK(s);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(400));
+  fs_.reset();
+  auto other = NewMount();
+  EXPECT_TRUE(ReadAll(other.get(), made->first.ino()) == data);
+}
+
+// ... and gives up at -o flush_timeout, saying what is lost.
+TEST_F(FsTest, UnmountGivesUpAtFlushTimeout) {
+  FsOptions o = QuickRetry();
+  o.flush_timeout = absl::Milliseconds(300);
+  fs_ = NewMount(o);
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  faulty_->FailNext(FaultInjectingStore::Op::kPut, absl::UnavailableError("down"), 1 << 30);
+  ASSERT_OK(fs_->Write(made->second, 0, Bytes(kBs + 1, 13)));
+  EXPECT_EQ(StatusToErrno(fs_->Release(made->second)), EIO);
+  const absl::Time start = absl::Now();
+  absl::Status s = fs_->FlushAll();
+  EXPECT_EQ(StatusToErrno(s), EIO);
+  EXPECT_NE(s.message().find("1 file(s)"), std::string::npos) << s;
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  faulty_->ClearFaults();
 }
 
 TEST_F(FsTest, CorruptBlockIsNeverReturned) {
