@@ -189,6 +189,44 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
   stats.Add("metadata calls", absl::StrCat(st.meta_calls(), " (", st.meta_errors(), " errors)"));
   stats.Add("checksum mismatches", absl::StrCat(st.checksum_mismatches()));
   absl::StrAppend(&out, "\n  STATS\n", stats.Render());
+
+  if (s.has_memory()) {
+    const auto& m = s.memory();
+    KeyValues mem(2);
+    std::string rss = FormatBytes(m.rss_bytes());
+    if (m.budget_bytes() > 0) {
+      absl::StrAppend(&rss, " (budget ", FormatBytes(m.budget_bytes()),
+                      " for cache and writeback)");
+    }
+    mem.Add("resident", rss);
+    mem.Add("block cache", FormatBytes(m.cache_bytes()));
+    mem.Add("dirty", absl::StrCat(FormatBytes(m.dirty_bytes()), " (",
+                                  FormatBytes(m.uploading_bytes()), " uploading)"));
+    mem.Add("readahead", FormatBytes(m.prefetch_bytes()));
+    mem.Add("free buffers", FormatBytes(m.pool_free_bytes()));
+    if (m.spilled_bytes() > 0) mem.Add("spilled to disk", FormatBytes(m.spilled_bytes()));
+    mem.Add("heap", absl::StrCat(FormatBytes(m.heap_in_use_bytes()), " in use, ",
+                                 FormatBytes(m.heap_free_bytes()), " free"));
+    absl::StrAppend(&out, "\n  MEMORY\n", mem.Render());
+  }
+
+  if (st.pending_files() > 0 || !s.pending().empty()) {
+    absl::StrAppend(&out, "\n  PENDING (not stored yet: kept and retried; unmount waits)\n");
+    absl::StrAppend(&out, "  ", st.pending_files(), " file(s), ",
+                    BytesWithExact(st.pending_bytes()), "\n");
+    Table pending({"INODE", "BYTES", "WAITING", "ATTEMPTS", "NEXT TRY", "LAST ERROR"});
+    for (const auto& f : s.pending()) {
+      const absl::Duration next = absl::FromUnixNanos(f.next_attempt_ns()) - now;
+      pending.AddRow({absl::StrCat(f.ino()), FormatBytes(f.bytes()),
+                      f.since_ns() > 0 ? HumanDuration(now - absl::FromUnixNanos(f.since_ns()))
+                                       : std::string("-"),
+                      absl::StrCat(f.attempts()),
+                      next > absl::ZeroDuration() ? absl::StrCat("in ", HumanDuration(next))
+                                                  : std::string("now"),
+                      f.last_error()});
+    }
+    absl::StrAppend(&out, pending.Render(2));
+  }
   return out;
 }
 

@@ -53,28 +53,46 @@ std::string AzuriteBinary() { return NodeBinary("azurite-blob"); }
 // s3rver
 
 absl::StatusOr<std::unique_ptr<S3rver>> S3rver::Start(const std::string& dir) {
-  const std::string bin = S3rverBinary();
-  if (bin.empty()) return absl::NotFoundError("s3rver is not installed (run scripts/setup.sh)");
+  if (S3rverBinary().empty()) {
+    return absl::NotFoundError("s3rver is not installed (run scripts/setup.sh)");
+  }
   std::unique_ptr<S3rver> server(new S3rver);
   server->dir_ = dir;
   absl::Status last;
   for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
     server->port_ = FreeLoopbackPort();
-    absl::StatusOr<std::unique_ptr<ChildProcess>> proc = ChildProcess::Start(
-        {bin, "-d", dir + "/s3rver-data", "-a", "127.0.0.1", "-p", std::to_string(server->port_),
-         "--silent"},
-        dir + "/s3rver.log",
-        // DES continuation tokens need OpenSSL's legacy provider under Node 17+; without it
-        // every truncated listing is a 500.
-        {{"NODE_OPTIONS", absl::StrCat("--openssl-legacy-provider --require \"", SourceRoot(),
-                                       "/tests/blockstore/s3rver_fixes.js\"")}});
-    if (!proc.ok()) return proc.status();
-    if (WaitListening(proc->get(), server->port_, absl::Seconds(30))) {
-      server->process_ = std::move(*proc);
-      return server;
-    }
-    last = absl::UnavailableError(absl::StrCat("s3rver did not start on port ", server->port_,
-                                               "; log:\n", (*proc)->ReadLog()));
+    last = server->Launch();
+    if (last.ok()) return server;
+  }
+  return last;
+}
+
+absl::Status S3rver::Launch() {
+  absl::StatusOr<std::unique_ptr<ChildProcess>> proc = ChildProcess::Start(
+      {S3rverBinary(), "-d", dir_ + "/s3rver-data", "-a", "127.0.0.1", "-p",
+       std::to_string(port_), "--silent"},
+      dir_ + "/s3rver.log",
+      // DES continuation tokens need OpenSSL's legacy provider under Node 17+; without it
+      // every truncated listing is a 500.
+      {{"NODE_OPTIONS", absl::StrCat("--openssl-legacy-provider --require \"", SourceRoot(),
+                                     "/tests/blockstore/s3rver_fixes.js\"")}});
+  if (!proc.ok()) return proc.status();
+  if (WaitListening(proc->get(), port_, absl::Seconds(30))) {
+    process_ = std::move(*proc);
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError(absl::StrCat("s3rver did not start on port ", port_, "; log:\n",
+                                             (*proc)->ReadLog()));
+}
+
+absl::Status S3rver::Restart() {
+  if (process_ != nullptr) return absl::FailedPreconditionError("s3rver is running");
+  absl::Status last;
+  // The port was ours a moment ago; another process may have taken it meanwhile.
+  for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
+    last = Launch();
+    if (last.ok()) return last;
+    absl::SleepFor(absl::Milliseconds(200));
   }
   return last;
 }

@@ -53,10 +53,16 @@ class S3rver {
   absl::Status CreateBucket(const std::string& name);
   // Stops the process (SIGTERM, then SIGKILL). Idempotent; the destructor calls it.
   absl::Status Stop();
+  // Starts it again after Stop(), on the same port and with the same objects (they are kept
+  // in `dir`): a store that went away and came back.
+  absl::Status Restart();
+  // The running process (nullptr after Stop()), e.g. to SIGSTOP/SIGCONT it.
+  ChildProcess* process() { return process_.get(); }
   std::string log() const;
 
  private:
   S3rver() = default;
+  absl::Status Launch();
   std::string dir_;
   int port_ = 0;
   std::unique_ptr<ChildProcess> process_;

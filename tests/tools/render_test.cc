@@ -246,5 +246,36 @@ TEST(RenderMountStatusTest, NoRoutesAndNoCacheTrafficAreSaidPlainly) {
   EXPECT_THAT(text, HasSubstr("cache hit ratio:      n/a (0 hits, 0 misses)"));
 }
 
+TEST(RenderMountStatusTest, ShowsMemoryByKindAndWhatIsPending) {
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  status::v1::MountStatus s = SampleStatus(now);
+  EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now), Not(HasSubstr("PENDING")));
+  auto* m = s.mutable_memory();
+  m->set_rss_bytes(300ull << 20);
+  m->set_budget_bytes(768ull << 20);
+  m->set_cache_bytes(200ull << 20);
+  m->set_dirty_bytes(64ull << 20);
+  m->set_uploading_bytes(16ull << 20);
+  s.mutable_stats()->set_pending_files(1);
+  s.mutable_stats()->set_pending_bytes(5 << 20);
+  auto* f = s.add_pending();
+  f->set_ino(42);
+  f->set_bytes(5 << 20);
+  f->set_since_ns(absl::ToUnixNanos(now - absl::Seconds(75)));
+  f->set_attempts(6);
+  f->set_next_attempt_ns(absl::ToUnixNanos(now + absl::Seconds(8)));
+  f->set_last_error("store unreachable");
+  const std::string text = RenderMountStatus(s, MetaProbe(), now);
+  EXPECT_THAT(text, HasSubstr("MEMORY\n"));
+  EXPECT_THAT(text, HasSubstr("resident:"));
+  EXPECT_THAT(text, HasSubstr("budget 768"));
+  EXPECT_THAT(text, HasSubstr("(16"));
+  EXPECT_THAT(text, HasSubstr("PENDING"));
+  EXPECT_THAT(text, HasSubstr("1 file(s)"));
+  EXPECT_THAT(text, HasSubstr("1m 15s"));
+  EXPECT_THAT(text, HasSubstr("in 8s"));
+  EXPECT_THAT(text, HasSubstr("store unreachable"));
+}
+
 }  // namespace
 }  // namespace nighfs::tools
