@@ -24,6 +24,7 @@
 #include "common/status_macros.h"
 #include "mount/block_cache.h"
 #include "mount/memory.h"
+#include "mount/spill_dir.h"
 #include "mount/thread_pool.h"
 
 namespace nighfs::fs {
@@ -93,12 +94,21 @@ struct DirtyImage {
 // A sealed block image on its way to the store and then into the block map.
 struct PendingBlock {
   PendingBlock(uint64_t i, BlockData d, ByteGauge::Charge c = {})
-      : index(i), data(std::move(d)), charge(std::move(c)) {}
+      : index(i), size(d->size()), data(std::move(d)), charge(std::move(c)) {}
+  ~PendingBlock() {
+    if (!spill_path.empty()) spill->Remove(spill_path);
+  }
   const uint64_t index;
-  const BlockData data;
-  // data->size() bytes of the dirty count while this image is in FileState::inflight; cut
-  // when it leaves (committed or superseded), or when the block dies. Guarded by
-  // FileState::mu.
+  const uint64_t size;  // of the image
+  // The image, or nullptr while it is spilled to `spill_path`. Spilling happens only once the
+  // upload is over and under both FileState::flush_mu and FileState::mu, so the uploader reads
+  // it freely and other readers hold either lock.
+  BlockData data;
+  std::string spill_path;
+  std::shared_ptr<SpillDir> spill;
+  // `size` bytes of the dirty count (of the spilled count while spilled) while this image is
+  // in FileState::inflight; cut when it leaves (committed or superseded), or when the block
+  // dies. Guarded by FileState::mu.
   ByteGauge::Charge charge;
   absl::Notification done;
   absl::Status status;  // valid once done
@@ -169,6 +179,14 @@ class FileSystemImpl : public FileSystem {
         buffers_(BufferPool::Create(volume.block_size(), options.buffer_pool_bytes)),
         cache_(store, options.cache_bytes, &pool_),
         pool_(options.io_threads) {
+    if (!options.spill_dir.empty()) {
+      absl::StatusOr<std::shared_ptr<SpillDir>> d = SpillDir::Open(options.spill_dir);
+      if (d.ok()) {
+        spill_ = std::move(*d);
+      } else {
+        NIGHFS_LOG(ERROR) << "spilling disabled: " << d.status();
+      }
+    }
     retrier_ = std::thread([this] { RetryLoop(); });
   }
 
@@ -177,7 +195,7 @@ class FileSystemImpl : public FileSystem {
     if (!s.ok()) NIGHFS_LOG(ERROR) << "flush at shutdown failed: " << s;
     stop_retrier_.Notify();
     retrier_.join();
-    CheckDirtyCount(/*quiescent=*/s.ok());
+    if (s.ok()) CheckDirtyCount(/*only=*/nullptr);
   }
 
   // ---- namespace ----
@@ -494,7 +512,8 @@ class FileSystemImpl : public FileSystem {
         if (auto d = st.dirty.find(idx); d != st.dirty.end()) {
           CopyValid(d->second.img.data(), d->second.img.size(), boff, n, out.data() + dst);
         } else if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
-          CopyValid(f->second->data->data(), f->second->data->size(), boff, n, out.data() + dst);
+          ASSIGN_OR_RETURN(BlockData img, LoadImage(*f->second));
+          CopyValid(img->data(), img->size(), boff, n, out.data() + dst);
         } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
           parts.push_back({dst, boff, n, b->second});
         }  // else a hole: zeros
@@ -537,7 +556,7 @@ class FileSystemImpl : public FileSystem {
         const uint64_t pos = (h->flags & O_APPEND) ? st->size : offset;
         need = MissingBasesLocked(*st, pos, data.size(), bases);
         if (need.empty()) {
-          ApplyWriteLocked(*st, pos, data, bases, &sealed);
+          RETURN_IF_ERROR(ApplyWriteLocked(*st, pos, data, bases, &sealed));
           commit_now = st->inflight.size() >= static_cast<size_t>(options_.max_inflight_per_file);
           break;
         }
@@ -552,6 +571,8 @@ class FileSystemImpl : public FileSystem {
     bytes_written_.fetch_add(data.size(), std::memory_order_relaxed);
     // Back-pressure: a writer far ahead of the store waits for its own file's uploads.
     last_activity_ns_.store(NowNs(), std::memory_order_relaxed);
+    // Data of files waiting for a retry goes to disk first, if it may.
+    if (buffered_.bytes() > static_cast<int64_t>(options_.writeback_bytes)) MaybeSpill();
     if (buffered_.bytes() > static_cast<int64_t>(options_.writeback_bytes)) {
       absl::MutexLock fl(&st->flush_mu);
       RETURN_IF_ERROR(CommitLocked(st));
@@ -708,7 +729,7 @@ class FileSystemImpl : public FileSystem {
     m->set_uploading_bytes(static_cast<uint64_t>(std::max<int64_t>(0, uploading_.bytes())));
     m->set_prefetch_bytes(cache_.prefetch_bytes());
     m->set_pool_free_bytes(buffers_->free_bytes());
-    m->set_spilled_bytes(0);
+    m->set_spilled_bytes(static_cast<uint64_t>(std::max<int64_t>(0, spilled_.bytes())));
     std::vector<status::v1::PendingFile> files;
     for (const auto& st : AllStates()) {
       absl::MutexLock l(&st->mu);
@@ -890,6 +911,7 @@ class FileSystemImpl : public FileSystem {
   void RetryLoop() {
     while (!stop_retrier_.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
       RetryDue();
+      MaybeSpill();
       TrimIfIdle();
     }
   }
@@ -905,31 +927,92 @@ class FileSystemImpl : public FileSystem {
   }
 
   // Every byte counted in buffered_ belongs to exactly one live charge, and the charge of a
-  // buffer in a file's tables equals its size. Debug builds check it at every commit;
-  // `quiescent` (nothing uploading, no commit running) also checks the sum is exact.
-  void CheckDirtyCount(bool quiescent) const {
+  // buffer in a file's tables equals its size. Debug builds check the buffers of `only` after
+  // each of its commits, and at shutdown (`only` null: no operation running) every file and
+  // that the counts are exactly the sums of the live buffers.
+  void CheckDirtyCount(const FileState* only) const {
 #ifndef NDEBUG
     int64_t sum = 0;
-    for (const auto& st : AllStates()) {
+    int64_t spilled = 0;
+    std::vector<std::shared_ptr<FileState>> states = AllStates();
+    for (const auto& st : states) {
+      if (only != nullptr && st.get() != only) continue;
       absl::MutexLock l(&st->mu);
       for (const auto& [i, d] : st->dirty) {
         DebugCheck(d.charge.bytes() == d.img.size(), absl::StrCat("dirty charge of ", st->ino));
         sum += static_cast<int64_t>(d.charge.bytes());
       }
       for (const auto& [i, p] : st->inflight) {
-        DebugCheck(p->charge.bytes() == p->data->size(),
-                   absl::StrCat("inflight charge of ", st->ino));
-        sum += static_cast<int64_t>(p->charge.bytes());
+        DebugCheck(p->charge.bytes() == p->size, absl::StrCat("inflight charge of ", st->ino));
+        DebugCheck((p->data == nullptr) != p->spill_path.empty(),
+                   absl::StrCat("spill state of ", st->ino));
+        (p->data != nullptr ? sum : spilled) += static_cast<int64_t>(p->charge.bytes());
       }
     }
     DebugCheck(buffered_.bytes() >= 0, absl::StrCat("dirty count ", buffered_.bytes()));
-    if (quiescent) {
+    if (only == nullptr) {
       DebugCheck(sum == buffered_.bytes(), absl::StrCat("dirty count ", buffered_.bytes(),
                                                         " != sum of live buffers ", sum));
+      DebugCheck(spilled == spilled_.bytes(), absl::StrCat("spilled count ", spilled_.bytes(),
+                                                           " != sum of spilled blocks ", spilled));
     }
 #else
-    (void)quiescent;
+    (void)only;
 #endif
+  }
+
+  // The image of `p`, read back from the spill folder if it was spilled.
+  absl::StatusOr<BlockData> LoadImage(const PendingBlock& p) {
+    if (p.data != nullptr) return p.data;
+    absl::StatusOr<std::string> img = p.spill->Read(p.spill_path, p.size);
+    if (!img.ok()) {
+      NIGHFS_LOG(ERROR) << "cannot read back spilled block " << p.index << ": " << img.status();
+      return PosixError(EIO, img.status().message());
+    }
+    return BlockData(std::make_shared<const std::string>(std::move(*img)));
+  }
+
+  // While data that could not be stored holds more than 3/4 of the writeback budget, moves
+  // the images of files waiting for a retry to the spill folder (down to half the budget),
+  // so writers of other files are not throttled by a store outage.
+  void MaybeSpill() {
+    const int64_t high = static_cast<int64_t>(options_.writeback_bytes) / 4 * 3;
+    const int64_t low = static_cast<int64_t>(options_.writeback_bytes) / 2;
+    if (spill_ == nullptr || buffered_.bytes() <= high) return;
+    for (const auto& st : AllStates()) {
+      if (buffered_.bytes() <= low) return;
+      {
+        absl::MutexLock l(&st->mu);
+        if (st->write_error.ok()) continue;
+      }
+      absl::MutexLock fl(&st->flush_mu);  // no commit of this file reads its images meanwhile
+      std::vector<std::shared_ptr<PendingBlock>> victims;
+      {
+        absl::MutexLock l(&st->mu);
+        for (auto& [i, p] : st->inflight) {
+          if (p->finished && !p->committing && p->data != nullptr) victims.push_back(p);
+        }
+      }
+      for (auto& p : victims) {
+        if (buffered_.bytes() <= low) break;
+        absl::StatusOr<std::string> path = spill_->Write(*p->data);
+        if (!path.ok()) {
+          NIGHFS_LOG(ERROR) << "cannot spill block " << p->index << " of inode " << st->ino
+                            << " (kept in memory): " << path.status();
+          return;
+        }
+        absl::MutexLock l(&st->mu);
+        auto it = st->inflight.find(p->index);
+        if (it == st->inflight.end() || it->second != p) {
+          spill_->Remove(*path);
+          continue;
+        }
+        p->spill = spill_;
+        p->spill_path = std::move(*path);
+        p->data = nullptr;
+        p->charge = spilled_.Make(p->size);
+      }
+    }
   }
 
   void MarkSustained(const std::shared_ptr<FileState>& st) {
@@ -1028,11 +1111,18 @@ class FileSystemImpl : public FileSystem {
     return need;
   }
 
-  void ApplyWriteLocked(FileState& st, uint64_t pos, std::string_view data,
-                        const absl::flat_hash_map<uint64_t, BlockData>& bases,
-                        std::vector<std::shared_ptr<PendingBlock>>* sealed)
+  // Fails only when a spilled image cannot be read back (then nothing is applied).
+  absl::Status ApplyWriteLocked(FileState& st, uint64_t pos, std::string_view data,
+                                const absl::flat_hash_map<uint64_t, BlockData>& bases,
+                                std::vector<std::shared_ptr<PendingBlock>>* sealed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
     const uint64_t end = pos + data.size();
+    absl::flat_hash_map<uint64_t, BlockData> unspilled;
+    for (uint64_t i = pos / bs_; i * bs_ < end; ++i) {
+      auto f = st.inflight.find(i);
+      if (f == st.inflight.end() || f->second->data != nullptr || st.dirty.contains(i)) continue;
+      ASSIGN_OR_RETURN(unspilled[i], LoadImage(*f->second));
+    }
     for (uint64_t p = pos; p < end;) {
       const uint64_t idx = p / bs_;
       const uint64_t boff = p % bs_;
@@ -1042,7 +1132,7 @@ class FileSystemImpl : public FileSystem {
         const std::string* base = nullptr;
         size_t base_len = 0;
         if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
-          base = f->second->data.get();
+          base = f->second->data != nullptr ? f->second->data.get() : unspilled.at(idx).get();
           base_len = base->size();
         } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
           if (!(boff == 0 && len >= b->second.length())) {
@@ -1079,6 +1169,7 @@ class FileSystemImpl : public FileSystem {
     st.size = std::max(st.size, end);
     st.mtime_ns = NowNs();
     st.meta_dirty = true;
+    return absl::OkStatus();
   }
 
   // Makes `p` the newest image of its block; an older image that no commit has taken is
@@ -1171,7 +1262,7 @@ class FileSystemImpl : public FileSystem {
         st->next_attempt_ns = 0;
       }
     }
-    CheckDirtyCount(/*quiescent=*/false);
+    CheckDirtyCount(st.get());
     return s;
   }
 
@@ -1203,7 +1294,7 @@ class FileSystemImpl : public FileSystem {
         if (!p->status.ok()) return PosixError(EIO, p->status.message());
         p->committing = true;
         snap.push_back(p);
-        end = std::max<uint64_t>(end, idx * bs_ + p->data->size());
+        end = std::max<uint64_t>(end, idx * bs_ + p->size);
       }
       if (snap.empty()) return absl::OkStatus();
       size = std::min(st->size, end);
@@ -1282,14 +1373,21 @@ class FileSystemImpl : public FileSystem {
   // Uploads the image of `*p` again under a fresh id; on success `*p` is replaced by the new
   // upload (in the snapshot and, if still current, in the file's table, with its charge).
   absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p) {
-    auto again = std::make_shared<PendingBlock>(p->index, p->data);
+    BlockData img;
+    {
+      absl::MutexLock l(&st.mu);
+      ASSIGN_OR_RETURN(img, LoadImage(*p));
+    }
+    auto again = std::make_shared<PendingBlock>(p->index, std::move(img));
     Upload(st, *again);
     if (!again->status.ok()) return again->status;
     absl::MutexLock l(&st.mu);
     again->committing = true;
     auto it = st.inflight.find(p->index);
     if (it != st.inflight.end() && it->second == p) {
-      again->charge = std::move(p->charge);
+      // In memory again (a spilled image counts as dirty once more).
+      again->charge = p->data != nullptr ? std::move(p->charge) : buffered_.Make(again->size);
+      p->charge = {};
       it->second = again;
     }
     p = std::move(again);
@@ -1336,6 +1434,8 @@ class FileSystemImpl : public FileSystem {
   // Written and not yet stored: every byte is owned by the charge of one buffer.
   ByteGauge buffered_;
   ByteGauge uploading_;  // images being uploaded right now
+  ByteGauge spilled_;    // images of files waiting for a retry, moved to spill_
+  std::shared_ptr<SpillDir> spill_;  // nullptr: no spilling (-o spill_dir not given or unusable)
   std::atomic<int64_t> last_activity_ns_{0};
   int64_t trimmed_at_ns_ = -1;  // only the retrier thread uses it
   std::shared_ptr<BufferPool> buffers_;

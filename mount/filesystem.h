@@ -42,6 +42,9 @@ struct FsOptions {
   absl::Duration retry_initial_backoff = absl::Milliseconds(500);
   absl::Duration retry_max_backoff = absl::Seconds(30);
   absl::Duration flush_timeout = absl::Seconds(300);
+  // Where data that could not be stored yet goes when it would take more than 3/4 of
+  // writeback_bytes of memory ("" = it stays in memory and writers wait).
+  std::string spill_dir;
   // Free block-size buffers kept for reuse.
   size_t buffer_pool_bytes = 32u << 20;
 };

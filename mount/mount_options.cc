@@ -54,6 +54,7 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
   if (key == "fsname") { if (!need_value().ok()) return need_value(); o->fsname = value; return absl::OkStatus(); }
   if (key == "log_level") { if (!need_value().ok()) return need_value(); o->log_level = value; return absl::OkStatus(); }
   if (key == "log_file") { if (!need_value().ok()) return need_value(); o->log_file = value; return absl::OkStatus(); }
+  if (key == "spill_dir") { if (!need_value().ok()) return need_value(); o->fs.spill_dir = value; return absl::OkStatus(); }
   if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; o->credentials_given = true; return absl::OkStatus(); }
   if (key == "attr_timeout" || key == "entry_timeout" || key == "meta_timeout" ||
       key == "mount_timeout" || key == "flush_timeout" || key == "retry_max") {
@@ -163,7 +164,7 @@ std::string MountUsage() {
          "       mount.nighfs nighfs://HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS]\n"
          "options: ro, rw, allow_other (default), attr_timeout=S, entry_timeout=S,\n"
          "  cache_size=MiB, readahead=BLOCKS, writeback_limit=MiB, io_threads=N,\n"
-         "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S,\n"
+         "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S, spill_dir=PATH,\n"
          "  credentials=FILE, log_level=LEVEL,\n"
          "  log_file=PATH, fsname=NAME, foreground, debug, and the generic mount flags\n"
          "  (nosuid, nodev, noexec, noatime, ...). See man mount.nighfs.\n";

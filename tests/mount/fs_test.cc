@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <thread>
@@ -349,6 +350,62 @@ TEST_F(FsTest, UnmountGivesUpAtFlushTimeout) {
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   faulty_->ClearFaults();
+}
+
+// Kept data beyond 3/4 of the writeback budget moves to the spill folder (0700, files 0600),
+// stays readable, and the files go once the data is stored.
+TEST_F(FsTest, KeptDataSpillsToDiskAndIsStoredLater) {
+  FsOptions o = QuickRetry();
+  o.writeback_bytes = 16 * kBs;
+  o.spill_dir = dir_.path() + "/spill";
+  fs_ = NewMount(o);
+  faulty_->FailNext(FaultInjectingStore::Op::kPut, absl::UnavailableError("down"), 1 << 30);
+  std::vector<std::pair<uint64_t, std::string>> files;
+  for (int f = 0; f < 5; ++f) {  // 5 x 3 blocks: over 3/4 of the budget, under all of it
+    auto made = fs_->Create(kRoot, 1, "s" + std::to_string(f), 0644, O_RDWR);
+    ASSERT_OK(made);
+    const std::string data = Bytes(3 * kBs + 7, 20 + f);
+    ASSERT_OK(fs_->Write(made->second, 0, data));
+    EXPECT_EQ(StatusToErrno(fs_->Release(made->second)), EIO);
+    files.emplace_back(made->first.ino(), data);
+  }
+  auto spilled = [&] {
+    status::v1::MountStatus s;
+    fs_->FillMemoryAndPending(&s);
+    return s.memory().spilled_bytes();
+  };
+  ASSERT_TRUE(testing::WaitFor([&] { return spilled() > 0; }, absl::Seconds(10)));
+  EXPECT_LE(Stats(*fs_).dirty_bytes(), o.writeback_bytes / 4 * 3);
+  struct stat st;
+  ASSERT_EQ(::stat(o.spill_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(o.spill_dir)) {
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << e.path();
+    ++n;
+  }
+  EXPECT_GT(n, 0);
+  // Reads of spilled blocks read them back from disk; so does a partial overwrite, whose
+  // close still reports the write error (the store is down).
+  for (auto& [ino, data] : files) {
+    auto fh = fs_->Open(ino, O_RDWR);
+    ASSERT_OK(fh);
+    auto got = fs_->Read(*fh, 0, data.size());
+    ASSERT_OK(got);
+    EXPECT_TRUE(*got == data) << ino;
+    ASSERT_OK(fs_->Write(*fh, kBs + 5, "patched"));
+    data.replace(kBs + 5, 7, "patched");
+    EXPECT_EQ(StatusToErrno(fs_->Release(*fh)), EIO);
+  }
+  faulty_->ClearFaults();
+  ASSERT_TRUE(testing::WaitFor([&] { return Stats(*fs_).pending_files() == 0; },
+                               absl::Seconds(10)));
+  EXPECT_EQ(Stats(*fs_).dirty_bytes(), 0u);
+  EXPECT_EQ(spilled(), 0u);
+  EXPECT_TRUE(std::filesystem::is_empty(o.spill_dir));
+  auto other = NewMount();
+  for (const auto& [ino, data] : files) EXPECT_TRUE(ReadAll(other.get(), ino) == data) << ino;
 }
 
 TEST_F(FsTest, CorruptBlockIsNeverReturned) {

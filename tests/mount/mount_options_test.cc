@@ -36,11 +36,13 @@ TEST(MountOptionsTest, WritebackRetryOptions) {
   ASSERT_OK(d);
   EXPECT_EQ(d->fs.flush_timeout, absl::Seconds(300));
   EXPECT_EQ(d->fs.retry_max_backoff, absl::Seconds(30));
-  auto o = ParseMountArgs({"vol@h:1", "/m", "-o", "flush_timeout=7,retry_max=0.2"});
+  EXPECT_EQ(d->fs.spill_dir, "");
+  auto o = ParseMountArgs({"vol@h:1", "/m", "-o", "flush_timeout=7,retry_max=0.2,spill_dir=/var/s"});
   ASSERT_OK(o);
   EXPECT_EQ(o->fs.flush_timeout, absl::Seconds(7));
   EXPECT_EQ(o->fs.retry_max_backoff, absl::Milliseconds(200));
   EXPECT_LE(o->fs.retry_initial_backoff, absl::Milliseconds(200));
+  EXPECT_EQ(o->fs.spill_dir, "/var/s");
   EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "retry_max=0"}).ok());
   EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "flush_timeout=x"}).ok());
 }
