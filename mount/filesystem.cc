@@ -23,6 +23,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "mount/block_cache.h"
+#include "mount/file_state.h"
 #include "mount/memory.h"
 #include "mount/spill_dir.h"
 #include "mount/thread_pool.h"
@@ -84,87 +85,6 @@ absl::Status CheckName(const std::string& name) {
   if (name.empty()) return PosixError(ENOENT, "empty name");
   return absl::OkStatus();
 }
-
-// A block image being written: [0, img.size()) of the block, and its share of the dirty count.
-struct DirtyImage {
-  std::string img;
-  ByteGauge::Charge charge;  // always img.size()
-};
-
-// A sealed block image on its way to the store and then into the block map.
-struct PendingBlock {
-  PendingBlock(uint64_t i, BlockData d, ByteGauge::Charge c = {})
-      : index(i), size(d->size()), data(std::move(d)), charge(std::move(c)) {}
-  ~PendingBlock() {
-    if (!spill_path.empty()) spill->Remove(spill_path);
-  }
-  const uint64_t index;
-  const uint64_t size;  // of the image
-  // The image, or nullptr while it is spilled to `spill_path`. Spilling happens only once the
-  // upload is over and under both FileState::flush_mu and FileState::mu, so the uploader reads
-  // it freely and other readers hold either lock.
-  BlockData data;
-  std::string spill_path;
-  std::shared_ptr<SpillDir> spill;
-  // `size` bytes of the dirty count (of the spilled count while spilled) while this image is
-  // in FileState::inflight; cut when it leaves (committed or superseded), or when the block
-  // dies. Guarded by FileState::mu.
-  ByteGauge::Charge charge;
-  absl::Notification done;
-  absl::Status status;  // valid once done
-  pb::Block ref;        // valid once done and ok
-  // Guarded by FileState::mu.
-  bool committing = false;  // part of a CommitBlocks in progress: the server may reference it
-  bool superseded = false;  // replaced by a newer image before any commit: delete its object
-  bool finished = false;    // upload over (mirrors `done`, but readable under FileState::mu)
-};
-
-// What this mount knows of one open regular file, shared by all its handles.
-struct FileState {
-  explicit FileState(uint64_t i) : ino(i) {}
-  const uint64_t ino;
-  // Serializes commits, truncation and the close-to-open reload of this file.
-  // Must be acquired *before* mu.
-  absl::Mutex flush_mu;
-  bool loaded ABSL_GUARDED_BY(flush_mu) = false;
-
-  absl::Mutex mu;
-  pb::Attr attr ABSL_GUARDED_BY(mu);  // as the server last said
-  uint64_t size ABSL_GUARDED_BY(mu) = 0;  // including buffered writes
-  bool meta_dirty ABSL_GUARDED_BY(mu) = false;  // size/mtime ahead of the server
-  int64_t mtime_ns ABSL_GUARDED_BY(mu) = 0;
-  std::map<uint64_t, pb::Block> blocks ABSL_GUARDED_BY(mu);  // committed block map
-  // Full images [0, len) of blocks being written; len <= block size.
-  std::map<uint64_t, DirtyImage> dirty ABSL_GUARDED_BY(mu);
-  std::map<uint64_t, std::shared_ptr<PendingBlock>> inflight ABSL_GUARDED_BY(mu);
-
-  // The last commit failed: every fsync/close reports it until a commit succeeds, and the
-  // background retrier commits the file again (after next_attempt_ns) even once it is closed.
-  absl::Status write_error ABSL_GUARDED_BY(mu);
-  int64_t failed_since_ns ABSL_GUARDED_BY(mu) = 0;
-  uint32_t attempts ABSL_GUARDED_BY(mu) = 0;
-  int64_t next_attempt_ns ABSL_GUARDED_BY(mu) = 0;
-
-  bool HasUnsavedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return meta_dirty || !dirty.empty() || !inflight.empty();
-  }
-  uint64_t DirtyBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    uint64_t n = 0;
-    for (const auto& [i, d] : dirty) n += d.charge.bytes();
-    for (const auto& [i, p] : inflight) n += p->charge.bytes();
-    return n;
-  }
-
-  // Guarded by FileSystemImpl::files_mu_.
-  int open_count = 0;
-  bool sustained = false;  // unlinked while open: the server keeps it until we Release
-};
-
-struct Handle {
-  std::shared_ptr<FileState> state;
-  int flags = 0;
-  std::atomic<uint64_t> last_end{0};  // end of the previous read, to spot sequential readers
-};
 
 class FileSystemImpl : public FileSystem {
  public:
