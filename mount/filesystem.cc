@@ -616,7 +616,13 @@ class FileSystemImpl : public FileSystem {
     }
   }
 
-  void SetSessionId(uint64_t session_id) override { session_id_.store(session_id); }
+  void SetSessionId(uint64_t session_id) override {
+    session_id_.store(session_id);
+    // Ids are owned by the session that allocated them: the old session's unused ones may be
+    // reclaimed, so the next block takes a fresh batch.
+    absl::MutexLock l(&ids_mu_);
+    next_id_ = end_id_;
+  }
 
   void FillStats(status::v1::MountStats* s) const override {
     s->set_read_ops(read_ops_.load());
@@ -1117,6 +1123,7 @@ class FileSystemImpl : public FileSystem {
       pb::AllocBlockIdsRequest req;
       req.set_volume_id(volume_.id());
       req.set_count(kIdBatch);
+      req.set_session_id(session_id_.load());
       ASSIGN_OR_RETURN(pb::AllocBlockIdsResponse resp, Meta(&MetaApi::AllocBlockIds, req));
       next_id_ = resp.first_id();
       end_id_ = next_id_ + kIdBatch;
