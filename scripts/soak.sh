@@ -67,30 +67,15 @@ SAMPLER_PID=""
 MNT=""
 LOAD_PIDS=()
 
-is_mounted() { awk -v mp="$1" '$5 == mp { found = 1 } END { exit !found }' /proc/self/mountinfo; }
-
-stop_pid() {  # pid, grace seconds: wait, then TERM, then KILL
-  local pid=$1 grace=$2 i
-  [[ -n $pid ]] || return 0
-  for ((i = 0; i < grace * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null || true
-}
+# is_mounted, stop_pid, unmount_fuse, start_meta
+source "$REPO/scripts/lib/processes.sh"
 
 cleanup() {
   local rc=$? p
   trap - EXIT INT TERM
   for p in "${LOAD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   [[ -n $SAMPLER_PID ]] && { kill -TERM "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
-  if [[ -n $MNT ]] && is_mounted "$MNT"; then
-    fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-  fi
-  stop_pid "$MOUNT_PID" 120
-  [[ -n $MNT ]] && is_mounted "$MNT" && { umount -l "$MNT" 2>/dev/null || true; }
+  unmount_fuse "$MNT" "$MOUNT_PID"
   [[ -n $META_PID ]] && { kill -TERM "$META_PID" 2>/dev/null || true; stop_pid "$META_PID" 10; }
   if [[ -n $T && -d $T ]]; then
     if ((KEEP)) || ((rc != 0)); then
@@ -115,16 +100,7 @@ T=$(mktemp -d "$WORK_PARENT/nighfs-soak.XXXXXX")
 MNT=$T/mnt
 mkdir -p "$MNT" "$T/meta" "$T/store" "$T/run"
 
-"$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
-  --gc-grace 5 >"$T/meta.log" 2>&1 &
-META_PID=$!
-for ((i = 0; i < 100; i++)); do
-  [[ -s $T/meta.port ]] && break
-  kill -0 "$META_PID" 2>/dev/null || die "nighfs-meta exited: $(tail -5 "$T/meta.log")"
-  sleep 0.1
-done
-[[ -s $T/meta.port ]] || die "nighfs-meta did not start"
-META_ADDR=127.0.0.1:$(<"$T/meta.port")
+start_meta
 "$CLI_BIN" --meta "$META_ADDR" configure create volume soak --store "file://$T/store" \
   --block-size 4M >/dev/null
 
