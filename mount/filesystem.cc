@@ -1145,6 +1145,21 @@ class FileSystemImpl : public FileSystem {
   }
 
   void Upload(FileState& st, PendingBlock& p) {
+    bool skip = false;
+    {
+      // Replaced by a newer image while queued: nothing will reference it, so do not spend a
+      // PUT on it, and let its buffer go now (a writer rewriting one block faster than the
+      // store takes it must not pile up uncounted images in the queue).
+      absl::MutexLock l(&st.mu);
+      if (p.superseded) {
+        p.status = absl::CancelledError("superseded before its upload");
+        p.finished = skip = true;
+      }
+    }
+    if (skip) {
+      p.done.Notify();
+      return;
+    }
     ByteGauge::Charge uploading = uploading_.Make(p.data->size());
     absl::Status s = PutBlock(p);
     if (s.ok()) {
