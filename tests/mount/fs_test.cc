@@ -18,6 +18,7 @@
 #include "common/errno_status.h"
 #include "gtest/gtest.h"
 #include "meta/meta_service.h"
+#include "metadata_client/meta_api.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
 
@@ -53,6 +54,39 @@ class Forwarder : public blockstore::BlockStore {
   blockstore::BlockStore* s_;
 };
 
+// Forwards to the metadata service; the next calls of one method can be made to fail with an
+// errno (ESTALE: the server reclaimed block ids; EIO: unreachable).
+class FaultyMeta : public MetaApi {
+ public:
+  explicit FaultyMeta(MetaApi* m) : m_(m) {}
+  void FailNext(const std::string& method, int err, int count) {
+    absl::MutexLock l(&mu_);
+    method_ = method;
+    err_ = err;
+    count_ = count;
+  }
+#define NIGHFS_FORWARD_META(M, Req, Resp)                                \
+  absl::StatusOr<pb::Resp> M(const pb::Req& r) override {                \
+    if (int err = Fault(#M); err != 0) return PosixError(err, "injected"); \
+    return m_->M(r);                                                     \
+  }
+  NIGHFS_META_METHODS(NIGHFS_FORWARD_META)
+#undef NIGHFS_FORWARD_META
+
+ private:
+  int Fault(const char* method) {
+    absl::MutexLock l(&mu_);
+    if (count_ == 0 || method_ != method) return 0;
+    --count_;
+    return err_;
+  }
+  MetaApi* const m_;
+  absl::Mutex mu_;
+  std::string method_ ABSL_GUARDED_BY(mu_);
+  int err_ ABSL_GUARDED_BY(mu_) = 0;
+  int count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class FsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -82,7 +116,8 @@ class FsTest : public ::testing::Test {
     auto r = meta_->Mount(mr);
     EXPECT_OK(r);
     opts.io_threads = 4;
-    auto fs = FileSystem::Create(meta_.get(), faulty_.get(), r->volume(), r->session_id(), opts);
+    MetaApi* api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
+    auto fs = FileSystem::Create(api, faulty_.get(), r->volume(), r->session_id(), opts);
     EXPECT_OK(fs);
     return std::move(*fs);
   }
@@ -112,6 +147,7 @@ class FsTest : public ::testing::Test {
   std::unique_ptr<blockstore::BlockStore> store_;
   std::unique_ptr<FaultInjectingStore> faulty_;
   std::unique_ptr<meta::MetaService> meta_;
+  std::unique_ptr<FaultyMeta> faulty_meta_;  // declared after meta_: destroyed before it
   std::unique_ptr<FileSystem> fs_;
 };
 
@@ -406,6 +442,44 @@ TEST_F(FsTest, KeptDataSpillsToDiskAndIsStoredLater) {
   EXPECT_TRUE(std::filesystem::is_empty(o.spill_dir));
   auto other = NewMount();
   for (const auto& [ino, data] : files) EXPECT_TRUE(ReadAll(other.get(), ino) == data) << ino;
+}
+
+// The metadata server answers ESTALE when the ids of uploaded blocks were reclaimed (the data
+// waited past its session): the images are stored again under fresh ids and committed.
+TEST_F(FsTest, CommitEstaleStoresImagesAgainUnderFreshIds) {
+  faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
+  fs_ = NewMount(QuickRetry());
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  const std::string data = Bytes(2 * kBs + 5, 30);
+  const int puts = faulty_->calls(FaultInjectingStore::Op::kPut);
+  ASSERT_OK(fs_->Write(made->second, 0, data));
+  faulty_meta_->FailNext("CommitBlocks", ESTALE, 1);
+  ASSERT_OK(fs_->Flush(made->second));
+  // 3 blocks uploaded, then the same 3 again under new ids.
+  EXPECT_EQ(faulty_->calls(FaultInjectingStore::Op::kPut) - puts, 6);
+  ASSERT_OK(fs_->Release(made->second));
+  auto other = NewMount();
+  EXPECT_TRUE(ReadAll(other.get(), made->first.ino()) == data);
+}
+
+// Uploaded but not committed (the metadata server was unreachable at close): kept and
+// committed by the retrier, with no new upload.
+TEST_F(FsTest, FailedCommitOfUploadedBlocksIsRetried) {
+  faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
+  fs_ = NewMount(QuickRetry());
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  const std::string data = Bytes(2 * kBs + 5, 31);
+  ASSERT_OK(fs_->Write(made->second, 0, data));
+  faulty_meta_->FailNext("CommitBlocks", EIO, 3);
+  EXPECT_EQ(StatusToErrno(fs_->Release(made->second)), EIO);
+  ASSERT_TRUE(testing::WaitFor([&] { return Stats(*fs_).pending_files() == 0; },
+                               absl::Seconds(10)));
+  EXPECT_EQ(Stats(*fs_).dirty_bytes(), 0u);
+  EXPECT_EQ(faulty_->calls(FaultInjectingStore::Op::kPut), 3);
+  auto other = NewMount();
+  EXPECT_TRUE(ReadAll(other.get(), made->first.ino()) == data);
 }
 
 TEST_F(FsTest, CorruptBlockIsNeverReturned) {
