@@ -198,6 +198,16 @@ TEST_F(WritebackE2eTest, ClosesWhileStoreIsDownLoseNothing) {
   EXPECT_GT(st->pending(0).since_ns(), 0);
   EXPECT_GT(st->memory().rss_bytes(), 0u);
   EXPECT_GE(st->memory().dirty_bytes(), total);
+  // `nighfs status` says it in words.
+  std::string out;
+  EXPECT_EQ(RunShell("NIGHFS_RUN_DIR=" + mnt_->path() + ".run " + BuildRoot() +
+                         "/tools/nighfs --meta " + meta_->address() + " status " + mnt_->path(),
+                     &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("PENDING"), std::string::npos) << out;
+  EXPECT_NE(out.find(absl::StrCat(files.size(), " file(s)")), std::string::npos) << out;
+  EXPECT_NE(out.find("MEMORY"), std::string::npos) << out;
 
   ASSERT_OK(s3rver_->Restart());
   ASSERT_TRUE(WaitAllStored(*mnt_, absl::Seconds(30))) << mnt_->log();
