@@ -23,8 +23,8 @@ absl::StatusOr<uint64_t> SeekData(NextMappedFn next, uint64_t block_size, uint64
     const uint64_t start = b->index * block_size;
     if (start >= size) break;
     const uint64_t end = std::min(start + b->length, size);
-    if (end > pos) return std::max(pos, start);
-    // Only the block holding `pos` can end at or before it: its valid bytes stop short of pos.
+    if (end > pos && end > start) return std::max(pos, start);
+    // Skipped: an empty block, or the block holding `pos` whose valid bytes stop short of it.
     i = b->index + 1;
   }
   return PosixError(ENXIO, "no data at or after the offset");
