@@ -401,8 +401,9 @@ TEST_F(SparseFsTest, PunchDropsWholeBlocksAndZeroesEdges) {
   auto attr = other->GetAttr(ino);
   ASSERT_OK(attr);
   EXPECT_EQ(attr->size(), model.size());
-  // Kept: block 0 (whole, edge zeros are stored), block 3 (whole), block 4 (100 bytes).
-  EXPECT_EQ(attr->stored_bytes(), kBs + kBs + 100);
+  // Kept: block 0 (whole: its zeroed edge is stored), block 3 (whole) and block 4 (all 300
+  // bytes: the punch began inside it, so its last 200 are stored zeros).
+  EXPECT_EQ(attr->stored_bytes(), kBs + kBs + 300);
 }
 
 // A bounded random sequence of writes, punches, truncations, fallocates and reads against a
