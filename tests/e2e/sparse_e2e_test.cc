@@ -327,7 +327,7 @@ TEST_F(SparseE2eTest, RandomSparseOpsMatchLocalFile) {
   ASSERT_GE(fd.get(), 0);
   ASSERT_GE(lfd.get(), 0);
   std::mt19937 rng(17);
-  const int64_t span = 16 * kMiB;
+  const int64_t span = 8 * kMiB;
   auto both = [&](auto&& fn) {
     const int a = fn(fd.get()), b = fn(lfd.get());
     ASSERT_EQ(a, b);
@@ -337,7 +337,7 @@ TEST_F(SparseE2eTest, RandomSparseOpsMatchLocalFile) {
     const int op = rng() % 10;
     if (op < 4) {
       const int64_t off = rng() % span;
-      const std::string data = RandomBytes(1 + rng() % (i % 7 == 0 ? 3 * kMiB : 200000), i);
+      const std::string data = RandomBytes(1 + rng() % (i % 7 == 0 ? 2 * kMiB : 100000), i);
       both([&](int f) { return static_cast<int>(::pwrite(f, data.data(), data.size(), off)); });
     } else if (op < 6) {
       const int64_t off = rng() % span, len = 1 + rng() % (4 * kMiB);
