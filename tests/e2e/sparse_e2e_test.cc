@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/scoped_fd.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
 #include "tests/e2e/fs_checks.h"
@@ -30,27 +31,10 @@ namespace stdfs = std::filesystem;
 constexpr int64_t kMiB = 1 << 20;
 constexpr uint32_t kBlock = 1 << 20;  // the volume's block size
 
-// An open file descriptor, closed at scope exit.
-class Fd {
- public:
-  Fd(const std::string& path, int flags, mode_t mode = 0644)
-      : fd_(::open(path.c_str(), flags, mode)) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // close(2) and its result, reported once.
-  int Close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
+// A file opened for a test, closed at scope exit.
+ScopedFd OpenFd(const std::string& path, int flags) {
+  return ScopedFd(::open(path.c_str(), flags, 0644));
+}
 
 // lseek's result, or -errno.
 int64_t Seek(int fd, int64_t off, int whence) {
@@ -174,7 +158,7 @@ TEST_F(SparseE2eTest, TerabyteTruncateStoresNothingAndCopiesSparse) {
   EXPECT_EQ(Blocks(P("big")), 0);
   EXPECT_EQ(DuBytes(P("big")), 0);
   {
-    Fd fd(P("big"), O_RDONLY);
+    ScopedFd fd = OpenFd(P("big"), O_RDONLY);
     ASSERT_GE(fd.get(), 0);
     EXPECT_EQ(Seek(fd.get(), 0, SEEK_DATA), -ENXIO);
     EXPECT_EQ(Seek(fd.get(), 0, SEEK_HOLE), 0);
@@ -201,7 +185,7 @@ TEST_F(SparseE2eTest, StoredBlocksAndSeekWalkTwoExtents) {
   const std::string a = RandomBytes(kMiB, 1), b = RandomBytes(kMiB, 2);
   const Extents want = {{0, kMiB}, {10 * kMiB, 11 * kMiB}};
   {
-    Fd fd(P("two"), O_RDWR | O_CREAT | O_TRUNC);
+    ScopedFd fd = OpenFd(P("two"), O_RDWR | O_CREAT | O_TRUNC);
     ASSERT_GE(fd.get(), 0);
     ASSERT_EQ(::pwrite(fd.get(), a.data(), a.size(), 0), static_cast<ssize_t>(a.size()));
     ASSERT_EQ(::pwrite(fd.get(), b.data(), b.size(), 10 * kMiB), static_cast<ssize_t>(b.size()));
@@ -227,7 +211,7 @@ TEST_F(SparseE2eTest, StoredBlocksAndSeekWalkTwoExtents) {
   Remount();
   for (const char* name : {"two", "copy"}) {
     SCOPED_TRACE(name);
-    Fd fd(P(name), O_RDONLY);
+    ScopedFd fd = OpenFd(P(name), O_RDONLY);
     ASSERT_GE(fd.get(), 0);
     EXPECT_EQ(Walk(fd.get()), want);
     EXPECT_EQ(Seek(fd.get(), kMiB - 1, SEEK_DATA), kMiB - 1);
@@ -268,13 +252,13 @@ TEST_F(SparseE2eTest, FallocateMatchesLocalFile) {
   // Block 1 [1M, 2M) is gone; block 0 keeps its zeroed second half; blocks 2 and 3 remain.
   EXPECT_EQ(Blocks(paths[0]), static_cast<blkcnt_t>((2 * kMiB + 100 + 511) / 512));
   {
-    Fd fd(paths[0], O_RDONLY);
+    ScopedFd fd = OpenFd(paths[0], O_RDONLY);
     ASSERT_GE(fd.get(), 0);
     EXPECT_EQ(Walk(fd.get()), (Extents{{0, kMiB}, {2 * kMiB, 3 * kMiB + 100}}));
   }
   // The syscall: a punch inside one block, a grow, a punch past the end, errors.
   for (const std::string& p : paths) {
-    Fd fd(p, O_RDWR);
+    ScopedFd fd = OpenFd(p, O_RDWR);
     ASSERT_GE(fd.get(), 0);
     EXPECT_EQ(Falloc(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * kMiB + 3, 100), 0);
     EXPECT_EQ(Falloc(fd.get(), 0, 7 * kMiB, kMiB), 0);
@@ -284,13 +268,13 @@ TEST_F(SparseE2eTest, FallocateMatchesLocalFile) {
     EXPECT_EQ(Falloc(fd.get(), 0, 0, 0), EINVAL) << p;
     EXPECT_EQ(Falloc(fd.get(), 0, -1, 10), EINVAL) << p;
     ASSERT_EQ(fd.Close(), 0);
-    Fd ro(p, O_RDONLY);
+    ScopedFd ro = OpenFd(p, O_RDONLY);
     EXPECT_EQ(Falloc(ro.get(), 0, 0, 10), EBADF) << p;
   }
   expect_same("syscalls");
   EXPECT_EQ(Size(paths[0]), 8 * kMiB);
   {
-    Fd fd(paths[0], O_RDWR);
+    ScopedFd fd = OpenFd(paths[0], O_RDWR);
     // Not offered by nighfs (a local ext4 file may support them).
     EXPECT_EQ(Falloc(fd.get(), FALLOC_FL_ZERO_RANGE, 0, 10), EOPNOTSUPP);
     EXPECT_EQ(Falloc(fd.get(), FALLOC_FL_COLLAPSE_RANGE, 0, kMiB), EOPNOTSUPP);
@@ -322,8 +306,8 @@ TEST_F(SparseE2eTest, FallocateMatchesLocalFile) {
 // reads zero. Then a remount and the same checks.
 TEST_F(SparseE2eTest, RandomSparseOpsMatchLocalFile) {
   const std::string path = P("model"), local = L("model");
-  Fd fd(path, O_RDWR | O_CREAT | O_TRUNC);
-  Fd lfd(local, O_RDWR | O_CREAT | O_TRUNC);
+  ScopedFd fd = OpenFd(path, O_RDWR | O_CREAT | O_TRUNC);
+  ScopedFd lfd = OpenFd(local, O_RDWR | O_CREAT | O_TRUNC);
   ASSERT_GE(fd.get(), 0);
   ASSERT_GE(lfd.get(), 0);
   std::mt19937 rng(17);
@@ -371,7 +355,7 @@ TEST_F(SparseE2eTest, RandomSparseOpsMatchLocalFile) {
   Remount();
   EXPECT_EQ(Size(path), static_cast<int64_t>(bytes.size()));
   EXPECT_TRUE(ReadFile(path) == bytes);
-  Fd again(path, O_RDONLY);
+  ScopedFd again = OpenFd(path, O_RDONLY);
   ASSERT_GE(again.get(), 0);
   ExpectHolesAreZero(again.get(), bytes);
 }
