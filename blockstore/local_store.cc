@@ -34,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "blockstore/block_store.h"
 #include "common/errno_status.h"
+#include "common/scoped_fd.h"
 #include "common/status_macros.h"
 
 namespace nighfs::blockstore {
@@ -69,26 +70,6 @@ auto RetryOnEintr(F f) {
     if (r >= 0 || errno != EINTR) return r;
   }
 }
-
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  // Closes now and reports the error, which for a file just written can be a lost write (NFS).
-  int Close() {
-    const int r = ::close(fd_);
-    fd_ = -1;
-    return r;
-  }
-
- private:
-  int fd_;
-};
 
 absl::Status WriteAll(int fd, std::string_view data, const std::string& what) {
   while (!data.empty()) {

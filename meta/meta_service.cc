@@ -29,6 +29,7 @@
 #include "common/status_macros.h"
 #include "meta/schema.h"
 #include "meta/sql.h"
+#include "meta/sql_util.h"
 
 namespace nighfs::meta {
 namespace {
@@ -74,54 +75,6 @@ std::string Quote(std::string_view name) {
   return absl::StrCat("'", absl::CHexEscape(absl::string_view(name.data(), name.size())), "'");
 }
 
-// Values the service binds. Unsigned 64-bit ids above INT64_MAX become negative and match no
-// row, which is the right answer for an id that cannot exist.
-struct Blob {
-  std::string_view bytes;
-};
-struct Text {
-  std::string_view text;
-};
-
-template <class T>
-void BindArg(Statement& st, int index, const T& value) {
-  if constexpr (std::is_same_v<T, Blob>) {
-    st.BindBlob(index, value.bytes);
-  } else if constexpr (std::is_same_v<T, Text>) {
-    st.BindText(index, value.text);
-  } else if constexpr (std::is_same_v<T, std::nullptr_t>) {
-    st.BindNull(index);
-  } else {
-    static_assert(std::is_integral_v<T>, "bind an integer, Blob, Text or nullptr");
-    st.BindInt64(index, static_cast<int64_t>(value));
-  }
-}
-
-template <class... Args>
-absl::StatusOr<std::unique_ptr<Statement>> Query(Connection* db, std::string_view sql,
-                                                 const Args&... args) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Statement> st, db->Prepare(sql));
-  int index = 1;
-  (BindArg(*st, index++, args), ...);
-  return st;
-}
-
-template <class... Args>
-absl::Status Exec(Connection* db, std::string_view sql, const Args&... args) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Statement> st, Query(db, sql, args...));
-  return st->Run();
-}
-
-// The first column of the first row, or `fallback` when there is no row.
-template <class... Args>
-absl::StatusOr<int64_t> QueryInt(Connection* db, int64_t fallback, std::string_view sql,
-                                 const Args&... args) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Statement> st, Query(db, sql, args...));
-  ASSIGN_OR_RETURN(bool row, st->Step());
-  if (!row || st->IsNull(0)) return fallback;
-  return st->ColumnInt64(0);
-}
-
 // Integers kept in the meta table (stored as text, as the schema version is).
 absl::StatusOr<int64_t> GetMetaInt(Connection* db, std::string_view key, int64_t fallback) {
   ASSIGN_OR_RETURN(auto st, Query(db, "SELECT value FROM meta WHERE key = ?", Text{key}));
@@ -152,6 +105,8 @@ struct Inode {
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
+  // Sum of the valid lengths of the inode's blocks, kept up to date with its block map.
+  uint64_t stored_bytes = 0;
 
   bool IsDir() const { return S_ISDIR(mode); }
   bool IsReg() const { return S_ISREG(mode); }
@@ -168,6 +123,7 @@ struct Inode {
     a->set_atime_ns(atime_ns);
     a->set_mtime_ns(mtime_ns);
     a->set_ctime_ns(ctime_ns);
+    a->set_stored_bytes(stored_bytes);
   }
   pb::Attr Proto() const {
     pb::Attr a;
@@ -176,9 +132,9 @@ struct Inode {
   }
 };
 
-// Ten columns in this order, read by ReadInode.
+// Eleven columns in this order, read by ReadInode.
 constexpr char kInodeCols[] =
-    "ino, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns";
+    "ino, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, stored_bytes";
 
 Inode ReadInode(const Statement& st, int c) {
   Inode n;
@@ -192,6 +148,7 @@ Inode ReadInode(const Statement& st, int c) {
   n.atime_ns = st.ColumnInt64(c + 7);
   n.mtime_ns = st.ColumnInt64(c + 8);
   n.ctime_ns = st.ColumnInt64(c + 9);
+  n.stored_bytes = static_cast<uint64_t>(st.ColumnInt64(c + 10));
   return n;
 }
 
@@ -322,9 +279,10 @@ struct Tx {
   absl::Status UpdateInode(uint64_t vol, const Inode& n) {
     return Exec(db,
                 "UPDATE inodes SET mode = ?, uid = ?, gid = ?, size = ?, nlink = ?, rdev = ?, "
-                "atime_ns = ?, mtime_ns = ?, ctime_ns = ? WHERE volume_id = ? AND ino = ?",
+                "atime_ns = ?, mtime_ns = ?, ctime_ns = ?, stored_bytes = ? "
+                "WHERE volume_id = ? AND ino = ?",
                 n.mode, n.uid, n.gid, n.size, n.nlink, n.rdev, n.atime_ns, n.mtime_ns,
-                n.ctime_ns, vol, n.ino);
+                n.ctime_ns, n.stored_bytes, vol, n.ino);
   }
 
   absl::Status InsertInode(uint64_t vol, const Inode& n, const std::string* target) {
@@ -464,6 +422,7 @@ struct Tx {
     n.ctime_ns = now;
     if (n.nlink == 0 && !sustain) {
       RETURN_IF_ERROR(FreeInode(vol, n.ino));
+      n.stored_bytes = 0;  // its blocks are garbage now
       return n;
     }
     if (n.nlink == 0) {
@@ -875,6 +834,12 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
         const uint64_t bs = v.block_size;
         // Blocks wholly at or past the new end are dropped; their objects become garbage.
         const uint64_t first_dropped = size / bs + (size % bs != 0 ? 1 : 0);
+        ASSIGN_OR_RETURN(int64_t dropped_bytes,
+                         QueryInt(tx.db, 0,
+                                  "SELECT COALESCE(SUM(length), 0) FROM blocks "
+                                  "WHERE volume_id = ? AND ino = ? AND idx >= ?",
+                                  vol, n.ino, first_dropped));
+        n.stored_bytes -= std::min<uint64_t>(n.stored_bytes, dropped_bytes);
         RETURN_IF_ERROR(Exec(tx.db,
                              "INSERT INTO gc_blocks (volume_id, block_id, object_size, freed_ns) "
                              "SELECT volume_id, block_id, object_size, ? FROM blocks "
@@ -887,6 +852,14 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
         if (size % bs != 0) {
           const uint64_t idx = size / bs;
           const uint64_t keep = size - idx * bs;
+          ASSIGN_OR_RETURN(int64_t old_length,
+                           QueryInt(tx.db, 0,
+                                    "SELECT length FROM blocks WHERE volume_id = ? AND ino = ? "
+                                    "AND idx = ?",
+                                    vol, n.ino, idx));
+          if (static_cast<uint64_t>(old_length) > keep) {
+            n.stored_bytes -= std::min<uint64_t>(n.stored_bytes, old_length - keep);
+          }
           RETURN_IF_ERROR(Exec(tx.db,
                                "UPDATE blocks SET length = ? WHERE volume_id = ? AND ino = ? AND "
                                "idx = ? AND length > ?",
@@ -1177,8 +1150,8 @@ absl::StatusOr<pb::ReadDirResponse> MetaServiceImpl::ReadDir(const pb::ReadDirRe
     // One row more than asked tells whether the listing is complete.
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT d.id, d.name, i.ino, i.mode, i.uid, i.gid, i.size, "
-                                    "i.nlink, i.rdev, i.atime_ns, i.mtime_ns, i.ctime_ns "
-                                    "FROM dentries d JOIN inodes i "
+                                    "i.nlink, i.rdev, i.atime_ns, i.mtime_ns, i.ctime_ns, "
+                                    "i.stored_bytes FROM dentries d JOIN inodes i "
                                     "ON i.volume_id = d.volume_id AND i.ino = d.ino "
                                     "WHERE d.volume_id = ? AND d.parent = ? AND d.id > ? "
                                     "ORDER BY d.id LIMIT ?",
@@ -1307,6 +1280,24 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
     if (n.IsDir()) return FsError(EISDIR, absl::StrCat("inode ", n.ino, " is a directory"));
     if (!n.IsReg()) return FsError(EINVAL, absl::StrCat("inode ", n.ino, " is not a regular file"));
 
+    // Punched holes: the entries go, their objects become garbage, the size stays.
+    for (uint64_t idx : req.drop_indexes()) {
+      ASSIGN_OR_RETURN(auto old, Query(tx.db,
+                                       "SELECT block_id, object_size, length FROM blocks WHERE "
+                                       "volume_id = ? AND ino = ? AND idx = ?",
+                                       vol, n.ino, idx));
+      ASSIGN_OR_RETURN(bool has_old, old->Step());
+      if (!has_old) continue;
+      const uint64_t old_id = static_cast<uint64_t>(old->ColumnInt64(0));
+      const uint64_t old_size = static_cast<uint64_t>(old->ColumnInt64(1));
+      const uint64_t old_length = static_cast<uint64_t>(old->ColumnInt64(2));
+      old.reset();
+      RETURN_IF_ERROR(tx.QueueBlock(vol, old_id, old_size));
+      RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM blocks WHERE volume_id = ? AND ino = ? AND idx = ?",
+                           vol, n.ino, idx));
+      n.stored_bytes -= std::min(n.stored_bytes, old_length);
+    }
+
     for (const pb::Block& b : req.blocks()) {
       // A block id belongs to one map entry for life; one already freed must not come back,
       // since garbage collection may be deleting its object right now.
@@ -1330,10 +1321,14 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
         return FsError(EINVAL, absl::StrCat("block id ", b.id(), " has been freed"));
       }
       ASSIGN_OR_RETURN(auto old, Query(tx.db,
-                                       "SELECT block_id, object_size FROM blocks WHERE "
+                                       "SELECT block_id, object_size, length FROM blocks WHERE "
                                        "volume_id = ? AND ino = ? AND idx = ?",
                                        vol, n.ino, b.index()));
       ASSIGN_OR_RETURN(bool has_old, old->Step());
+      if (has_old) {
+        n.stored_bytes -= std::min<uint64_t>(n.stored_bytes, old->ColumnInt64(2));
+      }
+      n.stored_bytes += b.length();
       if (has_old && static_cast<uint64_t>(old->ColumnInt64(0)) != b.id()) {
         const uint64_t old_id = static_cast<uint64_t>(old->ColumnInt64(0));
         const uint64_t old_size = static_cast<uint64_t>(old->ColumnInt64(1));

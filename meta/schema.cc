@@ -114,11 +114,19 @@ CREATE TABLE gc_blocks (
 CREATE INDEX gc_blocks_by_time ON gc_blocks(freed_ns);
 )sql";
 
+// Version 2: Attr.stored_bytes, the sum of the inode's blocks' valid lengths, kept in the inode
+// row so GetAttr does not add up a block map.
+constexpr char kV2StoredBytes[] = R"sql(
+ALTER TABLE inodes ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE inodes SET stored_bytes = COALESCE((SELECT SUM(b.length) FROM blocks b
+    WHERE b.volume_id = inodes.volume_id AND b.ino = inodes.ino), 0);
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
   std::string v1 = absl::StrReplaceAll(
       kSchemaV1, {{"{ID}", std::string(d.auto_id_primary_key)}, {"{BLOB}", std::string(d.blob_type)}});
-  return {v1};
+  return {v1, kV2StoredBytes};
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include "mount/filesystem.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -25,6 +27,7 @@
 #include "mount/block_cache.h"
 #include "mount/file_state.h"
 #include "mount/memory.h"
+#include "mount/sparse.h"
 #include "mount/spill_dir.h"
 #include "mount/thread_pool.h"
 
@@ -44,7 +47,9 @@ struct stat AttrToStat(const pb::Attr& a, uint32_t block_size) {
   st.st_size = static_cast<off_t>(a.size());
   // Preferred I/O size: large requests are what keeps a block store busy.
   st.st_blksize = std::min<uint32_t>(block_size, 1u << 20);
-  st.st_blocks = static_cast<blkcnt_t>((a.size() + 511) / 512);
+  // What the file stores, not its size: `truncate -s 1T` shows 0 blocks and `du` 0, so
+  // sparse-aware tools (cp --sparse, tar -S, rsync -S) look for holes.
+  st.st_blocks = static_cast<blkcnt_t>((a.stored_bytes() + 511) / 512);
   st.st_atim.tv_sec = a.atime_ns() / 1000000000;
   st.st_atim.tv_nsec = a.atime_ns() % 1000000000;
   st.st_mtim.tv_sec = a.mtime_ns() / 1000000000;
@@ -533,6 +538,33 @@ class FileSystemImpl : public FileSystem {
     return s;
   }
 
+  // ---- sparse files (mount/sparse.h) ----
+
+  absl::StatusOr<uint64_t> Lseek(uint64_t fh, int64_t offset, int whence) override {
+    ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+      return PosixError(EINVAL, "only SEEK_DATA and SEEK_HOLE reach the file system");
+    }
+    FileState& st = *h->state;
+    absl::MutexLock l(&st.mu);
+    auto next = [&st](uint64_t i) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return NextMappedLocked(st, i);
+    };
+    return whence == SEEK_DATA ? SeekData(next, bs_, st.size, offset)
+                               : SeekHole(next, bs_, st.size, offset);
+  }
+
+  absl::Status Fallocate(uint64_t fh, int mode, int64_t offset, int64_t len) override {
+    ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+    if ((h->flags & O_ACCMODE) == O_RDONLY) return PosixError(EBADF, "not open for writing");
+    RETURN_IF_ERROR(CheckFallocate(mode, offset, len));
+    const uint64_t off = static_cast<uint64_t>(offset);
+    const uint64_t end = off + static_cast<uint64_t>(len);
+    if (mode == FALLOC_FL_KEEP_SIZE) return absl::OkStatus();  // nothing to reserve
+    if (mode == 0) return GrowTo(h->state, end);
+    return PunchHole(fh, h, off, static_cast<uint64_t>(len));
+  }
+
   // ---- xattrs ----
 
   absl::Status SetXattr(uint64_t ino, const std::string& name, std::string_view value,
@@ -1007,12 +1039,127 @@ class FileSystemImpl : public FileSystem {
   static pb::Attr OverlayLocked(FileState& st, const pb::Attr& attr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
     pb::Attr a = attr;
+    if (!st.dirty.empty() || !st.inflight.empty()) {
+      a.set_stored_bytes(StoredBytesLocked(st, a.stored_bytes()));
+    }
     if (st.meta_dirty) {
       a.set_size(st.size);
       a.set_mtime_ns(std::max(a.mtime_ns(), st.mtime_ns));
       a.set_ctime_ns(std::max(a.ctime_ns(), st.mtime_ns));
     }
     return a;
+  }
+
+  // ---- sparse-file view of the open-file state ----
+
+  // The first block at index >= i that this mount knows holds data: a buffered image (newest
+  // first, as Read prefers it) or a committed block.
+  static std::optional<MappedBlock> NextMappedLocked(FileState& st, uint64_t i)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    std::optional<MappedBlock> best;
+    auto consider = [&best](uint64_t index, uint64_t length) {
+      if (!best.has_value() || index < best->index) best = MappedBlock{index, length};
+    };
+    if (auto d = st.dirty.lower_bound(i); d != st.dirty.end()) consider(d->first, d->second.img.size());
+    if (auto f = st.inflight.lower_bound(i); f != st.inflight.end()) {
+      consider(f->first, f->second->size);
+    }
+    if (auto b = st.blocks.lower_bound(i); b != st.blocks.end()) {
+      consider(b->first, b->second.length());
+    }
+    return best;
+  }
+
+  // st_blocks of a file with buffered blocks: what it will store once they are committed,
+  // i.e. the server's stored bytes with each buffered image in place of the committed block
+  // it replaces. `du` grows while a large file is written and matches the data once it is
+  // closed, without counting a rewritten block twice.
+  static uint64_t StoredBytesLocked(FileState& st, uint64_t committed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
+    int64_t delta = 0;
+    auto replace = [&](uint64_t index, uint64_t length) {
+      auto b = st.blocks.find(index);
+      delta += static_cast<int64_t>(length) -
+               static_cast<int64_t>(b == st.blocks.end() ? 0 : b->second.length());
+    };
+    for (const auto& [index, d] : st.dirty) replace(index, d.img.size());
+    for (const auto& [index, p] : st.inflight) {
+      if (!st.dirty.contains(index)) replace(index, p->size);
+    }
+    return static_cast<uint64_t>(std::max<int64_t>(0, static_cast<int64_t>(committed) + delta));
+  }
+
+  // fallocate mode 0: size = max(size, end), as the server's CommitBlocks min_size does
+  // atomically, so a concurrent extending write is never cut back.
+  absl::Status GrowTo(const std::shared_ptr<FileState>& st, uint64_t end) {
+    absl::MutexLock fl(&st->flush_mu);
+    {
+      absl::MutexLock l(&st->mu);
+      if (st->size >= end) return absl::OkStatus();
+    }
+    pb::CommitBlocksRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_ino(st->ino);
+    req.set_min_size(end);
+    ASSIGN_OR_RETURN(pb::CommitBlocksResponse resp, Meta(&MetaApi::CommitBlocks, req));
+    absl::MutexLock l(&st->mu);
+    st->attr = resp.attr();
+    st->size = std::max(st->size, resp.attr().size());
+    return absl::OkStatus();
+  }
+
+  // fallocate PUNCH_HOLE | KEEP_SIZE. Buffered blocks are committed first (as a local file
+  // system writes back the range's dirty pages before punching), so the committed map is the
+  // whole truth and no later commit brings a punched block back; then the blocks wholly
+  // inside the range leave the map in one CommitBlocks (drop_indexes), and the data at the
+  // range's edges is overwritten with zeros through the write path. The kernel holds the
+  // inode lock across fallocate and write, so no write of this mount races the punch.
+  absl::Status PunchHole(uint64_t fh, const std::shared_ptr<Handle>& h, uint64_t offset,
+                         uint64_t len) {
+    const std::shared_ptr<FileState>& st = h->state;
+    PunchPlan plan;
+    {
+      absl::MutexLock fl(&st->flush_mu);
+      RETURN_IF_ERROR(CommitLocked(st));
+      std::vector<MappedBlock> mapped;
+      uint64_t size = 0;
+      {
+        absl::MutexLock l(&st->mu);
+        size = st->size;
+        const uint64_t stop = std::min(size, offset + len);
+        for (auto b = st->blocks.lower_bound(offset / bs_);
+             b != st->blocks.end() && b->first * bs_ < stop; ++b) {
+          mapped.push_back(MappedBlock{b->first, b->second.length()});
+        }
+      }
+      plan = PlanPunch(mapped, bs_, size, offset, len);
+      if (!plan.drop.empty()) {
+        pb::CommitBlocksRequest req;
+        req.set_volume_id(volume_.id());
+        req.set_ino(st->ino);
+        for (uint64_t index : plan.drop) req.add_drop_indexes(index);
+        ASSIGN_OR_RETURN(pb::CommitBlocksResponse resp, Meta(&MetaApi::CommitBlocks, req));
+        absl::MutexLock l(&st->mu);
+        for (uint64_t index : plan.drop) st->blocks.erase(index);
+        st->attr = resp.attr();
+      }
+    }
+    for (const auto& [from, to] : plan.zero) {
+      RETURN_IF_ERROR(WriteZerosAt(fh, *h, from, to - from));
+    }
+    return absl::OkStatus();
+  }
+
+  // Zeros at an explicit offset, even on an O_APPEND handle: such a handle writes through a
+  // transient plain handle of the same open file (the caller's handle keeps the file open).
+  absl::Status WriteZerosAt(uint64_t fh, const Handle& h, uint64_t pos, uint64_t n) {
+    const std::string zeros(n, '\0');
+    if (!(h.flags & O_APPEND)) return Write(fh, pos, zeros).status();
+    const uint64_t plain = NewHandle(h.state, O_WRONLY);
+    absl::Status s = Write(plain, pos, zeros).status();
+    absl::MutexLock l(&handles_mu_);
+    handles_.erase(plain);
+    return s;
   }
 
   // ---- write path ----

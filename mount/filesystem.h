@@ -123,6 +123,19 @@ class FileSystem {
   virtual absl::Status Fsync(uint64_t fh) = 0;
   virtual absl::Status Release(uint64_t fh) = 0;
 
+  // Sparse files (mount/sparse.h). lseek(2) SEEK_DATA or SEEK_HOLE from `offset` on the open
+  // file, from its block map and the blocks buffered in this mount: the offset found, ENXIO at
+  // or past the end of the file (or, for SEEK_DATA, when only holes follow), EINVAL for any
+  // other `whence` (the kernel handles SEEK_SET/CUR/END itself).
+  virtual absl::StatusOr<uint64_t> Lseek(uint64_t fh, int64_t offset, int whence) = 0;
+  // fallocate(2) on a handle open for writing (else EBADF). Mode 0 grows the size to
+  // offset + len if that is larger and allocates nothing (an object store has nothing to
+  // reserve; the new range reads as zeros and stores nothing). FALLOC_FL_KEEP_SIZE alone
+  // succeeds without effect. FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE unmaps the blocks
+  // wholly inside the range and writes zeros over the data at its edges; the size stays.
+  // Other modes: EOPNOTSUPP.
+  virtual absl::Status Fallocate(uint64_t fh, int mode, int64_t offset, int64_t len) = 0;
+
   // Extended attributes.
   virtual absl::Status SetXattr(uint64_t ino, const std::string& name, std::string_view value,
                                 int flags) = 0;
@@ -148,7 +161,8 @@ class FileSystem {
   FsOptions options_;
 };
 
-// struct stat from an Attr; st_blksize from the volume's block size.
+// struct stat from an Attr; st_blksize from the volume's block size; st_blocks counts the
+// 512-byte units of data the file stores (Attr.stored_bytes, rounded up), not its size.
 struct stat AttrToStat(const meta::v1::Attr& attr, uint32_t block_size);
 
 }  // namespace nighfs::fs

@@ -230,6 +230,25 @@ void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
   ReplyStatus(req, Fs(req)->Fsync(fi->fh));
 }
 
+// Valid replies: fuse_reply_lseek, fuse_reply_err
+// The kernel sends only SEEK_DATA and SEEK_HOLE (it does SEEK_SET/CUR/END itself). Never
+// ENOSYS: the kernel would then treat the whole file as data for good.
+void Lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  absl::StatusOr<uint64_t> pos = Fs(req)->Lseek(fi->fh, static_cast<int64_t>(off), whence);
+  if (!pos.ok()) return ReplyError(req, pos.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*pos));
+}
+
+// Valid replies: fuse_reply_err
+// The kernel has already checked the handle's mode, cleared suid/sgid (file_modified) and
+// written back the range's dirty pages; it updates i_size and drops the punched page cache
+// after the reply. Unsupported modes get EOPNOTSUPP, never ENOSYS (which disables them all).
+void Fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+               fuse_file_info* fi) {
+  ReplyStatus(req, Fs(req)->Fallocate(fi->fh, mode, static_cast<int64_t>(offset),
+                                      static_cast<int64_t>(length)));
+}
+
 // Valid replies: fuse_reply_open, fuse_reply_err
 void OpenDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fi->fh = 0;
@@ -345,6 +364,8 @@ fuse_lowlevel_ops MakeOps() {
   ops.flush = Flush;
   ops.release = Release;
   ops.fsync = Fsync;
+  ops.lseek = Lseek;
+  ops.fallocate = Fallocate;
   ops.opendir = OpenDir;
   ops.readdir = ReadDir;
   ops.readdirplus = ReadDirPlus;

@@ -34,6 +34,11 @@ constexpr uint64_t kRoot = 1;
 constexpr uint32_t kBs = 64 * 1024;
 constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
+// Undoes every migration after version 1 (to test upgrading an old database).
+constexpr char kDowngradeToV1[] =
+    "ALTER TABLE inodes DROP COLUMN stored_bytes;"
+    "UPDATE meta SET value = '1' WHERE key = 'schema_version';";
+
 template <class T>
 int Errno(const T& s) {
   return StatusToErrno(::nighfs::testing::GetStatus(s));
@@ -1371,7 +1376,8 @@ TEST_F(MetaServiceTest, ReadDirCapsThePageSize) {
   std::string sql = "BEGIN;";
   for (int i = 0; i < 5100; ++i) {
     uint64_t ino = 100000 + i;
-    absl::StrAppend(&sql, "INSERT INTO inodes VALUES (", vol_, ",", ino, ",", S_IFREG | 0644,
+    absl::StrAppend(&sql, "INSERT INTO inodes (volume_id, ino, mode, uid, gid, size, nlink, "
+                    "rdev, atime_ns, mtime_ns, ctime_ns, target) VALUES (", vol_, ",", ino, ",", S_IFREG | 0644,
                     ",0,0,0,1,0,0,0,0,NULL);", "INSERT INTO dentries (volume_id, parent, name, ino) "
                     "VALUES (", vol_, ",", d->ino(), ",CAST('n", i, "' AS BLOB),", ino, ");");
   }
@@ -1516,6 +1522,107 @@ TEST_F(MetaServiceTest, CommitToAVanishedFileFreesTheNewObjects) {
   EXPECT_EQ(Errno(Commit(f->ino(), {MakeBlock(0, id, 4)}, 4)), ENOENT);
   EXPECT_EQ(CollectGarbage(), 1);
   EXPECT_FALSE(Stored(id));
+}
+
+TEST_F(MetaServiceTest, StoredBytesFollowTheBlockMap) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  EXPECT_EQ(f->stored_bytes(), 0u);
+  uint64_t id = Alloc(8);
+  // A sparse file: blocks 0 and 3 only.
+  absl::StatusOr<pb::Attr> a =
+      Commit(f->ino(), {MakeBlock(0, id, kBs), MakeBlock(3, id + 1, 100, 200)}, 3 * kBs + 100);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->size(), 3u * kBs + 100);
+  EXPECT_EQ(a->stored_bytes(), kBs + 100u);
+  // Replacing a block counts the new length only; a retried commit counts once.
+  a = Commit(f->ino(), {MakeBlock(3, id + 2, 150)});
+  ASSERT_OK(a);
+  EXPECT_EQ(a->stored_bytes(), kBs + 150u);
+  a = Commit(f->ino(), {MakeBlock(3, id + 2, 150)});
+  ASSERT_OK(a);
+  EXPECT_EQ(a->stored_bytes(), kBs + 150u);
+  // Every Attr carries it: GetAttr, Lookup, ReadDirPlus, GetBlocks.
+  EXPECT_EQ(GetAttr(f->ino())->stored_bytes(), kBs + 150u);
+  EXPECT_EQ(Lookup(kRoot, "f")->stored_bytes(), kBs + 150u);
+  absl::StatusOr<pb::ReadDirResponse> rd = ReadDir(kRoot, 0, 0, /*plus=*/true);
+  ASSERT_OK(rd);
+  ASSERT_EQ(rd->entries_size(), 1);
+  EXPECT_EQ(rd->entries(0).attr().stored_bytes(), kBs + 150u);
+  EXPECT_EQ(GetBlocks(f->ino())->attr().stored_bytes(), kBs + 150u);
+  // Truncate into block 0 drops block 3 and trims block 0.
+  a = Truncate(f->ino(), 1000);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->stored_bytes(), 1000u);
+  // Growing leaves a hole: nothing more stored.
+  a = Truncate(f->ino(), 10 * kBs);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->stored_bytes(), 1000u);
+  // Survives reopening.
+  Open();
+  EXPECT_EQ(GetAttr(f->ino())->stored_bytes(), 1000u);
+  // Unlinking the last name frees the inode: nothing stored for it any more.
+  absl::StatusOr<pb::Attr> u = Unlink(kRoot, "f");
+  ASSERT_OK(u);
+  EXPECT_EQ(u->stored_bytes(), 0u);
+}
+
+TEST_F(MetaServiceTest, DropIndexesPunchHoles) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  uint64_t b0 = WriteBlock(f->ino(), 0, kBs);
+  uint64_t b1 = WriteBlock(f->ino(), 1, kBs);
+  uint64_t b2 = WriteBlock(f->ino(), 2, 10, 2 * kBs + 10);
+  ASSERT_EQ(GetAttr(f->ino())->stored_bytes(), 2u * kBs + 10);
+  Advance(absl::Seconds(1));
+  // Drop block 1 and replace block 0 in one commit; an index without a block is no error.
+  uint64_t b0_new = Alloc();
+  pb::CommitBlocksRequest r;
+  r.set_volume_id(vol_);
+  r.set_ino(f->ino());
+  r.add_drop_indexes(1);
+  r.add_drop_indexes(7);
+  *r.add_blocks() = MakeBlock(0, b0_new, 5);
+  absl::StatusOr<pb::CommitBlocksResponse> resp = svc_->CommitBlocks(r);
+  ASSERT_OK(resp);
+  EXPECT_EQ(resp->attr().size(), 2u * kBs + 10);  // size unchanged
+  EXPECT_EQ(resp->attr().stored_bytes(), 15u);
+  EXPECT_EQ(resp->attr().mtime_ns(), Now());
+  EXPECT_THAT(BlockIds(f->ino()), ElementsAre(b0_new, b2));
+  // Drops apply before blocks: dropping and writing one index keeps the new block.
+  uint64_t b2_new = Alloc();
+  pb::CommitBlocksRequest r2;
+  r2.set_volume_id(vol_);
+  r2.set_ino(f->ino());
+  r2.add_drop_indexes(2);
+  *r2.add_blocks() = MakeBlock(2, b2_new, 7);
+  resp = svc_->CommitBlocks(r2);
+  ASSERT_OK(resp);
+  EXPECT_EQ(resp->attr().stored_bytes(), 12u);
+  EXPECT_THAT(BlockIds(f->ino()), ElementsAre(b0_new, b2_new));
+  // A dropped block's id cannot come back: GC may be deleting its object.
+  EXPECT_EQ(Errno(Commit(f->ino(), {MakeBlock(1, b1, 1)})), EINVAL);
+  // Dropped and replaced blocks are garbage.
+  store_->Put(blockstore::BlockKey(b0_new), "x");
+  store_->Put(blockstore::BlockKey(b2_new), "x");
+  EXPECT_EQ(CollectGarbage(), 3);
+  EXPECT_FALSE(Stored(b0));
+  EXPECT_FALSE(Stored(b1));
+  EXPECT_FALSE(Stored(b2));
+  EXPECT_TRUE(Stored(b0_new));
+}
+
+TEST_F(MetaServiceTest, SchemaV1DatabaseGetsStoredBytes) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  WriteBlock(f->ino(), 0, kBs);
+  WriteBlock(f->ino(), 4, 33, 4 * kBs + 33);
+  svc_.reset();
+  // What a version-1 database looks like.
+  RawSql(kDowngradeToV1);
+  Open();
+  EXPECT_EQ(GetAttr(f->ino())->stored_bytes(), kBs + 33u);
+  EXPECT_EQ(GetAttr(kRoot)->stored_bytes(), 0u);
 }
 
 TEST_F(MetaServiceTest, CommitBlocksClearsSetuid) {
