@@ -27,6 +27,7 @@
 #include "common/logging.h"
 #include "common/retry.h"
 #include "common/status_macros.h"
+#include "meta/request_dedup.h"
 #include "meta/schema.h"
 #include "meta/sql.h"
 #include "meta/sql_util.h"
@@ -512,6 +513,7 @@ class MetaServiceImpl final : public MetaService {
 
   absl::StatusOr<int64_t> RunGcOnce() override;
   absl::StatusOr<int64_t> ExpireSessionsOnce() override;
+  absl::StatusOr<int64_t> ExpireRequestRepliesOnce() override;
 
  private:
   int64_t Now() const { return options_.now_ns(); }
@@ -527,6 +529,35 @@ class MetaServiceImpl final : public MetaService {
     auto result = fn(tx);
     if (!result.ok() && !tx.commit_on_error) return result;
     RETURN_IF_ERROR(txn->Commit());
+    return result;
+  }
+
+  // Write() for a mutation that may be a retry: runs `fn` at most once per `request_id` (see
+  // meta/request_dedup.h). A recorded reply is returned without running `fn`; a successful
+  // reply is recorded in fn's transaction. Failures are not recorded: a failed mutation
+  // changed nothing (or only what a retry would change again), so a retry runs afresh.
+  template <class Fn>
+  auto WriteOnce(std::string_view method, const std::string& request_id, Fn&& fn)
+      -> std::invoke_result_t<Fn, Tx&> {
+    using Result = std::invoke_result_t<Fn, Tx&>;
+    using Reply = typename Result::value_type;
+    const bool dedup = !request_id.empty() && options_.request_reply_ttl > absl::ZeroDuration();
+    Result result = Write([&](Tx& tx) -> Result {
+      if (!dedup) return fn(tx);
+      ASSIGN_OR_RETURN(std::optional<std::string> recorded,
+                       FindRecordedReply(tx.db, request_id, method));
+      if (recorded) {
+        Reply r;
+        if (!r.ParseFromString(*recorded)) {
+          return absl::DataLossError(absl::StrCat("recorded ", std::string(method), " reply is corrupt"));
+        }
+        return r;
+      }
+      ASSIGN_OR_RETURN(Reply r, fn(tx));
+      RETURN_IF_ERROR(RecordReply(tx.db, request_id, method, r.SerializeAsString(), tx.now));
+      return r;
+    });
+    if (result.ok() && options_.test_after_commit) options_.test_after_commit();
     return result;
   }
 
@@ -559,7 +590,9 @@ class MetaServiceImpl final : public MetaService {
   }
 
   // Shared by Mknod, Mkdir and Symlink.
-  absl::StatusOr<pb::EntryResponse> CreateNode(uint64_t vol, uint64_t parent,
+  absl::StatusOr<pb::EntryResponse> CreateNode(std::string_view method,
+                                               const std::string& request_id, uint64_t vol,
+                                               uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint32_t uid, uint32_t gid, uint64_t rdev,
                                                const std::string* target);
@@ -620,7 +653,7 @@ absl::StatusOr<pb::CreateVolumeResponse> MetaServiceImpl::CreateVolume(
   }
   const std::string describe = (*store)->Describe();
 
-  ASSIGN_OR_RETURN(pb::CreateVolumeResponse resp, Write([&](Tx& tx) -> absl::StatusOr<pb::CreateVolumeResponse> {
+  ASSIGN_OR_RETURN(pb::CreateVolumeResponse resp, WriteOnce("CreateVolume", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CreateVolumeResponse> {
     ASSIGN_OR_RETURN(std::optional<VolumeRow> existing, tx.FindVolumeByName(req.name()));
     if (existing) {
       return absl::AlreadyExistsError(absl::StrCat("volume ", req.name(), " already exists"));
@@ -694,7 +727,7 @@ absl::StatusOr<pb::ListVolumesResponse> MetaServiceImpl::ListVolumes(
 absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
     const pb::DeleteVolumeRequest& req) {
   const int64_t timeout_ns = absl::ToInt64Nanoseconds(options_.session_timeout);
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::DeleteVolumeResponse> {
+  return WriteOnce("DeleteVolume", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::DeleteVolumeResponse> {
     ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.name()));
     if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.name()));
     ASSIGN_OR_RETURN(int64_t live, QueryInt(tx.db, 0,
@@ -730,7 +763,7 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
 }
 
 absl::StatusOr<pb::MountResponse> MetaServiceImpl::Mount(const pb::MountRequest& req) {
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::MountResponse> {
+  return WriteOnce("Mount", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::MountResponse> {
     ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.volume_name()));
     if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.volume_name()));
     RETURN_IF_ERROR(Exec(tx.db,
@@ -811,7 +844,7 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
   if ((valid & pb::SETATTR_SIZE) && req.size() > kMaxFileSize) {
     return FsError(EFBIG, absl::StrCat("size ", req.size(), " is too large"));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::AttrResponse> {
+  return WriteOnce("SetAttr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::AttrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     if (valid & pb::SETATTR_SIZE) {
@@ -877,13 +910,15 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
   });
 }
 
-absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(uint64_t vol, uint64_t parent,
+absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view method,
+                                                              const std::string& request_id,
+                                                              uint64_t vol, uint64_t parent,
                                                               const std::string& name,
                                                               uint32_t mode, uint32_t uid,
                                                               uint32_t gid, uint64_t rdev,
                                                               const std::string* target) {
   RETURN_IF_ERROR(CheckName(name));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
+  return WriteOnce(method, request_id, [&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, parent));
     ASSIGN_OR_RETURN(std::optional<Dentry> existing, tx.FindDentry(vol, parent, name));
     if (existing) {
@@ -928,12 +963,12 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Mknod(const pb::MknodRequest&
       return FsError(EINVAL, absl::StrFormat("mknod cannot create file type %#o", type));
   }
   const uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev() : 0;
-  return CreateNode(req.volume_id(), req.parent(), req.name(), type | (req.mode() & 07777),
+  return CreateNode("Mknod", req.request_id(), req.volume_id(), req.parent(), req.name(), type | (req.mode() & 07777),
                     req.uid(), req.gid(), rdev, nullptr);
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Mkdir(const pb::MkdirRequest& req) {
-  return CreateNode(req.volume_id(), req.parent(), req.name(), S_IFDIR | (req.mode() & 07777),
+  return CreateNode("Mkdir", req.request_id(), req.volume_id(), req.parent(), req.name(), S_IFDIR | (req.mode() & 07777),
                     req.uid(), req.gid(), 0, nullptr);
 }
 
@@ -946,13 +981,13 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Symlink(const pb::SymlinkRequ
   if (req.target().find('\0') != std::string::npos) {
     return FsError(EINVAL, "symlink target contains NUL");
   }
-  return CreateNode(req.volume_id(), req.parent(), req.name(), S_IFLNK | 0777, req.uid(),
+  return CreateNode("Symlink", req.request_id(), req.volume_id(), req.parent(), req.name(), S_IFLNK | 0777, req.uid(),
                     req.gid(), 0, &req.target());
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& req) {
   RETURN_IF_ERROR(CheckName(req.new_name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
+  return WriteOnce("Link", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.new_parent()));
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
@@ -982,7 +1017,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& r
 
 absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
+  return WriteOnce("Unlink", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
@@ -1000,7 +1035,7 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
 
 absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
+  return WriteOnce("Rmdir", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
@@ -1026,7 +1061,7 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
   RETURN_IF_ERROR(CheckName(req.name()));
   RETURN_IF_ERROR(CheckName(req.new_name()));
   const bool exchange = flags & kRenameExchange;
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::RenameResponse> {
+  return WriteOnce("Rename", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RenameResponse> {
     const uint64_t vol = req.volume_id();
     const uint64_t p_old = req.parent();
     const uint64_t p_new = req.new_parent();
@@ -1230,7 +1265,7 @@ absl::StatusOr<pb::AllocBlockIdsResponse> MetaServiceImpl::AllocBlockIds(
     return FsError(EINVAL, absl::StrCat("block id count ", req.count(), " is not in 1..",
                                         kMaxAllocBlockIds));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::AllocBlockIdsResponse> {
+  return WriteOnce("AllocBlockIds", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::AllocBlockIdsResponse> {
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(req.volume_id()));
     RETURN_IF_ERROR(Exec(tx.db, "UPDATE volumes SET next_block_id = next_block_id + ? WHERE id = ?",
                          req.count(), v.id));
@@ -1245,7 +1280,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
   if (req.min_size() > kMaxFileSize) {
     return FsError(EFBIG, absl::StrCat("size ", req.min_size(), " is too large"));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
+  return WriteOnce("CommitBlocks", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(vol));
     const uint64_t bs = v.block_size;
@@ -1360,7 +1395,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
 }
 
 absl::StatusOr<pb::ReleaseResponse> MetaServiceImpl::Release(const pb::ReleaseRequest& req) {
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::ReleaseResponse> {
+  return WriteOnce("Release", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::ReleaseResponse> {
     RETURN_IF_ERROR(Exec(tx.db,
                          "DELETE FROM sustained WHERE session_id = ? AND volume_id = ? AND ino = ?",
                          req.session_id(), req.volume_id(), req.ino()));
@@ -1389,7 +1424,7 @@ absl::StatusOr<pb::SetXattrResponse> MetaServiceImpl::SetXattr(const pb::SetXatt
   if ((req.flags() & ~(kXattrCreate | kXattrReplace)) != 0) {
     return FsError(EINVAL, absl::StrCat("unsupported xattr flags ", req.flags()));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::SetXattrResponse> {
+  return WriteOnce("SetXattr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::SetXattrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     ASSIGN_OR_RETURN(int64_t exists, QueryInt(tx.db, 0,
@@ -1448,7 +1483,7 @@ absl::StatusOr<pb::ListXattrResponse> MetaServiceImpl::ListXattr(const pb::ListX
 absl::StatusOr<pb::RemoveXattrResponse> MetaServiceImpl::RemoveXattr(
     const pb::RemoveXattrRequest& req) {
   RETURN_IF_ERROR(CheckXattrName(req.name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::RemoveXattrResponse> {
+  return WriteOnce("RemoveXattr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RemoveXattrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM xattrs WHERE volume_id = ? AND ino = ? AND name = ?",
@@ -1600,6 +1635,14 @@ absl::StatusOr<int64_t> MetaServiceImpl::ExpireSessionsOnce() {
   });
 }
 
+absl::StatusOr<int64_t> MetaServiceImpl::ExpireRequestRepliesOnce() {
+  return Write([&](Tx& tx) -> absl::StatusOr<int64_t> {
+    return ExpireRecordedReplies(
+        tx.db, tx.now - absl::ToInt64Nanoseconds(options_.request_reply_ttl),
+        options_.max_request_replies);
+  });
+}
+
 void MetaServiceImpl::BackgroundLoop() {
   while (true) {
     {
@@ -1609,6 +1652,9 @@ void MetaServiceImpl::BackgroundLoop() {
     }
     if (absl::StatusOr<int64_t> n = ExpireSessionsOnce(); !n.ok()) {
       NIGHFS_LOG(ERROR) << "session expiry failed: " << n.status();
+    }
+    if (absl::StatusOr<int64_t> n = ExpireRequestRepliesOnce(); !n.ok()) {
+      NIGHFS_LOG(ERROR) << "expiring recorded replies failed: " << n.status();
     }
     if (absl::StatusOr<int64_t> n = RunGcOnce(); !n.ok()) {
       NIGHFS_LOG(ERROR) << "garbage collection failed: " << n.status();

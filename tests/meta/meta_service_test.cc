@@ -36,6 +36,7 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "DROP TABLE request_replies;"
     "ALTER TABLE inodes DROP COLUMN stored_bytes;"
     "UPDATE meta SET value = '1' WHERE key = 'schema_version';";
 
@@ -1708,6 +1709,241 @@ TEST_F(MetaServiceTest, Xattrs) {
   // Directories have xattrs too.
   ASSERT_OK(SetXattr(kRoot, "user.dir", "1"));
   EXPECT_THAT(ListXattr(kRoot), ElementsAre("user.dir"));
+}
+
+// ---- exactly-once mutations ----
+
+// A request of `vol_` with request id `id`.
+template <class Req>
+Req WithId(Req r, const std::string& id) {
+  r.set_request_id(id);
+  return r;
+}
+
+TEST_F(MetaServiceTest, RetriedCreateGetsItsOwnReply) {
+  pb::MknodRequest r;
+  r.set_volume_id(vol_);
+  r.set_parent(kRoot);
+  r.set_name("lock");
+  r.set_mode(S_IFREG | 0644);
+  r.set_request_id("id-mknod-0000001");
+  absl::StatusOr<pb::EntryResponse> first = svc_->Mknod(r);
+  ASSERT_OK(first);
+  Advance(absl::Seconds(1));
+  // The reply was "lost"; the retry, even after a restart, gets the same answer, not EEXIST.
+  Open();
+  absl::StatusOr<pb::EntryResponse> again = svc_->Mknod(r);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->DebugString(), first->DebugString());
+  EXPECT_THAT(Names(kRoot), ElementsAre("lock"));
+  EXPECT_EQ(GetAttr(kRoot)->mtime_ns(), first->attr().mtime_ns());  // applied once
+  // Another operation (another id) on the same name is a real conflict.
+  r.set_request_id("id-mknod-0000002");
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);
+  // So is the same operation without an id.
+  r.clear_request_id();
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);
+
+  pb::MkdirRequest m;
+  m.set_volume_id(vol_);
+  m.set_parent(kRoot);
+  m.set_name("d");
+  m.set_mode(0755);
+  m.set_request_id("id-mkdir");
+  absl::StatusOr<pb::EntryResponse> d1 = svc_->Mkdir(m);
+  ASSERT_OK(d1);
+  absl::StatusOr<pb::EntryResponse> d2 = svc_->Mkdir(m);
+  ASSERT_OK(d2);
+  EXPECT_EQ(d2->attr().ino(), d1->attr().ino());
+  EXPECT_EQ(GetAttr(kRoot)->nlink(), 3u);
+}
+
+TEST_F(MetaServiceTest, RetriedRemovalsAndLinksAreAppliedOnce) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  ASSERT_OK(Mkdir(kRoot, "d"));
+  ASSERT_OK(Mknod(kRoot, "g"));
+
+  pb::LinkRequest l;
+  l.set_volume_id(vol_);
+  l.set_ino(f->ino());
+  l.set_new_parent(kRoot);
+  l.set_new_name("f2");
+  l = WithId(l, "id-link");
+  absl::StatusOr<pb::EntryResponse> l1 = svc_->Link(l);
+  ASSERT_OK(l1);
+  absl::StatusOr<pb::EntryResponse> l2 = svc_->Link(l);
+  ASSERT_OK(l2);  // not EEXIST
+  EXPECT_EQ(l2->attr().nlink(), 2u);
+  EXPECT_EQ(GetAttr(f->ino())->nlink(), 2u);
+
+  pb::RenameRequest rn;
+  rn.set_volume_id(vol_);
+  rn.set_parent(kRoot);
+  rn.set_name("f2");
+  rn.set_new_parent(kRoot);
+  rn.set_new_name("f3");
+  rn.set_session_id(session_);
+  rn = WithId(rn, "id-rename");
+  ASSERT_OK(svc_->Rename(rn));
+  ASSERT_OK(svc_->Rename(rn));  // not ENOENT
+  EXPECT_THAT(Names(kRoot), UnorderedElementsAre("f", "f3", "d", "g"));
+
+  pb::UnlinkRequest u;
+  u.set_volume_id(vol_);
+  u.set_parent(kRoot);
+  u.set_name("f3");
+  u.set_session_id(session_);
+  u = WithId(u, "id-unlink");
+  absl::StatusOr<pb::UnlinkResponse> u1 = svc_->Unlink(u);
+  ASSERT_OK(u1);
+  Open();
+  absl::StatusOr<pb::UnlinkResponse> u2 = svc_->Unlink(u);
+  ASSERT_OK(u2);  // not ENOENT
+  EXPECT_EQ(u2->DebugString(), u1->DebugString());
+  EXPECT_EQ(GetAttr(f->ino())->nlink(), 1u);  // one link dropped, not two
+
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(kRoot);
+  rd.set_name("d");
+  rd = WithId(rd, "id-rmdir");
+  ASSERT_OK(svc_->Rmdir(rd));
+  ASSERT_OK(svc_->Rmdir(rd));  // not ENOENT
+  EXPECT_EQ(GetAttr(kRoot)->nlink(), 2u);
+  EXPECT_THAT(Names(kRoot), UnorderedElementsAre("f", "g"));
+}
+
+TEST_F(MetaServiceTest, RetriedDataAndAttributeCallsAreAppliedOnce) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  pb::AllocBlockIdsRequest a;
+  a.set_volume_id(vol_);
+  a.set_count(4);
+  a = WithId(a, "id-alloc");
+  absl::StatusOr<pb::AllocBlockIdsResponse> a1 = svc_->AllocBlockIds(a);
+  ASSERT_OK(a1);
+  absl::StatusOr<pb::AllocBlockIdsResponse> a2 = svc_->AllocBlockIds(a);
+  ASSERT_OK(a2);
+  EXPECT_EQ(a2->first_id(), a1->first_id());
+  EXPECT_EQ(Alloc(), a1->first_id() + 4);  // the retry allocated nothing
+
+  Advance(absl::Seconds(1));
+  pb::CommitBlocksRequest c;
+  c.set_volume_id(vol_);
+  c.set_ino(f->ino());
+  *c.add_blocks() = MakeBlock(0, a1->first_id(), 10);
+  c.set_min_size(10);
+  c = WithId(c, "id-commit");
+  absl::StatusOr<pb::CommitBlocksResponse> c1 = svc_->CommitBlocks(c);
+  ASSERT_OK(c1);
+  // Another writer's later commit replaces the block; the stale retry must not put it back.
+  WriteBlock(f->ino(), 0, 20, 20);
+  Advance(absl::Seconds(1));
+  absl::StatusOr<pb::CommitBlocksResponse> c2 = svc_->CommitBlocks(c);
+  ASSERT_OK(c2);
+  EXPECT_EQ(c2->DebugString(), c1->DebugString());
+  EXPECT_THAT(BlockIds(f->ino()), ::testing::Not(ElementsAre(a1->first_id())));
+  EXPECT_EQ(GetAttr(f->ino())->stored_bytes(), 20u);
+
+  pb::MountRequest m;
+  m.set_volume_name("vol");
+  m.set_hostname("h");
+  m.set_mount_point("/m");
+  m = WithId(m, "id-mount");
+  absl::StatusOr<pb::MountResponse> m1 = svc_->Mount(m);
+  ASSERT_OK(m1);
+  absl::StatusOr<pb::MountResponse> m2 = svc_->Mount(m);
+  ASSERT_OK(m2);
+  EXPECT_EQ(m2->session_id(), m1->session_id());  // one session, not two
+}
+
+TEST_F(MetaServiceTest, FailedMutationsAreNotRecorded) {
+  pb::MknodRequest r;
+  r.set_volume_id(vol_);
+  r.set_parent(kRoot);
+  r.set_name("x");
+  r.set_mode(S_IFREG | 0644);
+  r.set_request_id("id-x");
+  ASSERT_OK(Mknod(kRoot, "x"));
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);
+  ASSERT_OK(Unlink(kRoot, "x"));
+  // The failure changed nothing; the retry runs afresh.
+  EXPECT_OK(svc_->Mknod(r));
+  // An id names one operation: reusing it for another method is refused.
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(kRoot);
+  rd.set_name("x");
+  rd.set_request_id("id-x");
+  EXPECT_THAT(svc_->Rmdir(rd), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(MetaServiceTest, RecordedRepliesExpireAndAreBounded) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  o.request_reply_ttl = absl::Minutes(10);
+  o.max_request_replies = 3;
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  auto mknod = [&](const std::string& name, const std::string& id) {
+    pb::MknodRequest r;
+    r.set_volume_id(vol_);
+    r.set_parent(kRoot);
+    r.set_name(name);
+    r.set_mode(S_IFREG | 0644);
+    r.set_request_id(id);
+    return svc_->Mknod(r);
+  };
+  for (int i = 0; i < 5; ++i) ASSERT_OK(mknod(absl::StrCat("f", i), absl::StrCat("id", i)));
+  absl::StatusOr<int64_t> n = svc_->ExpireRequestRepliesOnce();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 2);  // the two oldest, over the bound
+  EXPECT_EQ(Errno(mknod("f0", "id0")), EEXIST);
+  EXPECT_OK(mknod("f4", "id4"));
+  Advance(absl::Minutes(9));
+  n = svc_->ExpireRequestRepliesOnce();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 0);
+  EXPECT_OK(mknod("f4", "id4"));
+  Advance(absl::Minutes(2));
+  n = svc_->ExpireRequestRepliesOnce();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 3);
+  EXPECT_EQ(Errno(mknod("f4", "id4")), EEXIST);
+}
+
+TEST_F(MetaServiceTest, DeduplicationCanBeTurnedOff) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  o.request_reply_ttl = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  pb::MknodRequest r;
+  r.set_volume_id(vol_);
+  r.set_parent(kRoot);
+  r.set_name("x");
+  r.set_request_id("id-x");
+  ASSERT_OK(svc_->Mknod(r));
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);  // the failure exactly-once exists to prevent
+}
+
+TEST_F(MetaServiceTest, TestHookRunsAfterEachCommittedMutation) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  std::atomic<int> commits{0};
+  o.test_after_commit = [&] { commits++; };
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  ASSERT_OK(Mknod(kRoot, "a"));
+  ASSERT_OK(GetAttr(kRoot));                  // a read
+  EXPECT_EQ(Errno(Mknod(kRoot, "a")), EEXIST);  // a failure
+  ASSERT_OK(Heartbeat(session_));             // not a mutation of the namespace
+  EXPECT_EQ(commits.load(), 1);
+  svc_.reset();
 }
 
 // ---- garbage collection ----
