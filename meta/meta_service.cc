@@ -27,6 +27,7 @@
 #include "common/logging.h"
 #include "common/retry.h"
 #include "common/status_macros.h"
+#include "meta/alloc_gc.h"
 #include "meta/request_dedup.h"
 #include "meta/schema.h"
 #include "meta/sql.h"
@@ -452,6 +453,7 @@ struct Tx {
     }
     RETURN_IF_ERROR(Exec(db, "DELETE FROM sustained WHERE session_id = ?", session_id));
     for (const auto& [vol, ino] : held) RETURN_IF_ERROR(FreeIfOrphan(vol, ino));
+    RETURN_IF_ERROR(EndSessionAllocations(db, session_id, now));
     return Exec(db, "DELETE FROM sessions WHERE id = ?", session_id);
   }
 };
@@ -751,6 +753,7 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
                             "DELETE FROM inodes WHERE volume_id = ?"}) {
       RETURN_IF_ERROR(Exec(tx.db, sql, id));
     }
+    RETURN_IF_ERROR(EndVolumeAllocations(tx.db, id, tx.now));
     RETURN_IF_ERROR(Exec(tx.db, "INSERT INTO deleted_volumes (id, store_url) VALUES (?, ?)", id,
                          Text{v->store_url}));
     ASSIGN_OR_RETURN(int64_t floor, GetMetaInt(tx.db, "block_id_floor", 1));
@@ -1269,6 +1272,7 @@ absl::StatusOr<pb::AllocBlockIdsResponse> MetaServiceImpl::AllocBlockIds(
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(req.volume_id()));
     RETURN_IF_ERROR(Exec(tx.db, "UPDATE volumes SET next_block_id = next_block_id + ? WHERE id = ?",
                          req.count(), v.id));
+    RETURN_IF_ERROR(RecordAllocation(tx.db, v.id, v.next_block_id, req.count(), req.session_id()));
     pb::AllocBlockIdsResponse r;
     r.set_first_id(v.next_block_id);
     return r;
@@ -1295,6 +1299,12 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       }
       if (b.id() == 0 || b.id() >= v.next_block_id) {
         return FsError(EINVAL, absl::StrCat("block id ", b.id(), " was never allocated"));
+      }
+      ASSIGN_OR_RETURN(bool reclaimed, IsReclaimedId(tx.db, vol, b.id()));
+      if (reclaimed) {
+        return FsError(ESTALE, absl::StrCat("block id ", b.id(), " belonged to a session that "
+                                            "ended without committing it; its object may be "
+                                            "gone: upload the data again under a new id"));
       }
     }
     ASSIGN_OR_RETURN(std::optional<Inode> found, tx.FindInode(vol, req.ino()));
@@ -1538,6 +1548,14 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
   uint64_t after_vol = 0;
   uint64_t after_block = 0;
   absl::flat_hash_map<std::string, absl::Status> broken_stores;  // warned once per round
+  // Ids of ended sessions never committed join the queue, due at once.
+  ASSIGN_OR_RETURN(int64_t reclaimed, Write([&](Tx& tx) -> absl::StatusOr<int64_t> {
+    return ReclaimEndedAllocations(tx.db, cutoff);
+  }));
+  if (reclaimed > 0) {
+    NIGHFS_LOG(INFO) << "gc: " << reclaimed << " block id(s) allocated to ended sessions and "
+                     << "never committed queued for deletion";
+  }
   while (true) {
     // Pages in key order so blocks whose deletion failed are passed over, not fetched again.
     ASSIGN_OR_RETURN(std::vector<Garbage> page, Read([&](Tx& tx) -> absl::StatusOr<std::vector<Garbage>> {
@@ -1606,7 +1624,9 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
   RETURN_IF_ERROR(Write([&](Tx& tx) -> absl::Status {
     return Exec(tx.db,
                 "DELETE FROM deleted_volumes WHERE NOT EXISTS "
-                "(SELECT 1 FROM gc_blocks WHERE gc_blocks.volume_id = deleted_volumes.id)");
+                "(SELECT 1 FROM gc_blocks WHERE gc_blocks.volume_id = deleted_volumes.id) "
+                "AND NOT EXISTS (SELECT 1 FROM block_id_ranges r WHERE "
+                "r.volume_id = deleted_volumes.id AND r.reclaimed = 0)");
   }));
   if (deleted > 0) NIGHFS_LOG(DEBUG) << "gc: deleted " << deleted << " block(s)";
   return deleted;

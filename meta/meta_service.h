@@ -70,7 +70,9 @@ class MetaService : public MetaApi {
   // Stops the background thread and closes the database.
   ~MetaService() override = default;
 
-  // Deletes from their stores the blocks freed at least gc_grace ago, and forgets them. A
+  // Deletes from their stores the blocks freed at least gc_grace ago, and forgets them; first
+  // queues the ids that sessions ended at least gc_grace ago allocated and never committed
+  // (meta/alloc_gc.h). A
   // failed delete keeps the block queued (logged as a warning) for the next round. Returns how
   // many blocks were deleted.
   virtual absl::StatusOr<int64_t> RunGcOnce() = 0;

@@ -854,6 +854,7 @@ class FileSystemImpl : public FileSystem {
       pb::AllocBlockIdsRequest req;
       req.set_volume_id(volume_.id());
       req.set_count(kIdBatch);
+      req.set_session_id(session_id_.load());
       ASSIGN_OR_RETURN(pb::AllocBlockIdsResponse resp, Meta(&MetaApi::AllocBlockIds, req));
       next_id_ = resp.first_id();
       end_id_ = next_id_ + kIdBatch;

@@ -36,6 +36,7 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "DROP TABLE block_id_ranges;"
     "DROP TABLE request_replies;"
     "ALTER TABLE inodes DROP COLUMN stored_bytes;"
     "UPDATE meta SET value = '1' WHERE key = 'schema_version';";
@@ -2009,6 +2010,93 @@ TEST_F(MetaServiceTest, BackgroundThreadCollects) {
   ASSERT_OK(s);
   svc_ = std::move(*s);
   EXPECT_TRUE(::nighfs::testing::WaitFor([&] { return !Stored(b0); }, absl::Seconds(10)));
+}
+
+// ---- ids allocated to sessions that never committed them ----
+
+TEST_F(MetaServiceTest, UncommittedIdsOfAnEndedSessionAreCollected) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  absl::StatusOr<pb::MountResponse> other = MountVolume("vol");
+  ASSERT_OK(other);
+  auto alloc = [&](uint64_t session, uint32_t count) {
+    pb::AllocBlockIdsRequest r;
+    r.set_volume_id(vol_);
+    r.set_count(count);
+    r.set_session_id(session);
+    absl::StatusOr<pb::AllocBlockIdsResponse> resp = svc_->AllocBlockIds(r);
+    EXPECT_OK(resp);
+    return resp.ok() ? resp->first_id() : 0;
+  };
+  // Session 1 uploads four blocks and commits two; session 2 uploads one and stays mounted.
+  const uint64_t first = alloc(session_, 8);
+  const uint64_t live = alloc(other->session_id(), 2);
+  for (uint64_t id : {first, first + 1, first + 2, first + 3, live}) {
+    store_->Put(blockstore::BlockKey(id), "data");
+  }
+  ASSERT_OK(Commit(f->ino(), {MakeBlock(0, first, 4), MakeBlock(1, first + 2, 4)}, 2 * kBs));
+  // A freed (queued) id of the range is handled by the queue, once.
+  ASSERT_OK(Commit(f->ino(), {MakeBlock(1, first + 4, 4)}));  // frees first + 2
+  ASSERT_EQ(CollectGarbage(), 1);
+  EXPECT_FALSE(Stored(first + 2));
+  store_->Put(blockstore::BlockKey(first + 4), "data");
+
+  // While the session lives nothing of it is touched, however old.
+  Advance(absl::Hours(1));
+  EXPECT_EQ(CollectGarbage(), 0);
+  EXPECT_TRUE(Stored(first + 1));
+
+  ASSERT_OK(Unmount(session_));
+  // Not before gc_grace has passed since the session ended.
+  Advance(absl::Seconds(10));
+  ASSERT_OK(svc_->RunGcOnce());
+  EXPECT_TRUE(Stored(first + 1));
+  // Then every id of its range that no block map names: 8 ids minus 2 committed, minus the
+  // one that was freed and deleted already... which is no longer queued, so it is deleted
+  // again (harmlessly).
+  EXPECT_EQ(CollectGarbage(), 6);
+  EXPECT_TRUE(Stored(first));       // committed
+  EXPECT_TRUE(Stored(first + 4));   // committed
+  EXPECT_FALSE(Stored(first + 1));  // uploaded, never committed
+  EXPECT_FALSE(Stored(first + 3));
+  EXPECT_TRUE(Stored(live));        // another, live session's
+  EXPECT_EQ(CollectGarbage(), 0);
+
+  // A late commit of a reclaimed id is refused with ESTALE (upload again, new id); one of a
+  // live session's range is not.
+  EXPECT_EQ(Errno(Commit(f->ino(), {MakeBlock(2, first + 3, 4)})), ESTALE);
+  EXPECT_EQ(Errno(Commit(f->ino(), {MakeBlock(2, first + 7, 4)})), ESTALE);
+  EXPECT_OK(Commit(f->ino(), {MakeBlock(2, live, 4)}));
+  EXPECT_THAT(BlockIds(f->ino()), ElementsAre(first, first + 4, live));
+}
+
+TEST_F(MetaServiceTest, ExpiredSessionsAndDeletedVolumesReclaimTheirIds) {
+  auto alloc = [&](uint64_t session) {
+    pb::AllocBlockIdsRequest r;
+    r.set_volume_id(vol_);
+    r.set_count(1);
+    r.set_session_id(session);
+    absl::StatusOr<pb::AllocBlockIdsResponse> resp = svc_->AllocBlockIds(r);
+    EXPECT_OK(resp);
+    return resp.ok() ? resp->first_id() : 0;
+  };
+  const uint64_t a = alloc(session_);
+  store_->Put(blockstore::BlockKey(a), "a");
+  Advance(absl::Seconds(301));
+  ASSERT_OK(svc_->ExpireSessionsOnce());
+  EXPECT_EQ(CollectGarbage(), 1);
+  EXPECT_FALSE(Stored(a));
+
+  absl::StatusOr<pb::MountResponse> m = MountVolume("vol");
+  ASSERT_OK(m);
+  const uint64_t b = alloc(m->session_id());
+  store_->Put(blockstore::BlockKey(b), "b");
+  ASSERT_OK(Unmount(m->session_id()));
+  pb::DeleteVolumeRequest d;
+  d.set_name("vol");
+  ASSERT_OK(svc_->DeleteVolume(d));
+  EXPECT_EQ(CollectGarbage(), 1);
+  EXPECT_FALSE(Stored(b));
 }
 
 // ---- durability and robustness ----
