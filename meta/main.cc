@@ -80,6 +80,8 @@ int main(int argc, char** argv) {
   double session_timeout_s = 300;
   int threads = 8;
   double request_reply_ttl_s = 600;
+  double gc_interval_s = 5;
+  bool allow_test_stores = false;
   int64_t max_request_replies = 1'000'000;
   std::string log_level = "info";
   std::string port_file;
@@ -107,6 +109,13 @@ int main(int argc, char** argv) {
                  "most recorded replies kept; the oldest are forgotten first")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--gc-interval", gc_interval_s,
+                 "seconds between rounds of garbage collection and session expiry")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--allow-test-stores", allow_test_stores,
+               "accept volumes in mem:// stores, which lose their blocks when this server "
+               "stops (tests only)");
   app.add_option("--threads", threads, "HTTP worker threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -127,11 +136,14 @@ int main(int argc, char** argv) {
   }
   if (db_path.empty()) {
     std::error_code ec;
-    // The database holds every file name: a folder we create is private to us.
-    if (std::filesystem::create_directories(state_dir, ec)) {
-      ::chmod(state_dir.c_str(), 0700);
-    }
+    // The database holds every file name: the folder is private to us, also one that existed
+    // (a package or an admin may have made it 0755) and whatever the umask.
+    std::filesystem::create_directories(state_dir, ec);
     if (ec) return Fail(absl::StrCat("cannot create state directory ", state_dir, ": ", ec.message()));
+    if (::chmod(state_dir.c_str(), 0700) != 0) {
+      return Fail(absl::StrCat("cannot make state directory ", state_dir, " private (0700): ",
+                               std::strerror(errno)));
+    }
     db_path = state_dir + "/meta.db";
   }
 
@@ -149,6 +161,8 @@ int main(int argc, char** argv) {
   options.gc_grace = absl::Seconds(gc_grace_s);
   options.session_timeout = absl::Seconds(session_timeout_s);
   options.request_reply_ttl = absl::Seconds(request_reply_ttl_s);
+  options.gc_interval = absl::Seconds(gc_interval_s);
+  options.allow_test_stores = allow_test_stores;
   options.max_request_replies = max_request_replies;
   if (const char* crash = std::getenv("NIGHFS_TEST_CRASH_AFTER_COMMIT"); crash != nullptr) {
     int64_t n = 0;

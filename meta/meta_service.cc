@@ -641,6 +641,11 @@ absl::StatusOr<pb::CreateVolumeResponse> MetaServiceImpl::CreateVolume(
         absl::StrCat("invalid store URL for volume ", req.name(), ": ", url.status().message()));
   }
   const std::string canonical = url->ToString();
+  if (url->scheme == "mem" && !options_.allow_test_stores) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "volume ", req.name(), ": mem:// stores keep blocks in the metadata server's memory and "
+        "lose them when it stops; they are for tests only (nighfs-meta --allow-test-stores)"));
+  }
 
   // Reach the store before touching the database: a volume whose blocks cannot be written is
   // useless, and the check may take a while (network), so no lock is held.
@@ -1709,6 +1714,7 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
   }
+  (void)::fchmod(lock_fd, 0600);  // also one an older version created with the umask's mode
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     ::close(lock_fd);
@@ -1724,8 +1730,28 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     return s;
   };
 
+  // The database holds every file name: private whatever the umask, also when an older version
+  // created it with the umask's mode. SQLite gives its WAL and shared-memory files the mode of
+  // the database file; ones left by an older version are fixed too.
+  {
+    int fd = ::open(opts.db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot create ", opts.db_path, " with mode 0600: ", std::strerror(err))));
+    }
+    ::close(fd);
+  }
   absl::StatusOr<std::unique_ptr<Connection>> writer = sql::OpenSqlite(opts.db_path);
   if (!writer.ok()) return fail(writer.status());
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string path = opts.db_path + suffix;
+    if (::chmod(path.c_str(), 0600) != 0 && errno != ENOENT) {
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot make ", path, " private: ", std::strerror(errno))));
+    }
+  }
   if (absl::Status s = MigrateSchema(writer->get()); !s.ok()) {
     return fail(absl::Status(s.code(), absl::StrCat(opts.db_path, ": ", s.message())));
   }

@@ -20,7 +20,8 @@
 namespace nighfs::meta {
 
 struct MetaServiceOptions {
-  // The SQLite database file; created with the schema when missing. Another process cannot
+  // The SQLite database file; created with the schema when missing. It, its WAL, shared-memory
+  // and lock files are made private (0600) whatever the umask: they hold every file name. Another process cannot
   // open the same file through MetaService while this one has it (a lock file beside it).
   std::string db_path;
   // Secrets for cloud block stores (blockstore::LoadCredentials; "" = environment only). Only
@@ -54,6 +55,9 @@ struct MetaServiceOptions {
   // TEST ONLY: called after a mutation's transaction has committed, before its reply is
   // returned (nighfs-meta's NIGHFS_TEST_CRASH_AFTER_COMMIT exits here to lose a reply).
   std::function<void()> test_after_commit;
+  // Accept volumes in mem:// stores, which keep blocks in this process's memory and lose them
+  // when it exits: for tests only (nighfs-meta --allow-test-stores).
+  bool allow_test_stores = false;
   // The clock of every timestamp, session expiry and GC grace, in ns since the Unix epoch.
   // Default: the real time.
   std::function<int64_t()> now_ns;

@@ -10,7 +10,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <iostream>
 #include <functional>
 #include <random>
@@ -21,7 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "blockstore/block_store.h"
 #include "gtest/gtest.h"
+#include "metadata_client/meta_client.h"
 #include "tests/e2e/cluster.h"
 #include "tests/testing/test_status.h"
 
@@ -47,11 +52,12 @@ class MetaFaultTest : public ::testing::Test {
     meta_.reset();
   }
 
-  void StartCluster(std::vector<std::string> meta_args, const std::string& mount_options) {
+  void StartCluster(std::vector<std::string> meta_args, const std::string& mount_options,
+                    uint32_t block_size = 0) {
     auto m = MetaServer::Start(root_ + "/meta", std::move(meta_args));
     ASSERT_OK(m);
     meta_ = std::move(*m);
-    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks"));
+    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks", block_size));
     const std::string mp = root_ + "/mnt";
     stdfs::create_directories(mp);
     auto f = FuseMount::Start("vol@" + meta_->address(), mp, mount_options);
@@ -146,6 +152,114 @@ TEST_F(MetaFaultTest, WithoutRecordedRepliesRetriesAnswerWrongly) {
   std::cerr << wrong.size() << " wrong answer(s) in 30 cycles without deduplication:\n"
             << absl::StrJoin(wrong, "\n") << "\n";
   EXPECT_FALSE(wrong.empty());
+}
+
+// The block objects in the file store under `blocks` (one file each, "blk/xx/<16 hex>"). The
+// temporary files of uploads cut short by the kill are the store's own business, not blocks.
+std::set<std::string> StoredObjects(const std::string& blocks) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(blocks, ec);
+       !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!it->is_regular_file(ec) || name.size() != 16 ||
+        name.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      continue;
+    }
+    out.insert(stdfs::relative(it->path(), blocks).string());
+  }
+  return out;
+}
+
+// The store keys of every block the block maps of root's files `names` reference.
+absl::StatusOr<std::set<std::string>> ReferencedObjects(const std::string& meta_address,
+                                                        const std::vector<std::string>& names) {
+  MetaClientOptions o;
+  o.address = meta_address;
+  o.op_timeout = absl::Seconds(20);
+  auto client = NewMetaClient(o);
+  if (!client.ok()) return client.status();
+  auto vols = (*client)->ListVolumes(meta::v1::ListVolumesRequest());
+  if (!vols.ok()) return vols.status();
+  if (vols->volumes_size() != 1) return absl::InternalError("expected one volume");
+  std::set<std::string> out;
+  for (const std::string& name : names) {
+    meta::v1::LookupRequest l;
+    l.set_volume_id(vols->volumes(0).id());
+    l.set_parent(1);
+    l.set_name(name);
+    auto e = (*client)->Lookup(l);
+    if (!e.ok()) return e.status();
+    meta::v1::GetBlocksRequest g;
+    g.set_volume_id(vols->volumes(0).id());
+    g.set_ino(e->attr().ino());
+    auto b = (*client)->GetBlocks(g);
+    if (!b.ok()) return b.status();
+    for (const auto& block : b->blocks()) out.insert(blockstore::BlockKey(block.id()));
+  }
+  return out;
+}
+
+// kill -9 of a mount mid-write leaves uploaded, never committed blocks; once its session has
+// expired and gc_grace has passed, the store holds exactly the referenced blocks.
+TEST_F(MetaFaultTest, BlocksOfAKilledMountAreCollectedAfterItsSessionEnds) {
+  StartCluster({"--gc-grace", "1"}, "meta_timeout=30", 64 << 10);
+  ASSERT_NE(mount_, nullptr);
+  const std::string blocks = root_ + "/blocks";
+  {
+    std::ofstream keep(mount_->path() + "/keep");
+    keep << std::string(300 << 10, 'k');
+  }
+  const size_t kept = StoredObjects(blocks).size();
+  ASSERT_GT(kept, 0u);
+  // A writer that never gets to close its file.
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    int fd = ::open((mount_->path() + "/big").c_str(), O_CREAT | O_WRONLY, 0644);
+    if (fd < 0) return;
+    const std::string chunk(64 << 10, 'b');
+    for (int i = 0; i < 1024 && !stop; ++i) {
+      if (::write(fd, chunk.data(), chunk.size()) < 0) break;
+    }
+    ::close(fd);
+  });
+  const bool uploading =
+      WaitFor([&] { return StoredObjects(blocks).size() >= kept + 20; }, absl::Seconds(30));
+  ::kill(mount_->process()->pid(), SIGKILL);
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(uploading) << mount_->log();
+  (void)mount_->process()->Wait(absl::Seconds(10));
+
+  absl::StatusOr<std::set<std::string>> referenced =
+      ReferencedObjects(meta_->address(), {"keep", "big"});
+  ASSERT_OK(referenced);
+  const std::set<std::string> stored = StoredObjects(blocks);
+  // The leftovers this is about: uploaded, never committed.
+  ASSERT_GT(stored.size(), referenced->size());
+
+  // The dead mount's session expires after a second; its ids are reclaimed a grace later.
+  ASSERT_OK(meta_->Stop());
+  meta_.reset();
+  auto m = MetaServer::Start(root_ + "/meta", {"--session-timeout", "1", "--gc-grace", "1",
+                                               "--gc-interval", "0.2"});
+  ASSERT_OK(m);
+  meta_ = std::move(*m);
+  const bool collected =
+      WaitFor([&] { return StoredObjects(blocks) == *referenced; }, absl::Seconds(20));
+  if (!collected) {
+    std::vector<std::string> extra;
+    for (const std::string& key : StoredObjects(blocks)) {
+      if (!referenced->contains(key)) extra.push_back(key);
+    }
+    ADD_FAILURE() << extra.size() << " unreferenced object(s) left: " << absl::StrJoin(extra, " ")
+                  << "\n" << meta_->log();
+  }
+  // Nothing referenced was touched (same block maps as before the collection).
+  absl::StatusOr<std::set<std::string>> after =
+      ReferencedObjects(meta_->address(), {"keep", "big"});
+  ASSERT_OK(after);
+  EXPECT_EQ(*after, *referenced);
 }
 
 }  // namespace

@@ -80,6 +80,7 @@ class MetaServiceTest : public ::testing::Test {
     o.session_timeout = absl::Seconds(300);
     o.now_ns = [this] { return now_.load(); };
     o.open_store = [this](const std::string& url) { return stores_.Open(url); };
+    o.allow_test_stores = true;
     return o;
   }
 
@@ -2120,6 +2121,52 @@ TEST_F(MetaServiceTest, StateSurvivesReopening) {
   ASSERT_OK(g);
   EXPECT_GT(g->ino(), f->ino());
   EXPECT_GT(Alloc(), id);
+}
+
+TEST_F(MetaServiceTest, MemoryStoresOnlyForTests) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  o.allow_test_stores = false;
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  absl::StatusOr<pb::Volume> v = CreateVolume("mem", "mem://elsewhere");
+  EXPECT_THAT(v, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr("--allow-test-stores"));
+  EXPECT_EQ(stores_.State("mem://elsewhere")->Count(), 0u);
+}
+
+TEST_F(MetaServiceTest, DatabaseFilesArePrivateWhateverTheUmask) {
+  svc_.reset();
+  // Files an older version left with the umask's mode.
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    const std::string path = db_path_ + suffix;
+    if (::access(path.c_str(), F_OK) == 0) ASSERT_EQ(::chmod(path.c_str(), 0644), 0) << path;
+  }
+  const mode_t old_mask = ::umask(022);
+  Open();
+  ASSERT_OK(Mknod(kRoot, "f"));  // the WAL exists now
+  ::umask(old_mask);
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    struct stat st;
+    const std::string path = db_path_ + suffix;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+  }
+  // A fresh database too.
+  TempDir other;
+  MetaServiceOptions o = Options();
+  o.db_path = other.path() + "/fresh.db";
+  ::umask(022);
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ::umask(old_mask);
+  ASSERT_OK(s);
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    struct stat st;
+    const std::string path = o.db_path + suffix;
+    if (::stat(path.c_str(), &st) != 0) continue;  // -wal/-shm appear with the first write
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+  }
 }
 
 TEST_F(MetaServiceTest, OneServerPerDatabase) {
