@@ -1,9 +1,16 @@
 // nighfs-meta: the metadata server daemon. Serves meta::MetaService over Connect/HTTP.
+//
+// TEST ONLY: the environment variable NIGHFS_TEST_CRASH_AFTER_COMMIT=N makes the server _exit(86)
+// right after its Nth mutation (counting from its start) has committed, before the reply is
+// sent: the "applied but not replied" window that exactly-once request ids exist for
+// (tests/e2e/meta_fault_e2e_test.cc). Never set it in production.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -72,6 +79,10 @@ int main(int argc, char** argv) {
   double gc_grace_s = 30;
   double session_timeout_s = 300;
   int threads = 8;
+  double request_reply_ttl_s = 600;
+  double gc_interval_s = 5;
+  bool allow_test_stores = false;
+  int64_t max_request_replies = 1'000'000;
   std::string log_level = "info";
   std::string port_file;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")
@@ -89,6 +100,22 @@ int main(int argc, char** argv) {
                  "seconds without heartbeat after which a mount's session expires")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--request-reply-ttl", request_reply_ttl_s,
+                 "seconds the reply of a mutation stays recorded for retries of it "
+                 "(exactly-once; longer than any mount's meta op timeout; 0 = off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-request-replies", max_request_replies,
+                 "most recorded replies kept; the oldest are forgotten first")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--gc-interval", gc_interval_s,
+                 "seconds between rounds of garbage collection and session expiry")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--allow-test-stores", allow_test_stores,
+               "accept volumes in mem:// stores, which lose their blocks when this server "
+               "stops (tests only)");
   app.add_option("--threads", threads, "HTTP worker threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -109,11 +136,14 @@ int main(int argc, char** argv) {
   }
   if (db_path.empty()) {
     std::error_code ec;
-    // The database holds every file name: a folder we create is private to us.
-    if (std::filesystem::create_directories(state_dir, ec)) {
-      ::chmod(state_dir.c_str(), 0700);
-    }
+    // The database holds every file name: the folder is private to us, also one that existed
+    // (a package or an admin may have made it 0755) and whatever the umask.
+    std::filesystem::create_directories(state_dir, ec);
     if (ec) return Fail(absl::StrCat("cannot create state directory ", state_dir, ": ", ec.message()));
+    if (::chmod(state_dir.c_str(), 0700) != 0) {
+      return Fail(absl::StrCat("cannot make state directory ", state_dir, " private (0700): ",
+                               std::strerror(errno)));
+    }
     db_path = state_dir + "/meta.db";
   }
 
@@ -130,6 +160,21 @@ int main(int argc, char** argv) {
   options.credentials_file = credentials;
   options.gc_grace = absl::Seconds(gc_grace_s);
   options.session_timeout = absl::Seconds(session_timeout_s);
+  options.request_reply_ttl = absl::Seconds(request_reply_ttl_s);
+  options.gc_interval = absl::Seconds(gc_interval_s);
+  options.allow_test_stores = allow_test_stores;
+  options.max_request_replies = max_request_replies;
+  if (const char* crash = std::getenv("NIGHFS_TEST_CRASH_AFTER_COMMIT"); crash != nullptr) {
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(crash, &n) || n < 1) {
+      return Fail(absl::StrCat("invalid NIGHFS_TEST_CRASH_AFTER_COMMIT '", crash, "'"));
+    }
+    NIGHFS_LOG(WARNING) << "TEST ONLY: exiting after mutation " << n
+                        << " commits (NIGHFS_TEST_CRASH_AFTER_COMMIT)";
+    options.test_after_commit = [n, count = std::make_shared<std::atomic<int64_t>>(0)] {
+      if (count->fetch_add(1) + 1 == n) _exit(86);
+    };
+  }
   // One reader connection per HTTP thread, so reads never queue behind each other.
   options.read_connections = std::min(threads, 16);
   absl::StatusOr<std::unique_ptr<nighfs::meta::MetaService>> service =

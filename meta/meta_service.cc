@@ -27,6 +27,8 @@
 #include "common/logging.h"
 #include "common/retry.h"
 #include "common/status_macros.h"
+#include "meta/alloc_gc.h"
+#include "meta/request_dedup.h"
 #include "meta/schema.h"
 #include "meta/sql.h"
 #include "meta/sql_util.h"
@@ -451,6 +453,7 @@ struct Tx {
     }
     RETURN_IF_ERROR(Exec(db, "DELETE FROM sustained WHERE session_id = ?", session_id));
     for (const auto& [vol, ino] : held) RETURN_IF_ERROR(FreeIfOrphan(vol, ino));
+    RETURN_IF_ERROR(EndSessionAllocations(db, session_id, now));
     return Exec(db, "DELETE FROM sessions WHERE id = ?", session_id);
   }
 };
@@ -512,6 +515,7 @@ class MetaServiceImpl final : public MetaService {
 
   absl::StatusOr<int64_t> RunGcOnce() override;
   absl::StatusOr<int64_t> ExpireSessionsOnce() override;
+  absl::StatusOr<int64_t> ExpireRequestRepliesOnce() override;
 
  private:
   int64_t Now() const { return options_.now_ns(); }
@@ -527,6 +531,35 @@ class MetaServiceImpl final : public MetaService {
     auto result = fn(tx);
     if (!result.ok() && !tx.commit_on_error) return result;
     RETURN_IF_ERROR(txn->Commit());
+    return result;
+  }
+
+  // Write() for a mutation that may be a retry: runs `fn` at most once per `request_id` (see
+  // meta/request_dedup.h). A recorded reply is returned without running `fn`; a successful
+  // reply is recorded in fn's transaction. Failures are not recorded: a failed mutation
+  // changed nothing (or only what a retry would change again), so a retry runs afresh.
+  template <class Fn>
+  auto WriteOnce(std::string_view method, const std::string& request_id, Fn&& fn)
+      -> std::invoke_result_t<Fn, Tx&> {
+    using Result = std::invoke_result_t<Fn, Tx&>;
+    using Reply = typename Result::value_type;
+    const bool dedup = !request_id.empty() && options_.request_reply_ttl > absl::ZeroDuration();
+    Result result = Write([&](Tx& tx) -> Result {
+      if (!dedup) return fn(tx);
+      ASSIGN_OR_RETURN(std::optional<std::string> recorded,
+                       FindRecordedReply(tx.db, request_id, method));
+      if (recorded) {
+        Reply r;
+        if (!r.ParseFromString(*recorded)) {
+          return absl::DataLossError(absl::StrCat("recorded ", std::string(method), " reply is corrupt"));
+        }
+        return r;
+      }
+      ASSIGN_OR_RETURN(Reply r, fn(tx));
+      RETURN_IF_ERROR(RecordReply(tx.db, request_id, method, r.SerializeAsString(), tx.now));
+      return r;
+    });
+    if (result.ok() && options_.test_after_commit) options_.test_after_commit();
     return result;
   }
 
@@ -559,7 +592,9 @@ class MetaServiceImpl final : public MetaService {
   }
 
   // Shared by Mknod, Mkdir and Symlink.
-  absl::StatusOr<pb::EntryResponse> CreateNode(uint64_t vol, uint64_t parent,
+  absl::StatusOr<pb::EntryResponse> CreateNode(std::string_view method,
+                                               const std::string& request_id, uint64_t vol,
+                                               uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint32_t uid, uint32_t gid, uint64_t rdev,
                                                const std::string* target);
@@ -606,6 +641,11 @@ absl::StatusOr<pb::CreateVolumeResponse> MetaServiceImpl::CreateVolume(
         absl::StrCat("invalid store URL for volume ", req.name(), ": ", url.status().message()));
   }
   const std::string canonical = url->ToString();
+  if (url->scheme == "mem" && !options_.allow_test_stores) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "volume ", req.name(), ": mem:// stores keep blocks in the metadata server's memory and "
+        "lose them when it stops; they are for tests only (nighfs-meta --allow-test-stores)"));
+  }
 
   // Reach the store before touching the database: a volume whose blocks cannot be written is
   // useless, and the check may take a while (network), so no lock is held.
@@ -620,7 +660,7 @@ absl::StatusOr<pb::CreateVolumeResponse> MetaServiceImpl::CreateVolume(
   }
   const std::string describe = (*store)->Describe();
 
-  ASSIGN_OR_RETURN(pb::CreateVolumeResponse resp, Write([&](Tx& tx) -> absl::StatusOr<pb::CreateVolumeResponse> {
+  ASSIGN_OR_RETURN(pb::CreateVolumeResponse resp, WriteOnce("CreateVolume", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CreateVolumeResponse> {
     ASSIGN_OR_RETURN(std::optional<VolumeRow> existing, tx.FindVolumeByName(req.name()));
     if (existing) {
       return absl::AlreadyExistsError(absl::StrCat("volume ", req.name(), " already exists"));
@@ -694,7 +734,7 @@ absl::StatusOr<pb::ListVolumesResponse> MetaServiceImpl::ListVolumes(
 absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
     const pb::DeleteVolumeRequest& req) {
   const int64_t timeout_ns = absl::ToInt64Nanoseconds(options_.session_timeout);
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::DeleteVolumeResponse> {
+  return WriteOnce("DeleteVolume", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::DeleteVolumeResponse> {
     ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.name()));
     if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.name()));
     ASSIGN_OR_RETURN(int64_t live, QueryInt(tx.db, 0,
@@ -718,6 +758,7 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
                             "DELETE FROM inodes WHERE volume_id = ?"}) {
       RETURN_IF_ERROR(Exec(tx.db, sql, id));
     }
+    RETURN_IF_ERROR(EndVolumeAllocations(tx.db, id, tx.now));
     RETURN_IF_ERROR(Exec(tx.db, "INSERT INTO deleted_volumes (id, store_url) VALUES (?, ?)", id,
                          Text{v->store_url}));
     ASSIGN_OR_RETURN(int64_t floor, GetMetaInt(tx.db, "block_id_floor", 1));
@@ -730,7 +771,7 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
 }
 
 absl::StatusOr<pb::MountResponse> MetaServiceImpl::Mount(const pb::MountRequest& req) {
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::MountResponse> {
+  return WriteOnce("Mount", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::MountResponse> {
     ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.volume_name()));
     if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.volume_name()));
     RETURN_IF_ERROR(Exec(tx.db,
@@ -811,7 +852,7 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
   if ((valid & pb::SETATTR_SIZE) && req.size() > kMaxFileSize) {
     return FsError(EFBIG, absl::StrCat("size ", req.size(), " is too large"));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::AttrResponse> {
+  return WriteOnce("SetAttr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::AttrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     if (valid & pb::SETATTR_SIZE) {
@@ -877,13 +918,15 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
   });
 }
 
-absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(uint64_t vol, uint64_t parent,
+absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view method,
+                                                              const std::string& request_id,
+                                                              uint64_t vol, uint64_t parent,
                                                               const std::string& name,
                                                               uint32_t mode, uint32_t uid,
                                                               uint32_t gid, uint64_t rdev,
                                                               const std::string* target) {
   RETURN_IF_ERROR(CheckName(name));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
+  return WriteOnce(method, request_id, [&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, parent));
     ASSIGN_OR_RETURN(std::optional<Dentry> existing, tx.FindDentry(vol, parent, name));
     if (existing) {
@@ -928,12 +971,12 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Mknod(const pb::MknodRequest&
       return FsError(EINVAL, absl::StrFormat("mknod cannot create file type %#o", type));
   }
   const uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev() : 0;
-  return CreateNode(req.volume_id(), req.parent(), req.name(), type | (req.mode() & 07777),
+  return CreateNode("Mknod", req.request_id(), req.volume_id(), req.parent(), req.name(), type | (req.mode() & 07777),
                     req.uid(), req.gid(), rdev, nullptr);
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Mkdir(const pb::MkdirRequest& req) {
-  return CreateNode(req.volume_id(), req.parent(), req.name(), S_IFDIR | (req.mode() & 07777),
+  return CreateNode("Mkdir", req.request_id(), req.volume_id(), req.parent(), req.name(), S_IFDIR | (req.mode() & 07777),
                     req.uid(), req.gid(), 0, nullptr);
 }
 
@@ -946,13 +989,13 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Symlink(const pb::SymlinkRequ
   if (req.target().find('\0') != std::string::npos) {
     return FsError(EINVAL, "symlink target contains NUL");
   }
-  return CreateNode(req.volume_id(), req.parent(), req.name(), S_IFLNK | 0777, req.uid(),
+  return CreateNode("Symlink", req.request_id(), req.volume_id(), req.parent(), req.name(), S_IFLNK | 0777, req.uid(),
                     req.gid(), 0, &req.target());
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& req) {
   RETURN_IF_ERROR(CheckName(req.new_name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
+  return WriteOnce("Link", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.new_parent()));
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
@@ -982,7 +1025,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& r
 
 absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
+  return WriteOnce("Unlink", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
@@ -1000,7 +1043,7 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
 
 absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
+  return WriteOnce("Rmdir", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
@@ -1026,7 +1069,7 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
   RETURN_IF_ERROR(CheckName(req.name()));
   RETURN_IF_ERROR(CheckName(req.new_name()));
   const bool exchange = flags & kRenameExchange;
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::RenameResponse> {
+  return WriteOnce("Rename", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RenameResponse> {
     const uint64_t vol = req.volume_id();
     const uint64_t p_old = req.parent();
     const uint64_t p_new = req.new_parent();
@@ -1230,10 +1273,11 @@ absl::StatusOr<pb::AllocBlockIdsResponse> MetaServiceImpl::AllocBlockIds(
     return FsError(EINVAL, absl::StrCat("block id count ", req.count(), " is not in 1..",
                                         kMaxAllocBlockIds));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::AllocBlockIdsResponse> {
+  return WriteOnce("AllocBlockIds", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::AllocBlockIdsResponse> {
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(req.volume_id()));
     RETURN_IF_ERROR(Exec(tx.db, "UPDATE volumes SET next_block_id = next_block_id + ? WHERE id = ?",
                          req.count(), v.id));
+    RETURN_IF_ERROR(RecordAllocation(tx.db, v.id, v.next_block_id, req.count(), req.session_id()));
     pb::AllocBlockIdsResponse r;
     r.set_first_id(v.next_block_id);
     return r;
@@ -1245,7 +1289,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
   if (req.min_size() > kMaxFileSize) {
     return FsError(EFBIG, absl::StrCat("size ", req.min_size(), " is too large"));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
+  return WriteOnce("CommitBlocks", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(vol));
     const uint64_t bs = v.block_size;
@@ -1260,6 +1304,12 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       }
       if (b.id() == 0 || b.id() >= v.next_block_id) {
         return FsError(EINVAL, absl::StrCat("block id ", b.id(), " was never allocated"));
+      }
+      ASSIGN_OR_RETURN(bool reclaimed, IsReclaimedId(tx.db, vol, b.id()));
+      if (reclaimed) {
+        return FsError(ESTALE, absl::StrCat("block id ", b.id(), " belonged to a session that "
+                                            "ended without committing it; its object may be "
+                                            "gone: upload the data again under a new id"));
       }
     }
     ASSIGN_OR_RETURN(std::optional<Inode> found, tx.FindInode(vol, req.ino()));
@@ -1360,7 +1410,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
 }
 
 absl::StatusOr<pb::ReleaseResponse> MetaServiceImpl::Release(const pb::ReleaseRequest& req) {
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::ReleaseResponse> {
+  return WriteOnce("Release", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::ReleaseResponse> {
     RETURN_IF_ERROR(Exec(tx.db,
                          "DELETE FROM sustained WHERE session_id = ? AND volume_id = ? AND ino = ?",
                          req.session_id(), req.volume_id(), req.ino()));
@@ -1389,7 +1439,7 @@ absl::StatusOr<pb::SetXattrResponse> MetaServiceImpl::SetXattr(const pb::SetXatt
   if ((req.flags() & ~(kXattrCreate | kXattrReplace)) != 0) {
     return FsError(EINVAL, absl::StrCat("unsupported xattr flags ", req.flags()));
   }
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::SetXattrResponse> {
+  return WriteOnce("SetXattr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::SetXattrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     ASSIGN_OR_RETURN(int64_t exists, QueryInt(tx.db, 0,
@@ -1448,7 +1498,7 @@ absl::StatusOr<pb::ListXattrResponse> MetaServiceImpl::ListXattr(const pb::ListX
 absl::StatusOr<pb::RemoveXattrResponse> MetaServiceImpl::RemoveXattr(
     const pb::RemoveXattrRequest& req) {
   RETURN_IF_ERROR(CheckXattrName(req.name()));
-  return Write([&](Tx& tx) -> absl::StatusOr<pb::RemoveXattrResponse> {
+  return WriteOnce("RemoveXattr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RemoveXattrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM xattrs WHERE volume_id = ? AND ino = ? AND name = ?",
@@ -1503,6 +1553,14 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
   uint64_t after_vol = 0;
   uint64_t after_block = 0;
   absl::flat_hash_map<std::string, absl::Status> broken_stores;  // warned once per round
+  // Ids of ended sessions never committed join the queue, due at once.
+  ASSIGN_OR_RETURN(int64_t reclaimed, Write([&](Tx& tx) -> absl::StatusOr<int64_t> {
+    return ReclaimEndedAllocations(tx.db, cutoff);
+  }));
+  if (reclaimed > 0) {
+    NIGHFS_LOG(INFO) << "gc: " << reclaimed << " block id(s) allocated to ended sessions and "
+                     << "never committed queued for deletion";
+  }
   while (true) {
     // Pages in key order so blocks whose deletion failed are passed over, not fetched again.
     ASSIGN_OR_RETURN(std::vector<Garbage> page, Read([&](Tx& tx) -> absl::StatusOr<std::vector<Garbage>> {
@@ -1571,7 +1629,9 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
   RETURN_IF_ERROR(Write([&](Tx& tx) -> absl::Status {
     return Exec(tx.db,
                 "DELETE FROM deleted_volumes WHERE NOT EXISTS "
-                "(SELECT 1 FROM gc_blocks WHERE gc_blocks.volume_id = deleted_volumes.id)");
+                "(SELECT 1 FROM gc_blocks WHERE gc_blocks.volume_id = deleted_volumes.id) "
+                "AND NOT EXISTS (SELECT 1 FROM block_id_ranges r WHERE "
+                "r.volume_id = deleted_volumes.id AND r.reclaimed = 0)");
   }));
   if (deleted > 0) NIGHFS_LOG(DEBUG) << "gc: deleted " << deleted << " block(s)";
   return deleted;
@@ -1600,6 +1660,14 @@ absl::StatusOr<int64_t> MetaServiceImpl::ExpireSessionsOnce() {
   });
 }
 
+absl::StatusOr<int64_t> MetaServiceImpl::ExpireRequestRepliesOnce() {
+  return Write([&](Tx& tx) -> absl::StatusOr<int64_t> {
+    return ExpireRecordedReplies(
+        tx.db, tx.now - absl::ToInt64Nanoseconds(options_.request_reply_ttl),
+        options_.max_request_replies);
+  });
+}
+
 void MetaServiceImpl::BackgroundLoop() {
   while (true) {
     {
@@ -1609,6 +1677,9 @@ void MetaServiceImpl::BackgroundLoop() {
     }
     if (absl::StatusOr<int64_t> n = ExpireSessionsOnce(); !n.ok()) {
       NIGHFS_LOG(ERROR) << "session expiry failed: " << n.status();
+    }
+    if (absl::StatusOr<int64_t> n = ExpireRequestRepliesOnce(); !n.ok()) {
+      NIGHFS_LOG(ERROR) << "expiring recorded replies failed: " << n.status();
     }
     if (absl::StatusOr<int64_t> n = RunGcOnce(); !n.ok()) {
       NIGHFS_LOG(ERROR) << "garbage collection failed: " << n.status();
@@ -1643,6 +1714,7 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
   }
+  (void)::fchmod(lock_fd, 0600);  // also one an older version created with the umask's mode
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     ::close(lock_fd);
@@ -1658,8 +1730,28 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     return s;
   };
 
+  // The database holds every file name: private whatever the umask, also when an older version
+  // created it with the umask's mode. SQLite gives its WAL and shared-memory files the mode of
+  // the database file; ones left by an older version are fixed too.
+  {
+    int fd = ::open(opts.db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || ::fchmod(fd, 0600) != 0) {
+      const int err = errno;
+      if (fd >= 0) ::close(fd);
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot create ", opts.db_path, " with mode 0600: ", std::strerror(err))));
+    }
+    ::close(fd);
+  }
   absl::StatusOr<std::unique_ptr<Connection>> writer = sql::OpenSqlite(opts.db_path);
   if (!writer.ok()) return fail(writer.status());
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string path = opts.db_path + suffix;
+    if (::chmod(path.c_str(), 0600) != 0 && errno != ENOENT) {
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot make ", path, " private: ", std::strerror(errno))));
+    }
+  }
   if (absl::Status s = MigrateSchema(writer->get()); !s.ok()) {
     return fail(absl::Status(s.code(), absl::StrCat(opts.db_path, ": ", s.message())));
   }

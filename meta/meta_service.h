@@ -20,7 +20,8 @@
 namespace nighfs::meta {
 
 struct MetaServiceOptions {
-  // The SQLite database file; created with the schema when missing. Another process cannot
+  // The SQLite database file; created with the schema when missing. It, its WAL, shared-memory
+  // and lock files are made private (0600) whatever the umask: they hold every file name. Another process cannot
   // open the same file through MetaService while this one has it (a lock file beside it).
   std::string db_path;
   // Secrets for cloud block stores (blockstore::LoadCredentials; "" = environment only). Only
@@ -44,6 +45,19 @@ struct MetaServiceOptions {
   // from it). Default: blockstore::OpenBlockStore with the credentials_file's secrets.
   std::function<absl::StatusOr<std::unique_ptr<blockstore::BlockStore>>(const std::string& url)>
       open_store;
+  // How long the reply of a mutation stays recorded under its request id, so that a client
+  // retrying it (the reply was lost, or the server restarted in between) gets that reply
+  // instead of a second execution. Must exceed every client's retry window (the mount's
+  // meta op_timeout, 60 s by default). Zero turns deduplication off.
+  absl::Duration request_reply_ttl = absl::Minutes(10);
+  // At most this many recorded replies are kept; the oldest are forgotten first.
+  int64_t max_request_replies = 1'000'000;
+  // TEST ONLY: called after a mutation's transaction has committed, before its reply is
+  // returned (nighfs-meta's NIGHFS_TEST_CRASH_AFTER_COMMIT exits here to lose a reply).
+  std::function<void()> test_after_commit;
+  // Accept volumes in mem:// stores, which keep blocks in this process's memory and lose them
+  // when it exits: for tests only (nighfs-meta --allow-test-stores).
+  bool allow_test_stores = false;
   // The clock of every timestamp, session expiry and GC grace, in ns since the Unix epoch.
   // Default: the real time.
   std::function<int64_t()> now_ns;
@@ -60,13 +74,18 @@ class MetaService : public MetaApi {
   // Stops the background thread and closes the database.
   ~MetaService() override = default;
 
-  // Deletes from their stores the blocks freed at least gc_grace ago, and forgets them. A
+  // Deletes from their stores the blocks freed at least gc_grace ago, and forgets them; first
+  // queues the ids that sessions ended at least gc_grace ago allocated and never committed
+  // (meta/alloc_gc.h). A
   // failed delete keeps the block queued (logged as a warning) for the next round. Returns how
   // many blocks were deleted.
   virtual absl::StatusOr<int64_t> RunGcOnce() = 0;
   // Deletes the sessions whose last heartbeat is older than session_timeout, releasing what
   // they kept alive. Returns how many sessions expired.
   virtual absl::StatusOr<int64_t> ExpireSessionsOnce() = 0;
+  // Forgets the recorded replies older than request_reply_ttl and the oldest beyond
+  // max_request_replies. Returns how many were forgotten.
+  virtual absl::StatusOr<int64_t> ExpireRequestRepliesOnce() = 0;
 };
 
 }  // namespace nighfs::meta

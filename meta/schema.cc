@@ -122,11 +122,43 @@ UPDATE inodes SET stored_bytes = COALESCE((SELECT SUM(b.length) FROM blocks b
     WHERE b.volume_id = inodes.volume_id AND b.ino = inodes.ino), 0);
 )sql";
 
+// Version 3: the replies of mutations by request id (meta/request_dedup.h). seq orders them by
+// age for the size bound.
+constexpr char kV3RequestReplies[] = R"sql(
+CREATE TABLE request_replies (
+  seq {ID},
+  request_id {BLOB} NOT NULL UNIQUE,
+  method TEXT NOT NULL,
+  reply {BLOB} NOT NULL,
+  created_ns INTEGER NOT NULL
+);
+CREATE INDEX request_replies_by_time ON request_replies(created_ns);
+)sql";
+
+// Version 4: block id ranges by allocating session (meta/alloc_gc.h). ended_ns is NULL while the
+// session lives; reclaimed ranges stay, so a late commit of one of their ids is refused.
+constexpr char kV4BlockIdRanges[] = R"sql(
+CREATE TABLE block_id_ranges (
+  volume_id INTEGER NOT NULL,
+  first_id INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  session_id INTEGER NOT NULL,
+  ended_ns INTEGER,
+  reclaimed INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (volume_id, first_id)
+);
+CREATE INDEX block_id_ranges_by_session ON block_id_ranges(session_id);
+CREATE INDEX block_id_ranges_by_end ON block_id_ranges(reclaimed, ended_ns);
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
-  std::string v1 = absl::StrReplaceAll(
-      kSchemaV1, {{"{ID}", std::string(d.auto_id_primary_key)}, {"{BLOB}", std::string(d.blob_type)}});
-  return {v1, kV2StoredBytes};
+  auto expand = [&d](const char* script) {
+    return absl::StrReplaceAll(script, {{"{ID}", std::string(d.auto_id_primary_key)},
+                                        {"{BLOB}", std::string(d.blob_type)}});
+  };
+  return {expand(kSchemaV1), kV2StoredBytes, expand(kV3RequestReplies),
+          kV4BlockIdRanges};
 }
 
 }  // namespace

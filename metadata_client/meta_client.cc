@@ -1,7 +1,13 @@
 #include "metadata_client/meta_client.h"
 
+#include <cstdint>
+#include <cstring>
+
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace nighfs {
 
@@ -18,6 +24,33 @@ std::string NormalizeMetaAddress(std::string_view address) {
 
 namespace {
 
+// Exactly-once (proto/meta.proto): a request with an empty `request_id` field gets 16 random
+// bytes, chosen once per call before the retry loop, so every retry of it carries the same id
+// and the server answers a retry of an applied mutation with the recorded reply. Returns
+// `request` itself when it has no such field or its caller chose an id already.
+const google::protobuf::Message& WithRequestId(
+    const google::protobuf::Message& request,
+    std::unique_ptr<google::protobuf::Message>* copy) {
+  const google::protobuf::FieldDescriptor* field =
+      request.GetDescriptor()->FindFieldByName("request_id");
+  if (field == nullptr || field->is_repeated() ||
+      field->type() != google::protobuf::FieldDescriptor::TYPE_BYTES) {
+    return request;
+  }
+  const google::protobuf::Reflection* reflection = request.GetReflection();
+  if (!reflection->GetString(request, field).empty()) return request;
+  thread_local absl::BitGen gen;
+  char id[16];
+  for (int i = 0; i < 2; ++i) {
+    const uint64_t word = absl::Uniform<uint64_t>(gen);
+    std::memcpy(id + 8 * i, &word, sizeof(word));
+  }
+  copy->reset(request.New());
+  (*copy)->CopyFrom(request);
+  reflection->SetString(copy->get(), field, std::string(id, sizeof(id)));
+  return **copy;
+}
+
 class HttpMetaClient : public MetaApi {
  public:
   HttpMetaClient(std::unique_ptr<HttpClient> http, ConnectClientOptions options)
@@ -27,7 +60,8 @@ class HttpMetaClient : public MetaApi {
   absl::StatusOr<pb::Resp> M(const pb::Req& request) override {                \
     static const std::string path = MetaMethodPath(#M);                        \
     pb::Resp response;                                                         \
-    absl::Status s = rpc_.Call(path, request, &response);                      \
+    std::unique_ptr<google::protobuf::Message> with_id;                        \
+    absl::Status s = rpc_.Call(path, WithRequestId(request, &with_id), &response); \
     if (!s.ok()) return s;                                                     \
     return response;                                                           \
   }

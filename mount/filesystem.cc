@@ -652,6 +652,10 @@ class FileSystemImpl : public FileSystem {
     session_id_.store(session_id);
     // Ids are owned by the session that allocated them: the old session's unused ones may be
     // reclaimed, so the next block takes a fresh batch.
+    DropIdBatch();
+  }
+
+  void DropIdBatch() {
     absl::MutexLock l(&ids_mu_);
     next_id_ = end_id_;
   }
@@ -1447,6 +1451,8 @@ class FileSystemImpl : public FileSystem {
       if (StatusToErrno(failure) != ESTALE || round > 0) break;
       NIGHFS_LOG(WARNING) << "inode " << st->ino << ": block ids were reclaimed by the "
                           << "metadata server; storing " << snap.size() << " block(s) again";
+      // The rest of the current id batch belongs to the same reclaimed range.
+      DropIdBatch();
       for (auto& p : snap) {
         failure = Reupload(*st, p);
         if (!failure.ok()) break;

@@ -33,7 +33,7 @@ absl::Status MetaServer::Launch() {
   std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
                                    absl::StrCat("127.0.0.1:", port_), "--state-dir", state_dir_};
   for (const auto& a : extra_args_) argv.push_back(a);
-  auto started = ChildProcess::Start(argv, state_dir_ + "/meta.log");
+  auto started = ChildProcess::Start(argv, state_dir_ + "/meta.log", env_);
   if (!started.ok()) return started.status();
   proc_ = std::move(*started);
   ChildProcess* p = proc_.get();
@@ -51,6 +51,13 @@ MetaServer::~MetaServer() { (void)Stop(); }
 absl::Status MetaServer::Stop() {
   if (proc_ == nullptr) return absl::OkStatus();
   auto st = proc_->Stop(SIGTERM, absl::Seconds(20));
+  proc_.reset();
+  return st.status();
+}
+
+absl::Status MetaServer::Kill() {
+  if (proc_ == nullptr) return absl::OkStatus();
+  auto st = proc_->Stop(SIGKILL, absl::Seconds(10));
   proc_.reset();
   return st.status();
 }

@@ -3,6 +3,7 @@
 #ifndef NIGHFS_TESTS_E2E_CLUSTER_H_
 #define NIGHFS_TESTS_E2E_CLUSTER_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,8 +23,14 @@ class MetaServer {
                                                            std::vector<std::string> extra_args = {});
   ~MetaServer();
   absl::Status Stop();
-  // Starts again on the same port and state.
+  // Starts again on the same port and state (also after the process died on its own).
   absl::Status Restart();
+  // SIGKILL, no chance to clean up (a crash); Restart() brings it back.
+  absl::Status Kill();
+  // Whether the process is alive (false after Kill, Stop or a crash).
+  bool Running() { return proc_ != nullptr && proc_->Running(); }
+  // Environment variables for the next Launch (Restart), replacing earlier ones.
+  void SetEnv(std::map<std::string, std::string> env) { env_ = std::move(env); }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string log() const;
@@ -33,6 +40,7 @@ class MetaServer {
   absl::Status Launch();
   std::string state_dir_;
   std::vector<std::string> extra_args_;
+  std::map<std::string, std::string> env_;
   int port_ = 0;
   std::unique_ptr<ChildProcess> proc_;
 };

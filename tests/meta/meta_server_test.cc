@@ -180,6 +180,34 @@ TEST_F(MetaServerTest, HealthAndMalformedRequests) {
   ASSERT_NO_FATAL_FAILURE(StopServer());
 }
 
+TEST_F(MetaServerTest, StateIsPrivateInAPreExistingFolder) {
+  // A folder made by a package or an admin, and a permissive umask.
+  ASSERT_EQ(::mkdir(state_dir().c_str(), 0755), 0);
+  const mode_t old_mask = ::umask(022);
+  StartServer();
+  ::umask(old_mask);
+  ASSERT_FALSE(HasFatalFailure());
+  pb::CreateVolumeRequest cv;
+  cv.set_name("v");
+  cv.set_store_url(store_url_);
+  ASSERT_OK(client_->CreateVolume(cv));
+  struct stat st;
+  ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  for (const char* name : {"meta.db", "meta.db-wal", "meta.db-shm", "meta.db.lock"}) {
+    const std::string path = state_dir() + "/" + name;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+  }
+  // mem:// volumes need --allow-test-stores.
+  cv.set_name("m");
+  cv.set_store_url("mem://scratch");
+  absl::StatusOr<pb::CreateVolumeResponse> r = client_->CreateVolume(cv);
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("--allow-test-stores"));
+  ASSERT_NO_FATAL_FAILURE(StopServer());
+}
+
 TEST_F(MetaServerTest, StartupErrorsAreClearAndExitOne) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
   // The same database while the first server has it.

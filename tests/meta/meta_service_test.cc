@@ -36,6 +36,8 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "DROP TABLE block_id_ranges;"
+    "DROP TABLE request_replies;"
     "ALTER TABLE inodes DROP COLUMN stored_bytes;"
     "UPDATE meta SET value = '1' WHERE key = 'schema_version';";
 
@@ -78,6 +80,7 @@ class MetaServiceTest : public ::testing::Test {
     o.session_timeout = absl::Seconds(300);
     o.now_ns = [this] { return now_.load(); };
     o.open_store = [this](const std::string& url) { return stores_.Open(url); };
+    o.allow_test_stores = true;
     return o;
   }
 
@@ -1710,6 +1713,241 @@ TEST_F(MetaServiceTest, Xattrs) {
   EXPECT_THAT(ListXattr(kRoot), ElementsAre("user.dir"));
 }
 
+// ---- exactly-once mutations ----
+
+// A request of `vol_` with request id `id`.
+template <class Req>
+Req WithId(Req r, const std::string& id) {
+  r.set_request_id(id);
+  return r;
+}
+
+TEST_F(MetaServiceTest, RetriedCreateGetsItsOwnReply) {
+  pb::MknodRequest r;
+  r.set_volume_id(vol_);
+  r.set_parent(kRoot);
+  r.set_name("lock");
+  r.set_mode(S_IFREG | 0644);
+  r.set_request_id("id-mknod-0000001");
+  absl::StatusOr<pb::EntryResponse> first = svc_->Mknod(r);
+  ASSERT_OK(first);
+  Advance(absl::Seconds(1));
+  // The reply was "lost"; the retry, even after a restart, gets the same answer, not EEXIST.
+  Open();
+  absl::StatusOr<pb::EntryResponse> again = svc_->Mknod(r);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->DebugString(), first->DebugString());
+  EXPECT_THAT(Names(kRoot), ElementsAre("lock"));
+  EXPECT_EQ(GetAttr(kRoot)->mtime_ns(), first->attr().mtime_ns());  // applied once
+  // Another operation (another id) on the same name is a real conflict.
+  r.set_request_id("id-mknod-0000002");
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);
+  // So is the same operation without an id.
+  r.clear_request_id();
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);
+
+  pb::MkdirRequest m;
+  m.set_volume_id(vol_);
+  m.set_parent(kRoot);
+  m.set_name("d");
+  m.set_mode(0755);
+  m.set_request_id("id-mkdir");
+  absl::StatusOr<pb::EntryResponse> d1 = svc_->Mkdir(m);
+  ASSERT_OK(d1);
+  absl::StatusOr<pb::EntryResponse> d2 = svc_->Mkdir(m);
+  ASSERT_OK(d2);
+  EXPECT_EQ(d2->attr().ino(), d1->attr().ino());
+  EXPECT_EQ(GetAttr(kRoot)->nlink(), 3u);
+}
+
+TEST_F(MetaServiceTest, RetriedRemovalsAndLinksAreAppliedOnce) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  ASSERT_OK(Mkdir(kRoot, "d"));
+  ASSERT_OK(Mknod(kRoot, "g"));
+
+  pb::LinkRequest l;
+  l.set_volume_id(vol_);
+  l.set_ino(f->ino());
+  l.set_new_parent(kRoot);
+  l.set_new_name("f2");
+  l = WithId(l, "id-link");
+  absl::StatusOr<pb::EntryResponse> l1 = svc_->Link(l);
+  ASSERT_OK(l1);
+  absl::StatusOr<pb::EntryResponse> l2 = svc_->Link(l);
+  ASSERT_OK(l2);  // not EEXIST
+  EXPECT_EQ(l2->attr().nlink(), 2u);
+  EXPECT_EQ(GetAttr(f->ino())->nlink(), 2u);
+
+  pb::RenameRequest rn;
+  rn.set_volume_id(vol_);
+  rn.set_parent(kRoot);
+  rn.set_name("f2");
+  rn.set_new_parent(kRoot);
+  rn.set_new_name("f3");
+  rn.set_session_id(session_);
+  rn = WithId(rn, "id-rename");
+  ASSERT_OK(svc_->Rename(rn));
+  ASSERT_OK(svc_->Rename(rn));  // not ENOENT
+  EXPECT_THAT(Names(kRoot), UnorderedElementsAre("f", "f3", "d", "g"));
+
+  pb::UnlinkRequest u;
+  u.set_volume_id(vol_);
+  u.set_parent(kRoot);
+  u.set_name("f3");
+  u.set_session_id(session_);
+  u = WithId(u, "id-unlink");
+  absl::StatusOr<pb::UnlinkResponse> u1 = svc_->Unlink(u);
+  ASSERT_OK(u1);
+  Open();
+  absl::StatusOr<pb::UnlinkResponse> u2 = svc_->Unlink(u);
+  ASSERT_OK(u2);  // not ENOENT
+  EXPECT_EQ(u2->DebugString(), u1->DebugString());
+  EXPECT_EQ(GetAttr(f->ino())->nlink(), 1u);  // one link dropped, not two
+
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(kRoot);
+  rd.set_name("d");
+  rd = WithId(rd, "id-rmdir");
+  ASSERT_OK(svc_->Rmdir(rd));
+  ASSERT_OK(svc_->Rmdir(rd));  // not ENOENT
+  EXPECT_EQ(GetAttr(kRoot)->nlink(), 2u);
+  EXPECT_THAT(Names(kRoot), UnorderedElementsAre("f", "g"));
+}
+
+TEST_F(MetaServiceTest, RetriedDataAndAttributeCallsAreAppliedOnce) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  pb::AllocBlockIdsRequest a;
+  a.set_volume_id(vol_);
+  a.set_count(4);
+  a = WithId(a, "id-alloc");
+  absl::StatusOr<pb::AllocBlockIdsResponse> a1 = svc_->AllocBlockIds(a);
+  ASSERT_OK(a1);
+  absl::StatusOr<pb::AllocBlockIdsResponse> a2 = svc_->AllocBlockIds(a);
+  ASSERT_OK(a2);
+  EXPECT_EQ(a2->first_id(), a1->first_id());
+  EXPECT_EQ(Alloc(), a1->first_id() + 4);  // the retry allocated nothing
+
+  Advance(absl::Seconds(1));
+  pb::CommitBlocksRequest c;
+  c.set_volume_id(vol_);
+  c.set_ino(f->ino());
+  *c.add_blocks() = MakeBlock(0, a1->first_id(), 10);
+  c.set_min_size(10);
+  c = WithId(c, "id-commit");
+  absl::StatusOr<pb::CommitBlocksResponse> c1 = svc_->CommitBlocks(c);
+  ASSERT_OK(c1);
+  // Another writer's later commit replaces the block; the stale retry must not put it back.
+  WriteBlock(f->ino(), 0, 20, 20);
+  Advance(absl::Seconds(1));
+  absl::StatusOr<pb::CommitBlocksResponse> c2 = svc_->CommitBlocks(c);
+  ASSERT_OK(c2);
+  EXPECT_EQ(c2->DebugString(), c1->DebugString());
+  EXPECT_THAT(BlockIds(f->ino()), ::testing::Not(ElementsAre(a1->first_id())));
+  EXPECT_EQ(GetAttr(f->ino())->stored_bytes(), 20u);
+
+  pb::MountRequest m;
+  m.set_volume_name("vol");
+  m.set_hostname("h");
+  m.set_mount_point("/m");
+  m = WithId(m, "id-mount");
+  absl::StatusOr<pb::MountResponse> m1 = svc_->Mount(m);
+  ASSERT_OK(m1);
+  absl::StatusOr<pb::MountResponse> m2 = svc_->Mount(m);
+  ASSERT_OK(m2);
+  EXPECT_EQ(m2->session_id(), m1->session_id());  // one session, not two
+}
+
+TEST_F(MetaServiceTest, FailedMutationsAreNotRecorded) {
+  pb::MknodRequest r;
+  r.set_volume_id(vol_);
+  r.set_parent(kRoot);
+  r.set_name("x");
+  r.set_mode(S_IFREG | 0644);
+  r.set_request_id("id-x");
+  ASSERT_OK(Mknod(kRoot, "x"));
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);
+  ASSERT_OK(Unlink(kRoot, "x"));
+  // The failure changed nothing; the retry runs afresh.
+  EXPECT_OK(svc_->Mknod(r));
+  // An id names one operation: reusing it for another method is refused.
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(kRoot);
+  rd.set_name("x");
+  rd.set_request_id("id-x");
+  EXPECT_THAT(svc_->Rmdir(rd), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(MetaServiceTest, RecordedRepliesExpireAndAreBounded) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  o.request_reply_ttl = absl::Minutes(10);
+  o.max_request_replies = 3;
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  auto mknod = [&](const std::string& name, const std::string& id) {
+    pb::MknodRequest r;
+    r.set_volume_id(vol_);
+    r.set_parent(kRoot);
+    r.set_name(name);
+    r.set_mode(S_IFREG | 0644);
+    r.set_request_id(id);
+    return svc_->Mknod(r);
+  };
+  for (int i = 0; i < 5; ++i) ASSERT_OK(mknod(absl::StrCat("f", i), absl::StrCat("id", i)));
+  absl::StatusOr<int64_t> n = svc_->ExpireRequestRepliesOnce();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 2);  // the two oldest, over the bound
+  EXPECT_EQ(Errno(mknod("f0", "id0")), EEXIST);
+  EXPECT_OK(mknod("f4", "id4"));
+  Advance(absl::Minutes(9));
+  n = svc_->ExpireRequestRepliesOnce();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 0);
+  EXPECT_OK(mknod("f4", "id4"));
+  Advance(absl::Minutes(2));
+  n = svc_->ExpireRequestRepliesOnce();
+  ASSERT_OK(n);
+  EXPECT_EQ(*n, 3);
+  EXPECT_EQ(Errno(mknod("f4", "id4")), EEXIST);
+}
+
+TEST_F(MetaServiceTest, DeduplicationCanBeTurnedOff) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  o.request_reply_ttl = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  pb::MknodRequest r;
+  r.set_volume_id(vol_);
+  r.set_parent(kRoot);
+  r.set_name("x");
+  r.set_request_id("id-x");
+  ASSERT_OK(svc_->Mknod(r));
+  EXPECT_EQ(Errno(svc_->Mknod(r)), EEXIST);  // the failure exactly-once exists to prevent
+}
+
+TEST_F(MetaServiceTest, TestHookRunsAfterEachCommittedMutation) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  std::atomic<int> commits{0};
+  o.test_after_commit = [&] { commits++; };
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  ASSERT_OK(Mknod(kRoot, "a"));
+  ASSERT_OK(GetAttr(kRoot));                  // a read
+  EXPECT_EQ(Errno(Mknod(kRoot, "a")), EEXIST);  // a failure
+  ASSERT_OK(Heartbeat(session_));             // not a mutation of the namespace
+  EXPECT_EQ(commits.load(), 1);
+  svc_.reset();
+}
+
 // ---- garbage collection ----
 
 TEST_F(MetaServiceTest, GcRetriesFailedDeletes) {
@@ -1775,6 +2013,93 @@ TEST_F(MetaServiceTest, BackgroundThreadCollects) {
   EXPECT_TRUE(::nighfs::testing::WaitFor([&] { return !Stored(b0); }, absl::Seconds(10)));
 }
 
+// ---- ids allocated to sessions that never committed them ----
+
+TEST_F(MetaServiceTest, UncommittedIdsOfAnEndedSessionAreCollected) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  absl::StatusOr<pb::MountResponse> other = MountVolume("vol");
+  ASSERT_OK(other);
+  auto alloc = [&](uint64_t session, uint32_t count) {
+    pb::AllocBlockIdsRequest r;
+    r.set_volume_id(vol_);
+    r.set_count(count);
+    r.set_session_id(session);
+    absl::StatusOr<pb::AllocBlockIdsResponse> resp = svc_->AllocBlockIds(r);
+    EXPECT_OK(resp);
+    return resp.ok() ? resp->first_id() : 0;
+  };
+  // Session 1 uploads four blocks and commits two; session 2 uploads one and stays mounted.
+  const uint64_t first = alloc(session_, 8);
+  const uint64_t live = alloc(other->session_id(), 2);
+  for (uint64_t id : {first, first + 1, first + 2, first + 3, live}) {
+    store_->Put(blockstore::BlockKey(id), "data");
+  }
+  ASSERT_OK(Commit(f->ino(), {MakeBlock(0, first, 4), MakeBlock(1, first + 2, 4)}, 2 * kBs));
+  // A freed (queued) id of the range is handled by the queue, once.
+  ASSERT_OK(Commit(f->ino(), {MakeBlock(1, first + 4, 4)}));  // frees first + 2
+  ASSERT_EQ(CollectGarbage(), 1);
+  EXPECT_FALSE(Stored(first + 2));
+  store_->Put(blockstore::BlockKey(first + 4), "data");
+
+  // While the session lives nothing of it is touched, however old.
+  Advance(absl::Hours(1));
+  EXPECT_EQ(CollectGarbage(), 0);
+  EXPECT_TRUE(Stored(first + 1));
+
+  ASSERT_OK(Unmount(session_));
+  // Not before gc_grace has passed since the session ended.
+  Advance(absl::Seconds(10));
+  ASSERT_OK(svc_->RunGcOnce());
+  EXPECT_TRUE(Stored(first + 1));
+  // Then every id of its range that no block map names: 8 ids minus 2 committed, minus the
+  // one that was freed and deleted already... which is no longer queued, so it is deleted
+  // again (harmlessly).
+  EXPECT_EQ(CollectGarbage(), 6);
+  EXPECT_TRUE(Stored(first));       // committed
+  EXPECT_TRUE(Stored(first + 4));   // committed
+  EXPECT_FALSE(Stored(first + 1));  // uploaded, never committed
+  EXPECT_FALSE(Stored(first + 3));
+  EXPECT_TRUE(Stored(live));        // another, live session's
+  EXPECT_EQ(CollectGarbage(), 0);
+
+  // A late commit of a reclaimed id is refused with ESTALE (upload again, new id); one of a
+  // live session's range is not.
+  EXPECT_EQ(Errno(Commit(f->ino(), {MakeBlock(2, first + 3, 4)})), ESTALE);
+  EXPECT_EQ(Errno(Commit(f->ino(), {MakeBlock(2, first + 7, 4)})), ESTALE);
+  EXPECT_OK(Commit(f->ino(), {MakeBlock(2, live, 4)}));
+  EXPECT_THAT(BlockIds(f->ino()), ElementsAre(first, first + 4, live));
+}
+
+TEST_F(MetaServiceTest, ExpiredSessionsAndDeletedVolumesReclaimTheirIds) {
+  auto alloc = [&](uint64_t session) {
+    pb::AllocBlockIdsRequest r;
+    r.set_volume_id(vol_);
+    r.set_count(1);
+    r.set_session_id(session);
+    absl::StatusOr<pb::AllocBlockIdsResponse> resp = svc_->AllocBlockIds(r);
+    EXPECT_OK(resp);
+    return resp.ok() ? resp->first_id() : 0;
+  };
+  const uint64_t a = alloc(session_);
+  store_->Put(blockstore::BlockKey(a), "a");
+  Advance(absl::Seconds(301));
+  ASSERT_OK(svc_->ExpireSessionsOnce());
+  EXPECT_EQ(CollectGarbage(), 1);
+  EXPECT_FALSE(Stored(a));
+
+  absl::StatusOr<pb::MountResponse> m = MountVolume("vol");
+  ASSERT_OK(m);
+  const uint64_t b = alloc(m->session_id());
+  store_->Put(blockstore::BlockKey(b), "b");
+  ASSERT_OK(Unmount(m->session_id()));
+  pb::DeleteVolumeRequest d;
+  d.set_name("vol");
+  ASSERT_OK(svc_->DeleteVolume(d));
+  EXPECT_EQ(CollectGarbage(), 1);
+  EXPECT_FALSE(Stored(b));
+}
+
 // ---- durability and robustness ----
 
 TEST_F(MetaServiceTest, StateSurvivesReopening) {
@@ -1796,6 +2121,52 @@ TEST_F(MetaServiceTest, StateSurvivesReopening) {
   ASSERT_OK(g);
   EXPECT_GT(g->ino(), f->ino());
   EXPECT_GT(Alloc(), id);
+}
+
+TEST_F(MetaServiceTest, MemoryStoresOnlyForTests) {
+  svc_.reset();
+  MetaServiceOptions o = Options();
+  o.allow_test_stores = false;
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ASSERT_OK(s);
+  svc_ = std::move(*s);
+  absl::StatusOr<pb::Volume> v = CreateVolume("mem", "mem://elsewhere");
+  EXPECT_THAT(v, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr("--allow-test-stores"));
+  EXPECT_EQ(stores_.State("mem://elsewhere")->Count(), 0u);
+}
+
+TEST_F(MetaServiceTest, DatabaseFilesArePrivateWhateverTheUmask) {
+  svc_.reset();
+  // Files an older version left with the umask's mode.
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    const std::string path = db_path_ + suffix;
+    if (::access(path.c_str(), F_OK) == 0) ASSERT_EQ(::chmod(path.c_str(), 0644), 0) << path;
+  }
+  const mode_t old_mask = ::umask(022);
+  Open();
+  ASSERT_OK(Mknod(kRoot, "f"));  // the WAL exists now
+  ::umask(old_mask);
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    struct stat st;
+    const std::string path = db_path_ + suffix;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+  }
+  // A fresh database too.
+  TempDir other;
+  MetaServiceOptions o = Options();
+  o.db_path = other.path() + "/fresh.db";
+  ::umask(022);
+  absl::StatusOr<std::unique_ptr<MetaService>> s = MetaService::Open(o);
+  ::umask(old_mask);
+  ASSERT_OK(s);
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    struct stat st;
+    const std::string path = o.db_path + suffix;
+    if (::stat(path.c_str(), &st) != 0) continue;  // -wal/-shm appear with the first write
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
+  }
 }
 
 TEST_F(MetaServiceTest, OneServerPerDatabase) {

@@ -96,6 +96,7 @@ class FsTest : public ::testing::Test {
     mo.db_path = dir_.path() + "/meta.db";
     mo.run_background = false;
     mo.gc_grace = absl::ZeroDuration();
+    mo.allow_test_stores = true;
     mo.open_store = [this](const std::string&) -> absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> {
       return std::unique_ptr<blockstore::BlockStore>(new Forwarder(store_.get()));
     };

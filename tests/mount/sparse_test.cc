@@ -185,6 +185,7 @@ class SparseFsTest : public ::testing::Test {
     mo.db_path = dir_.path() + "/meta.db";
     mo.run_background = false;
     mo.gc_grace = absl::ZeroDuration();
+    mo.allow_test_stores = true;  // mem:// volumes
     auto m = meta::MetaService::Open(mo);
     ASSERT_OK(m);
     meta_ = std::move(*m);
