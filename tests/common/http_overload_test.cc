@@ -294,7 +294,7 @@ TEST(HttpOverloadTest, MetaServerRssStaysBoundedWithEightSlow64MiBUploads) {
                                    "Content-Length: ", kBody, "\r\n\r\n"))) {
         return;
       }
-      // Stops when the server stops reading (3 s send timeout), or after 60 MiB: then stalls.
+      // Stops when the server stops reading (1 s send timeout), or after 60 MiB: then stalls.
       for (size_t sent = 0; sent < kSent; sent += chunk.size()) {
         if (!conn->Send(chunk)) return;
         total_sent += chunk.size();

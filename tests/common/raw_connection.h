@@ -21,8 +21,8 @@ class RawConnection {
  public:
   explicit RawConnection(uint16_t port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    // A server that stops reading fails Send() after 3 s instead of blocking the test.
-    timeval stv{3, 0};
+    // A server that stops reading fails Send() after a second instead of blocking the test.
+    timeval stv{1, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof(stv));
     timeval tv{10, 0};  // a server that never answers fails the test instead of hanging it
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
