@@ -134,6 +134,10 @@ absl::Status ErrorFromResponse(std::string_view method, std::string_view what,
                       FormatHttpError({"Azure", method, what}, r.status, e));
 }
 
+// Check() with a SAS reads this blob (under the store's prefix) and expects it not to exist.
+// Block keys (block_key.cc) never start with '.'.
+constexpr std::string_view kCheckBlob = ".nighfs-check-absent";
+
 class AzureStore final : public BlockStore {
  public:
   AzureStore(std::string account, std::string container, std::string prefix, Endpoint endpoint,
@@ -297,18 +301,19 @@ class AzureStore final : public BlockStore {
 
   absl::Status Check() override {
     // With Shared Key, Get Container Properties is the cheapest proof of endpoint, container
-    // and key. A SAS may be scoped so it cannot read container properties, so a SAS is checked
-    // with a one-entry List Blobs under our prefix, which the store needs to work anyway.
-    AzureRequest req = ContainerRequest("GET");
-    if (!signer_.has_value()) {
-      req.query.emplace_back("comp", "list");
-      if (!prefix_.empty()) req.query.emplace_back("prefix", prefix_);
-      req.query.emplace_back("maxresults", "1");
-    }
+    // and key. A SAS may be scoped so it cannot read container properties; it is checked by
+    // reading a blob that is never written: 404 BlobNotFound proves endpoint, container and
+    // read access without a listing (which may lack permission, and costs more).
+    const bool shared_key = signer_.has_value();
+    AzureRequest req = shared_key ? ContainerRequest("GET") : BlobRequest("GET", kCheckBlob);
     const std::string what = absl::StrCat("container '", container_, "'");
     absl::Status s = Call(req, "", absl::ZeroDuration(), what,
                           [&](HttpResponse& r) -> absl::Status {
                             if (r.status == 200) return absl::OkStatus();
+                            if (!shared_key && r.status == 404 &&
+                                HasErrorCode(r, "BlobNotFound")) {
+                              return absl::OkStatus();
+                            }
                             return ErrorFromResponse("GET", what, r);
                           });
     if (s.ok()) return s;

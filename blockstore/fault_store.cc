@@ -6,7 +6,7 @@
 namespace nighfs::blockstore {
 
 FaultInjectingStore::FaultInjectingStore(std::unique_ptr<BlockStore> base)
-    : base_(std::move(base)) {}
+    : BlockStoreWrapper(std::move(base)) {}
 
 void FaultInjectingStore::Program(Op op, absl::Status status, int count, bool after_applying) {
   // An OK "fault" or a count of 0 would silently test nothing; treat both as caller bugs.
@@ -76,7 +76,7 @@ absl::StatusOr<std::string> FaultInjectingStore::Get(std::string_view key, uint6
                                                      uint64_t length) {
   const Decision d = Begin(Op::kGet);
   if (!d.status.ok() && !d.after_applying) return d.status;
-  absl::StatusOr<std::string> r = base_->Get(key, offset, length);
+  absl::StatusOr<std::string> r = base().Get(key, offset, length);
   if (!d.status.ok()) return d.status;
   if (r.ok()) Mangle(*r);
   return r;
@@ -85,21 +85,21 @@ absl::StatusOr<std::string> FaultInjectingStore::Get(std::string_view key, uint6
 absl::Status FaultInjectingStore::Put(std::string_view key, std::string_view data) {
   const Decision d = Begin(Op::kPut);
   if (!d.status.ok() && !d.after_applying) return d.status;
-  absl::Status r = base_->Put(key, data);
+  absl::Status r = base().Put(key, data);
   return d.status.ok() ? r : d.status;
 }
 
 absl::Status FaultInjectingStore::Delete(std::string_view key) {
   const Decision d = Begin(Op::kDelete);
   if (!d.status.ok() && !d.after_applying) return d.status;
-  absl::Status r = base_->Delete(key);
+  absl::Status r = base().Delete(key);
   return d.status.ok() ? r : d.status;
 }
 
 absl::StatusOr<ObjectInfo> FaultInjectingStore::Head(std::string_view key) {
   const Decision d = Begin(Op::kHead);
   if (!d.status.ok() && !d.after_applying) return d.status;
-  absl::StatusOr<ObjectInfo> r = base_->Head(key);
+  absl::StatusOr<ObjectInfo> r = base().Head(key);
   if (!d.status.ok()) return d.status;
   return r;
 }
@@ -108,7 +108,7 @@ absl::StatusOr<ListPage> FaultInjectingStore::List(std::string_view prefix,
                                                    std::string_view page_token, int max_keys) {
   const Decision d = Begin(Op::kList);
   if (!d.status.ok() && !d.after_applying) return d.status;
-  absl::StatusOr<ListPage> r = base_->List(prefix, page_token, max_keys);
+  absl::StatusOr<ListPage> r = base().List(prefix, page_token, max_keys);
   if (!d.status.ok()) return d.status;
   return r;
 }
@@ -116,10 +116,8 @@ absl::StatusOr<ListPage> FaultInjectingStore::List(std::string_view prefix,
 absl::Status FaultInjectingStore::Check() {
   const Decision d = Begin(Op::kCheck);
   if (!d.status.ok() && !d.after_applying) return d.status;
-  absl::Status r = base_->Check();
+  absl::Status r = base().Check();
   return d.status.ok() ? r : d.status;
 }
-
-std::string FaultInjectingStore::Describe() const { return base_->Describe(); }
 
 }  // namespace nighfs::blockstore

@@ -14,15 +14,17 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "blockstore/block_store.h"
+#include "blockstore/store_wrapper.h"
 
 namespace nighfs::blockstore {
 
-// Forwards every call to a wrapped store, except the calls programmed to misbehave. Faults
+// Forwards every call to a wrapped store (base(), to inspect or seed its contents without
+// faults or counting), except the calls programmed to misbehave. Faults
 // queue per operation in the order programmed: FailNext(kGet, a, 2) then FailNext(kGet, b, 1)
 // fails the next two Gets with `a` and the third with `b`. All methods are thread-safe; when
 // several threads race, which of their calls gets a fault is unspecified, but exactly `count`
 // calls get it.
-class FaultInjectingStore : public BlockStore {
+class FaultInjectingStore : public BlockStoreWrapper {
  public:
   enum class Op { kGet = 0, kPut, kDelete, kHead, kList, kCheck };
   // As a count: the fault applies to every call until ClearFaults().
@@ -49,9 +51,6 @@ class FaultInjectingStore : public BlockStore {
 
   // Calls of `op` made so far, including the ones that were failed.
   int calls(Op op) const;
-  // The wrapped store, to inspect or seed its contents without faults or counting.
-  BlockStore& base() { return *base_; }
-
   // Defaults repeated from BlockStore so calls through a FaultInjectingStore& read the same.
   absl::StatusOr<std::string> Get(std::string_view key, uint64_t offset = 0,
                                   uint64_t length = kToEnd) override;
@@ -61,8 +60,6 @@ class FaultInjectingStore : public BlockStore {
   absl::StatusOr<ListPage> List(std::string_view prefix, std::string_view page_token,
                                 int max_keys = 1000) override;
   absl::Status Check() override;
-  // The wrapped store's description: the wrapper is invisible to what callers log.
-  std::string Describe() const override;
 
  private:
   static constexpr int kNumOps = 6;
@@ -83,7 +80,6 @@ class FaultInjectingStore : public BlockStore {
   // Applies pending corruption or truncation to a successful Get's data.
   void Mangle(std::string& data);
 
-  const std::unique_ptr<BlockStore> base_;
   mutable absl::Mutex mu_;
   std::array<std::deque<Fault>, kNumOps> faults_ ABSL_GUARDED_BY(mu_);
   std::array<int, kNumOps> calls_ ABSL_GUARDED_BY(mu_) = {};

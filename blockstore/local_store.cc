@@ -6,7 +6,9 @@
 // over the final name (atomic within a file system) and then the folder itself is fsynced so
 // the new name survives too. Folders that Put creates are made durable the same way, by
 // fsyncing their parent. A crash can leave temp files (".nighfs-tmp.*") behind; they are never
-// visible as objects and are safe to delete once no Put is running.
+// visible as objects. Put and Check remove those older than kStaleTempAge from the folder they
+// work in (each folder at most once per kSweepInterval per store): a live writer, in this
+// process or another, touches its temp file far more often than that.
 //
 // Objects and "folders" share one namespace here, unlike in object stores: with an object
 // "a", a key "a/b" cannot be stored (and vice versa). nighfs's own keys (BlockKey) never collide
@@ -26,14 +28,20 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "blockstore/block_store.h"
 #include "common/errno_status.h"
+#include "common/logging.h"
 #include "common/scoped_fd.h"
 #include "common/status_macros.h"
 
@@ -41,6 +49,10 @@ namespace nighfs::blockstore {
 namespace {
 
 constexpr std::string_view kTempPrefix = ".nighfs-tmp";
+// A temp file untouched this long belongs to a writer that died: a Put writes a block (at most
+// 64 MiB) in one go, which takes seconds even on a slow disk.
+constexpr absl::Duration kStaleTempAge = absl::Hours(1);
+constexpr absl::Duration kSweepInterval = absl::Minutes(10);
 // Block data is file contents whose owners chose their own permissions; the store keeps it
 // private to the daemon's user.
 constexpr mode_t kFileMode = 0600;
@@ -182,7 +194,9 @@ class LocalStore : public BlockStore {
       return PosixError(err, absl::StrCat("rename ", temp, " to ", path));
     }
     renamed = true;
-    return FsyncDir(dir);
+    RETURN_IF_ERROR(FsyncDir(dir));
+    MaybeSweep(dir);
+    return absl::OkStatus();
   }
 
   absl::Status Delete(std::string_view key) override {
@@ -270,6 +284,7 @@ class LocalStore : public BlockStore {
                           absl::StrCat("store folder ", root_, " is not writable: ",
                                        written.message()));
     }
+    MaybeSweep(root_);
     return absl::OkStatus();
   }
 
@@ -284,6 +299,37 @@ class LocalStore : public BlockStore {
   };
 
   std::string PathOf(std::string_view key) const { return absl::StrCat(root_, "/", AbslView(key)); }
+
+  // Removes the stale temp files of `dir` if it was not swept in the last kSweepInterval.
+  // Best effort: a failure only leaves garbage for the next sweep.
+  void MaybeSweep(const std::string& dir) {
+    const absl::Time now = absl::Now();
+    {
+      absl::MutexLock lock(&sweep_mu_);
+      absl::Time& last = last_sweep_[dir];
+      if (now - last < kSweepInterval) return;
+      last = now;
+    }
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return;
+    absl::Cleanup close_dir = [d] { ::closedir(d); };
+    const int dfd = ::dirfd(d);
+    const int64_t cutoff_s = absl::ToUnixSeconds(now - kStaleTempAge);
+    int removed = 0;
+    while (const dirent* e = ::readdir(d)) {
+      if (!absl::StartsWith(e->d_name, AbslView(kTempPrefix))) continue;
+      struct stat st;
+      if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+        continue;
+      }
+      if (st.st_mtime >= cutoff_s) continue;  // maybe a live writer's
+      if (::unlinkat(dfd, e->d_name, 0) == 0) ++removed;
+    }
+    if (removed > 0) {
+      NIGHFS_LOG(INFO) << "removed " << removed << " stale temp file(s) left by a crashed writer in "
+                       << dir;
+    }
+  }
 
   absl::Status NotFound(std::string_view key) const {
     return absl::NotFoundError(absl::StrCat("no object '", AbslView(key), "' in ", Describe()));
@@ -403,6 +449,8 @@ class LocalStore : public BlockStore {
 
   const StoreUrl url_;
   const std::string root_;  // absolute, no trailing '/'
+  absl::Mutex sweep_mu_;
+  absl::flat_hash_map<std::string, absl::Time> last_sweep_ ABSL_GUARDED_BY(sweep_mu_);
 };
 
 }  // namespace

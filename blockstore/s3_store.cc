@@ -48,6 +48,10 @@ RetryPolicy DefaultRetryPolicy() {
   return p;
 }
 
+// Check() reads this key (under the store's prefix) and expects it not to exist. Block keys
+// (block_key.cc) never start with '.', so no block can land there.
+constexpr std::string_view kCheckKey = ".nighfs-check-absent";
+
 // S3 answers at most 1000 keys per ListObjectsV2 page.
 constexpr int kMaxListKeys = 1000;
 
@@ -453,12 +457,24 @@ class S3Store final : public BlockStore {
   }
 
   absl::Status Check() override {
-    // The cheapest request that needs the bucket to exist and the credentials to be good
-    // enough to list it.
-    absl::StatusOr<ListPage> page = ListObjects(target_.prefix.empty() ? "" : target_.prefix + "/",
-                                                "", 1);
-    if (page.ok()) return absl::OkStatus();
-    const absl::Status& s = page.status();
+    // What a mount needs: the endpoint reachable, the bucket there, the credentials good enough
+    // to read it. A GET of a key that is never written proves all three with one small answer
+    // (404 NoSuchKey), unlike a listing, which costs more on a big bucket, needs ListBucket and
+    // fails on some S3-compatible servers once the prefix holds objects (issue 10).
+    S3Op op = ObjectOp("GET", kCheckKey);
+    op.what = absl::StrCat("bucket ", target_.bucket, " (probe of absent key ", op.object_key, ")");
+    absl::Status s = absl::OkStatus();
+    absl::StatusOr<HttpResponse> r = Execute(op);
+    if (!r.ok()) {
+      s = r.status();
+    } else if (r->status == 404) {
+      if (ParseError(*r).code != "NoSuchBucket") return absl::OkStatus();  // NoSuchKey
+      s = ErrorFor(op, *r);
+    } else if (r->status != 200) {  // someone wrote the probe key: reading it still proves access
+      s = ErrorFor(op, *r);
+    } else {
+      return absl::OkStatus();
+    }
     std::string hint;
     const std::string_view msg(s.message().data(), s.message().size());
     if (msg.find("NoSuchBucket") != std::string_view::npos) {
@@ -470,7 +486,9 @@ class S3Store final : public BlockStore {
     } else if (msg.find("RequestTimeTooSkewed") != std::string_view::npos) {
       hint = "this machine's clock is too far from the store's (sync it with NTP)";
     } else if (s.code() == absl::StatusCode::kPermissionDenied) {
-      hint = absl::StrCat("the credentials may not list bucket '", target_.bucket, "'");
+      hint = absl::StrCat("the credentials may not read bucket '", target_.bucket,
+                          "' (a mount needs s3:GetObject, s3:PutObject, s3:DeleteObject and "
+                          "s3:ListBucket, without which a missing key reads as AccessDenied)");
     } else if (s.code() == absl::StatusCode::kUnavailable ||
                s.code() == absl::StatusCode::kDeadlineExceeded) {
       hint = absl::StrCat("cannot reach ", Endpoint());

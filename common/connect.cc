@@ -1,5 +1,6 @@
 #include "common/connect.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -141,6 +142,7 @@ ConnectClient::ConnectClient(HttpClient* http, ConnectClientOptions options)
 }
 
 absl::Status ConnectClient::CallOnce(const std::string& url, const std::string& body,
+                                     absl::Duration timeout,
                                      google::protobuf::Message* response) const {
   HttpRequest req;
   req.method = "POST";
@@ -150,7 +152,7 @@ absl::Status ConnectClient::CallOnce(const std::string& url, const std::string& 
     req.headers.push_back({"Authorization", "Bearer " + options_.bearer_token});
   }
   req.body = body;
-  req.timeout = options_.call_timeout;
+  req.timeout = timeout;
   absl::StatusOr<HttpResponse> resp = http_->Do(req);
   if (!resp.ok()) return resp.status();
   if (resp->status == 200) {
@@ -183,10 +185,19 @@ absl::Status ConnectClient::Call(std::string_view path, const google::protobuf::
   // EEXIST...) is final. Internal (500) is not retried, so a server bug is not hammered.
   // A decoded error that carries an errno (ENOSPC, EAGAIN...) is the server's answer too.
   absl::Status answer;
-  absl::Status s = RetryWithBackoff(
+  absl::Status s = RetryUntilDeadline(
       options_.retry,
-      [&]() -> absl::Status {
-        absl::Status s = CallOnce(url, body, response);
+      [&](absl::Time deadline) -> absl::Status {
+        // retry.deadline bounds the whole call: an attempt never outlives it.
+        const absl::Duration left = deadline - absl::Now();
+        if (left <= absl::ZeroDuration()) {
+          return absl::DeadlineExceededError(
+              absl::StrCat(absl::string_view(path.data(), path.size()), ": out of time"));
+        }
+        const absl::Duration timeout = options_.call_timeout > absl::ZeroDuration()
+                                           ? std::min(options_.call_timeout, left)
+                                           : left;
+        absl::Status s = CallOnce(url, body, timeout, response);
         if (s.code() == absl::StatusCode::kInternal && !HasErrnoPayload(s)) {
           return absl::Status(absl::StatusCode::kUnknown, s.message());
         }
@@ -197,8 +208,10 @@ absl::Status ConnectClient::Call(std::string_view path, const google::protobuf::
         return s;
       },
       [&](const absl::Status& s, int attempt) {
-        NIGHFS_LOG(WARNING) << "rpc " << path << " failed (attempt " << attempt
-                            << "), retrying: " << s.message();
+        // Debug only: the caller reports the final failure once; a warning per attempt turned
+        // one unreachable server into a screenful (issue 10).
+        NIGHFS_LOG(DEBUG) << "rpc " << path << " failed (attempt " << attempt
+                          << "), retrying: " << s.message();
       });
   return s.ok() ? answer : s;
 }

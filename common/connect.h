@@ -63,7 +63,9 @@ struct ConnectClientOptions {
   std::string base_url;       // e.g. "http://127.0.0.1:7420"
   std::string bearer_token;   // sent as "Authorization: Bearer ..." when set
   absl::Duration call_timeout = absl::Seconds(30);  // one attempt
-  RetryPolicy retry;          // transport errors and 5xx/429 are retried within retry.deadline
+  // Transport errors and 5xx/429 are retried; retry.deadline bounds the whole call, every
+  // attempt and backoff included.
+  RetryPolicy retry;
 };
 
 class ConnectClient {
@@ -79,7 +81,7 @@ class ConnectClient {
   const ConnectClientOptions& options() const { return options_; }
 
  private:
-  absl::Status CallOnce(const std::string& url, const std::string& body,
+  absl::Status CallOnce(const std::string& url, const std::string& body, absl::Duration timeout,
                         google::protobuf::Message* response) const;
   HttpClient* http_;
   ConnectClientOptions options_;

@@ -13,6 +13,7 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -38,6 +39,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 
 namespace nighfs {
@@ -69,6 +71,13 @@ constexpr size_t kLingerMaxBytes = 16u << 20;
 constexpr uint32_t kHeaderLimit = 64u << 10;
 // Before re-arming accept after a failure such as EMFILE, so the loop does not spin.
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+// A connection over a cap only gets its first request's header read (to answer 503 in order);
+// it may not pin a socket for the full kHeaderTimeout.
+constexpr auto kRefusedHeaderTimeout = std::chrono::seconds(5);
+// How often a request waiting for body budget looks again.
+constexpr auto kBudgetPoll = std::chrono::milliseconds(10);
+// A chunked body (no Content-Length) reserves budget in steps of this as it grows.
+constexpr size_t kChunkedReserveStep = 1u << 20;
 
 absl::Status ToStatus(const beast::error_code& ec, std::string_view what) {
   std::string msg = absl::StrCat(std::string(what), ": ", ec.message());
@@ -84,12 +93,24 @@ std::string FormatEndpoint(const tcp::endpoint& ep) {
 
 class BeastHttpServer;
 
+// What a connection counts against the caps of HttpServerOptions.
+struct Admission {
+  std::string peer_ip;
+  bool counted = false;  // false: over a connection cap; the first request gets a 503
+};
+
 // One accepted connection. Owned by the shared_ptrs its pending operations hold; the server only
 // keeps a weak_ptr to close it on Stop().
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(BeastHttpServer* server, uint64_t id, tcp::socket socket, std::string remote)
-      : server_(server), id_(id), stream_(std::move(socket)), remote_(std::move(remote)) {}
+  Session(BeastHttpServer* server, uint64_t id, tcp::socket socket, std::string remote,
+          Admission admission)
+      : server_(server),
+        id_(id),
+        stream_(std::move(socket)),
+        remote_(std::move(remote)),
+        admission_(std::move(admission)),
+        budget_timer_(stream_.get_executor()) {}
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -109,14 +130,21 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader();
   void OnHeader(beast::error_code ec, size_t bytes);
+  // Reserves the body's budget (waiting for it up to body_budget_wait), then reads the body.
+  void ReserveBody();
+  void OnBudgetTimer(beast::error_code ec);
+  void StartBody();
   void OnContinueSent(beast::error_code ec, size_t bytes);
   void ReadBody();
   void OnBody(beast::error_code ec, size_t bytes);
+  void OnChunkedBodyPart(beast::error_code ec, size_t bytes);
+  void ReleaseBudget();
   void Dispatch();
   void OnWrite(bool keep_alive, beast::error_code ec, size_t bytes);
   // Maps a read failure to a reply (413, 431, 400) or a silent close.
   void OnReadError(const beast::error_code& ec);
-  void SendErrorAndClose(http::status status, std::string reason);
+  // retry_after > 0 adds "Retry-After: <seconds>" (overload replies).
+  void SendErrorAndClose(http::status status, std::string reason, int retry_after = 0);
   void OnErrorSent(beast::error_code ec, size_t bytes);
   void OnDrain(beast::error_code ec, size_t bytes);
   void CloseGracefully();
@@ -126,6 +154,11 @@ class Session : public std::enable_shared_from_this<Session> {
   const uint64_t id_;
   beast::tcp_stream stream_;
   const std::string remote_;
+  const Admission admission_;
+  // Body budget this connection holds now (see HttpServerOptions::max_buffered_body_bytes).
+  size_t reserved_ = 0;
+  net::steady_timer budget_timer_;
+  std::chrono::steady_clock::time_point budget_give_up_;
   beast::flat_buffer buffer_;
   // A parser serves exactly one message; a fresh one is emplaced for each request.
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -152,14 +185,36 @@ class BeastHttpServer final : public HttpServer {
   void Run();
 
   uint16_t port() const override { return port_; }
+  HttpServerLoad load() const override;
   void Stop() override;
 
   const HttpServerOptions& options() const { return options_; }
   const HttpHandler& handler() const { return handler_; }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
-  void Forget(uint64_t id) {
+  void Forget(uint64_t id, const Admission& admission) {
     absl::MutexLock lock(&mu_);
     sessions_.erase(id);
+    if (!admission.counted) return;
+    --connections_;
+    auto it = per_peer_.find(admission.peer_ip);
+    if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
+  }
+  // Adds `n` bytes to the body budget if they fit. Always true without a budget.
+  bool TryReserve(size_t n) {
+    absl::MutexLock lock(&mu_);
+    const size_t cap = options_.max_buffered_body_bytes;
+    if (cap > 0 && (n > cap || buffered_ > cap - n)) return false;
+    buffered_ += n;
+    peak_buffered_ = std::max(peak_buffered_, buffered_);
+    return true;
+  }
+  void Release(size_t n) {
+    absl::MutexLock lock(&mu_);
+    buffered_ -= std::min(n, buffered_);
+  }
+  void CountBusyReject() {
+    absl::MutexLock lock(&mu_);
+    ++rejected_busy_;
   }
 
  private:
@@ -176,9 +231,15 @@ class BeastHttpServer final : public HttpServer {
 
   // Declared before ioc_ on purpose: sessions still queued in the io_context are destroyed with
   // it, and their destructors call Forget(), so mu_ and sessions_ must outlive ioc_.
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   uint64_t next_session_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  int connections_ ABSL_GUARDED_BY(mu_) = 0;  // counted ones only
+  absl::flat_hash_map<std::string, int> per_peer_ ABSL_GUARDED_BY(mu_);
+  size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t peak_buffered_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rejected_busy_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rejected_connections_ ABSL_GUARDED_BY(mu_) = 0;
 
   net::io_context ioc_;
   tcp::acceptor acceptor_;
@@ -190,23 +251,69 @@ class BeastHttpServer final : public HttpServer {
 // ---------------------------------------------------------------------------------------------
 // Session
 
-Session::~Session() { server_->Forget(id_); }
+Session::~Session() {
+  ReleaseBudget();
+  server_->Forget(id_, admission_);
+}
+
+void Session::ReleaseBudget() {
+  if (reserved_ == 0) return;
+  server_->Release(reserved_);
+  reserved_ = 0;
+}
 
 void Session::ReadHeader() {
   if (server_->stopping()) return Abort();
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(static_cast<std::uint64_t>(server_->options().max_body_bytes));
-  stream_.expires_after(kHeaderTimeout);
+  stream_.expires_after(admission_.counted ? kHeaderTimeout : kRefusedHeaderTimeout);
   http::async_read_header(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
 }
 
 void Session::OnHeader(beast::error_code ec, size_t) {
   if (ec) return OnReadError(ec);
-  const auto& header = parser_->get();
-  request_version_ = header.version();
+  request_version_ = parser_->get().version();
+  if (!admission_.counted) {
+    return SendErrorAndClose(http::status::service_unavailable,
+                             "too many connections to this server; retry later",
+                             server_->options().retry_after_seconds);
+  }
   if (parser_->is_done()) return Dispatch();  // no body
+  budget_give_up_ = std::chrono::steady_clock::now() +
+                    absl::ToChronoNanoseconds(server_->options().body_budget_wait);
+  ReserveBody();
+}
+
+void Session::ReserveBody() {
+  if (server_->stopping()) return Abort();
+  // The parser has refused a Content-Length over max_body_bytes already. The string body
+  // reserves the whole Content-Length when the body starts, so that is what is held.
+  const auto length = parser_->content_length();  // boost::optional
+  const size_t want = length ? static_cast<size_t>(*length)
+                             : std::min(kChunkedReserveStep, server_->options().max_body_bytes);
+  if (server_->TryReserve(want)) {
+    reserved_ += want;
+    return StartBody();
+  }
+  if (std::chrono::steady_clock::now() >= budget_give_up_) {
+    server_->CountBusyReject();
+    return SendErrorAndClose(http::status::service_unavailable,
+                             "server busy: too many request bytes in flight; retry later",
+                             server_->options().retry_after_seconds);
+  }
+  budget_timer_.expires_after(kBudgetPoll);
+  budget_timer_.async_wait(beast::bind_front_handler(&Session::OnBudgetTimer, shared_from_this()));
+}
+
+void Session::OnBudgetTimer(beast::error_code ec) {
+  if (ec) return Abort();
+  ReserveBody();
+}
+
+void Session::StartBody() {
+  const auto& header = parser_->get();
   // A client that asked to wait (Expect: 100-continue) would otherwise stall until its own
   // timeout before sending the body. Oversized bodies were already refused by the parser.
   if (auto it = header.find(http::field::expect);
@@ -228,8 +335,36 @@ void Session::OnContinueSent(beast::error_code ec, size_t) {
 
 void Session::ReadBody() {
   stream_.expires_after(kTransferTimeout);
+  if (!parser_->content_length()) {
+    http::async_read_some(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::OnChunkedBodyPart,
+                                                    shared_from_this()));
+    return;
+  }
   http::async_read(stream_, buffer_, *parser_,
                    beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+}
+
+// A chunked body grows as it arrives: reserve what it holds before reading more. Waiting here
+// while holding budget could deadlock against other growing bodies, so a body that cannot grow
+// is refused at once.
+void Session::OnChunkedBodyPart(beast::error_code ec, size_t) {
+  if (ec) return OnReadError(ec);
+  if (parser_->is_done()) return Dispatch();
+  const size_t held = parser_->get().body().capacity();
+  if (held + kChunkedReserveStep > reserved_) {
+    const size_t more = held + kChunkedReserveStep - reserved_;
+    if (!server_->TryReserve(more)) {
+      server_->CountBusyReject();
+      return SendErrorAndClose(http::status::service_unavailable,
+                               "server busy: too many request bytes in flight; retry later",
+                               server_->options().retry_after_seconds);
+    }
+    reserved_ += more;
+  }
+  http::async_read_some(stream_, buffer_, *parser_,
+                        beast::bind_front_handler(&Session::OnChunkedBodyPart,
+                                                  shared_from_this()));
 }
 
 void Session::OnBody(beast::error_code ec, size_t) {
@@ -296,6 +431,8 @@ void Session::Dispatch() {
     reply.content_type = "text/plain; charset=utf-8";
     reply.body = "internal server error: unknown exception\n";
   }
+  std::string().swap(request.body);
+  ReleaseBudget();
   if (reply.close_without_reply) return Abort();
 
   if (reply.status < 200 || reply.status > 999) {
@@ -366,14 +503,16 @@ void Session::OnWrite(bool keep_alive, beast::error_code ec, size_t) {
   ReadHeader();
 }
 
-void Session::SendErrorAndClose(http::status status, std::string reason) {
+void Session::SendErrorAndClose(http::status status, std::string reason, int retry_after) {
   NIGHFS_LOG(DEBUG) << "http: " << remote_ << ": " << static_cast<unsigned>(status) << " "
                     << reason;
   parser_.reset();
+  ReleaseBudget();
   response_ = {};
   response_.version(request_version_ == 10 ? 10 : 11);
   response_.result(status);
   response_.set(http::field::content_type, "text/plain; charset=utf-8");
+  if (retry_after > 0) response_.set(http::field::retry_after, std::to_string(retry_after));
   response_.body() = std::move(reason);
   response_.body() += "\n";
   response_.content_length(response_.body().size());
@@ -483,13 +622,39 @@ void BeastHttpServer::OnAccept(beast::error_code ec, tcp::socket socket) {
     std::shared_ptr<Session> session;
     {
       absl::MutexLock lock(&mu_);
+      Admission admission;
+      admission.peer_ip = peer.address().to_string();
+      const int max_total = options_.max_connections;
+      const int max_peer = options_.max_connections_per_peer;
+      auto peer_it = per_peer_.find(admission.peer_ip);
+      const int from_peer = peer_it == per_peer_.end() ? 0 : peer_it->second;
+      admission.counted = (max_total <= 0 || connections_ < max_total) &&
+                          (max_peer <= 0 || from_peer < max_peer);
+      if (admission.counted) {
+        ++connections_;
+        ++per_peer_[admission.peer_ip];
+      } else {
+        ++rejected_connections_;
+      }
       const uint64_t id = next_session_id_++;
-      session = std::make_shared<Session>(this, id, std::move(socket), FormatEndpoint(peer));
+      session = std::make_shared<Session>(this, id, std::move(socket), FormatEndpoint(peer),
+                                          std::move(admission));
       sessions_.emplace(id, session);
     }
     session->Start();
   }  // else the peer is already gone; dropping `socket` closes it
   Accept();
+}
+
+HttpServerLoad BeastHttpServer::load() const {
+  absl::MutexLock lock(&mu_);
+  HttpServerLoad l;
+  l.buffered_body_bytes = buffered_;
+  l.peak_buffered_body_bytes = peak_buffered_;
+  l.connections = connections_;
+  l.rejected_busy = rejected_busy_;
+  l.rejected_connections = rejected_connections_;
+  return l;
 }
 
 void BeastHttpServer::Stop() {
@@ -531,6 +696,13 @@ std::string ServerRequest::Header(std::string_view name) const {
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
                                                               HttpHandler handler) {
   if (!handler) return absl::InvalidArgumentError("HttpServer::Start: no handler");
+  if (options.max_buffered_body_bytes > 0 &&
+      options.max_buffered_body_bytes < options.max_body_bytes) {
+    // A body the budget can never hold would wait and then be refused every time.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "HttpServer::Start: max_buffered_body_bytes (", options.max_buffered_body_bytes,
+        ") is below max_body_bytes (", options.max_body_bytes, ")"));
+  }
   auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
   if (absl::Status s = server->Listen(); !s.ok()) return s;
   server->Run();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/http_client.h"  // HttpHeaders
 
 namespace nighfs {
@@ -39,17 +40,44 @@ struct HttpServerOptions {
   uint16_t port = 0;  // 0 = any free port; see HttpServer::port()
   int threads = 8;
   size_t max_body_bytes = 256u << 20;  // larger bodies get 413
+
+  // Overload protection; 0 = no limit. A request is refused with 503 and "Retry-After" (which
+  // HTTP clients, ConnectClient included, retry with backoff) rather than risk running out of
+  // memory.
+  //
+  // Total request-body bytes held at once across all connections. A request reserves its
+  // Content-Length before its body is read (a chunked body reserves as its chunks arrive) and
+  // releases it when its response is sent. A request that does not fit waits up to
+  // body_budget_wait for others to finish, then gets 503. Must be >= max_body_bytes.
+  size_t max_buffered_body_bytes = 0;
+  absl::Duration body_budget_wait = absl::Seconds(10);
+  // Open connections in all, and from one peer IP address. A connection over either cap gets a
+  // 503 for its first request and is closed.
+  int max_connections = 0;
+  int max_connections_per_peer = 0;
+  int retry_after_seconds = 1;  // sent in "Retry-After" with every overload 503
+};
+
+// Counters of the overload protection (for tests and status pages).
+struct HttpServerLoad {
+  size_t buffered_body_bytes = 0;       // reserved now
+  size_t peak_buffered_body_bytes = 0;  // highest reservation since Start()
+  int connections = 0;                  // open, counted against the caps
+  uint64_t rejected_busy = 0;           // 503s for want of body budget
+  uint64_t rejected_connections = 0;    // 503s for the connection caps
 };
 
 class HttpServer {
  public:
   // Binds and starts serving at once. Malformed HTTP gets a 400 and a closed connection,
-  // bodies over max_body_bytes a 413; the handler is not called for either.
+  // bodies over max_body_bytes a 413, overload (see HttpServerOptions) a 503; the handler is
+  // not called for any of them.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
                                                            HttpHandler handler);
   virtual ~HttpServer() = default;  // stops (as Stop())
 
   virtual uint16_t port() const = 0;
+  virtual HttpServerLoad load() const = 0;
   // Stops accepting, closes connections, joins the threads. Idempotent.
   virtual void Stop() = 0;
 };

@@ -26,6 +26,14 @@ bool IsRetryable(const absl::Status& s);
 absl::Status RetryWithBackoff(const RetryPolicy& policy, const std::function<absl::Status()>& attempt,
                               const std::function<void(const absl::Status&, int attempt)>& on_retry = {});
 
+// The same, with policy.deadline a hard bound on the whole operation: `attempt` is given the
+// time by which it must be done, and should bound its own wait by it (e.g. a request timeout of
+// min(its usual timeout, deadline - now)). No attempt starts, and no backoff sleeps, past the
+// deadline; if one would, the last failure is returned.
+absl::Status RetryUntilDeadline(
+    const RetryPolicy& policy, const std::function<absl::Status(absl::Time deadline)>& attempt,
+    const std::function<void(const absl::Status&, int attempt)>& on_retry = {});
+
 }  // namespace nighfs
 
 #endif  // NIGHFS_COMMON_RETRY_H_

@@ -122,6 +122,28 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warning or error")
       ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port here once listening");
+  // Overload protection (HttpServerOptions): bounded memory and sockets, 503 beyond.
+  double max_buffered_mib = 128;
+  double budget_wait_s = 10;
+  int max_connections = 1000;
+  int max_connections_per_peer = 256;
+  app.add_option("--max-buffered-mib", max_buffered_mib,
+                 "MiB of request bodies held at once across all connections (at least 64, the "
+                 "largest request); a request over it waits, then gets 503")
+      ->capture_default_str()
+      ->check(CLI::Range(64.0, 1048576.0));
+  app.add_option("--budget-wait", budget_wait_s,
+                 "seconds a request waits for --max-buffered-mib before getting 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-connections", max_connections,
+                 "open connections in all (0 = no limit); more get 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-connections-per-peer", max_connections_per_peer,
+                 "open connections from one IP address (0 = no limit); more get 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   nighfs::LogLevel level;
@@ -189,6 +211,10 @@ int main(int argc, char** argv) {
   http.threads = threads;
   // Metadata requests are small; a large body is a mistake or an attack.
   http.max_body_bytes = 64u << 20;
+  http.max_buffered_body_bytes = static_cast<size_t>(max_buffered_mib * (1 << 20));
+  http.body_budget_wait = absl::Seconds(budget_wait_s);
+  http.max_connections = max_connections;
+  http.max_connections_per_peer = max_connections_per_peer;
   absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
       http, [&router](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
         std::string_view path = req.target;

@@ -16,8 +16,10 @@ namespace nighfs {
 struct MetaClientOptions {
   std::string address;        // "http://127.0.0.1:7420", or "host:port" (http assumed)
   std::string bearer_token;   // per-volume credential seam; empty for none
-  // How long one operation keeps retrying an unreachable server before failing (EIO).
+  // How long one operation keeps retrying an unreachable or silent server before failing
+  // (EIO). A hard bound: every attempt is cut to the time left.
   absl::Duration op_timeout = absl::Seconds(60);
+  // One attempt at most (less when op_timeout runs out first).
   absl::Duration call_timeout = absl::Seconds(30);
 };
 

@@ -17,9 +17,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "blockstore/block_store.h"
+#include "blockstore/counting_store.h"
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "google/protobuf/util/json_util.h"
@@ -44,13 +46,96 @@ std::string Hostname() {
   return buf;
 }
 
+// mountinfo escapes ' ', '\t', '\n' and '\\' in paths as \ooo.
+std::string UnescapeMountinfo(std::string_view s) {
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) &&
+        octal(s[i + 3])) {
+      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 +
+                                      (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// If something is mounted at `mount_point` (absolute, normalized), "FSTYPE SOURCE" of the top
+// mount there; "" if nothing is.
+std::string MountedAt(const std::string& mount_point) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, found;
+  while (std::getline(in, line)) {
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() < 5 || UnescapeMountinfo(f[4]) != mount_point) continue;
+    size_t dash = 5;
+    while (dash < f.size() && f[dash] != "-") ++dash;
+    if (dash + 2 >= f.size()) continue;
+    // Later lines are mounted on top of earlier ones: keep the last.
+    found = absl::StrCat(f[dash + 1], " ", UnescapeMountinfo(f[dash + 2]));
+  }
+  return found;
+}
+
+// Unregisters a mount's metadata session unless dismissed: a mount that fails after Mount()
+// must not leave a live session behind (it would block `delete volume` until it expires).
+class SessionGuard {
+ public:
+  SessionGuard(MetaApi* meta, uint64_t session_id) : meta_(meta), session_id_(session_id) {}
+  ~SessionGuard() {
+    if (meta_ == nullptr) return;
+    pb::UnmountRequest u;
+    u.set_session_id(session_id_);
+    if (absl::Status s = meta_->Unmount(u).status(); !s.ok()) {
+      NIGHFS_LOG(WARNING) << "could not end metadata session " << session_id_
+                          << " (it expires on its own): " << s;
+    }
+  }
+  SessionGuard(const SessionGuard&) = delete;
+  SessionGuard& operator=(const SessionGuard&) = delete;
+  // From now on the caller ends the session itself.
+  void Dismiss() { meta_ = nullptr; }
+
+ private:
+  MetaApi* meta_;
+  const uint64_t session_id_;
+};
+
+// The "direct" route: blocks go straight to the volume's object store. Its health is what the
+// mount's own requests to the store found, not an assumption.
+void FillDirectRoute(const blockstore::CountingStore& store, status::v1::Route* r) {
+  const blockstore::StoreHealth h = store.Health();
+  r->set_name("direct");
+  r->set_kind("store");
+  r->set_target(store.Describe());
+  r->set_healthy(h.healthy);
+  r->set_selected(true);
+  r->set_reason(
+      "no proxy groups are associated with this volume: blocks go straight to the object store");
+  r->set_requests(h.requests);
+  r->set_errors(h.errors);
+  r->set_errors_last_minute(h.errors_last_minute);
+  r->set_last_error(h.last_error);
+  if (h.last_error_time != absl::InfinitePast()) {
+    r->set_last_error_ns(absl::ToUnixNanos(h.last_error_time));
+  }
+  if (h.last_success_time != absl::InfinitePast()) {
+    r->set_last_success_ns(absl::ToUnixNanos(h.last_success_time));
+  }
+}
+
 // Background work of a live mount: session heartbeats and the status file.
 class MountKeeper {
  public:
   MountKeeper(MetaApi* meta, FileSystem* fs, const MountOptions& opts, const pb::Volume& volume,
-              std::string store_desc, uint64_t session_id)
-      : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_desc_(std::move(store_desc)),
-        session_id_(session_id), started_ns_(absl::ToUnixNanos(absl::Now())) {
+              const blockstore::CountingStore* store, uint64_t session_id)
+      : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_(store),
+        store_desc_(store->Describe()), session_id_(session_id),
+        started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
     thread_ = std::thread([this] { Run(); });
   }
@@ -129,13 +214,7 @@ class MountKeeper {
       s.set_meta_reachable(meta_ok_);
       s.set_last_meta_error(last_error_);
     }
-    status::v1::Route* r = s.add_routes();
-    r->set_name("direct");
-    r->set_kind("store");
-    r->set_target(store_desc_);
-    r->set_healthy(true);
-    r->set_selected(true);
-    r->set_reason("no proxy groups are associated with this volume: blocks go straight to the object store");
+    FillDirectRoute(*store_, s.add_routes());
     fs_->FillStats(s.mutable_stats());
     fs_->FillMemoryAndPending(&s);
     std::string json;
@@ -158,6 +237,7 @@ class MountKeeper {
   FileSystem* fs_;
   const MountOptions& opts_;
   const pb::Volume volume_;
+  const blockstore::CountingStore* const store_;
   const std::string store_desc_;
   std::atomic<uint64_t> session_id_;
   const int64_t started_ns_;
@@ -190,6 +270,12 @@ int RunMount(MountOptions opts) {
     return Fail("mount point " + mp + " is not a directory");
   }
   opts.mount_point = mp;
+  // Mounting over a live mount stacks a second daemon on top and hides the first (issue 10):
+  // refuse, as mount(8) users expect, unless asked for.
+  if (const std::string what = MountedAt(mp); !what.empty() && !opts.allow_stacked) {
+    return Fail("mount point " + mp + " is already mounted (" + what +
+                "); unmount it first, or pass -o allow_stacked to mount on top of it");
+  }
 
   // 1. The metadata server and the volume: fail fast with a clear message.
   MetaClientOptions mo;
@@ -214,6 +300,8 @@ int RunMount(MountOptions opts) {
                 std::string(mounted.status().message()));
   }
   const pb::Volume volume = mounted->volume();
+  // From here on, every way out that does not reach the FUSE loop ends the session.
+  SessionGuard session_guard(probe->get(), mounted->session_id());
 
   // 2. The block store: credentials, reachability, container.
   absl::StatusOr<blockstore::StoreCredentials> creds =
@@ -224,12 +312,14 @@ int RunMount(MountOptions opts) {
                                       ? opts.credentials_file
                                       : std::string());
   if (!creds.ok()) return Fail(std::string(creds.status().message()));
-  absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> store =
+  absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
       blockstore::OpenBlockStore(volume.store_url(), *creds);
-  if (!store.ok()) return Fail("block store of volume " + volume.name() + ": " +
-                               std::string(store.status().message()));
-  if (absl::Status s = (*store)->Check(); !s.ok()) {
-    return Fail("block store " + (*store)->Describe() + " is not usable: " +
+  if (!opened.ok()) return Fail("block store of volume " + volume.name() + ": " +
+                                std::string(opened.status().message()));
+  // Every block request goes through the counter, so `nighfs status` shows the store's health.
+  auto store = std::make_unique<blockstore::CountingStore>(*std::move(opened));
+  if (absl::Status s = store->Check(); !s.ok()) {
+    return Fail("block store " + store->Describe() + " is not usable: " +
                 std::string(s.message()));
   }
 
@@ -261,7 +351,7 @@ int RunMount(MountOptions opts) {
   }
   std::fprintf(stderr, "mount.nighfs: volume %s mounted at %s (metadata %s, blocks in %s)\n",
                volume.name().c_str(), mp.c_str(), opts.meta_address.c_str(),
-               (*store)->Describe().c_str());
+               store->Describe().c_str());
   if (!opts.foreground) {
     std::string log = opts.log_file;
     if (log.empty()) log = "/var/log/nighfs/mount-" + volume.name() + ".log";
@@ -285,14 +375,14 @@ int RunMount(MountOptions opts) {
     rc = 1;
   } else {
     absl::StatusOr<std::unique_ptr<FileSystem>> fs =
-        FileSystem::Create(meta->get(), store->get(), volume, mounted->session_id(), opts.fs);
+        FileSystem::Create(meta->get(), store.get(), volume, mounted->session_id(), opts.fs);
     if (!fs.ok()) {
       NIGHFS_LOG(ERROR) << fs.status();
       rc = 1;
     } else {
       ctx.fs = fs->get();
       {
-        MountKeeper keeper(meta->get(), fs->get(), opts, volume, (*store)->Describe(),
+        MountKeeper keeper(meta->get(), fs->get(), opts, volume, store.get(),
                            mounted->session_id());
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_max_threads(cfg, 64);
@@ -307,6 +397,8 @@ int RunMount(MountOptions opts) {
           NIGHFS_LOG(ERROR) << "flush at unmount failed: " << s;
           rc = 1;
         }
+        // The keeper may have re-registered under a new id: end that one, not the first.
+        session_guard.Dismiss();
         pb::UnmountRequest u;
         u.set_session_id(keeper.session_id());
         (void)(*meta)->Unmount(u);

@@ -49,6 +49,7 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
   if (key == "rw") { o->read_only = false; return absl::OkStatus(); }
   if (key == "allow_other") { o->allow_other = true; return absl::OkStatus(); }
   if (key == "noallow_other") { o->allow_other = false; return absl::OkStatus(); }
+  if (key == "allow_stacked") { o->allow_stacked = true; return absl::OkStatus(); }
   if (key == "foreground") { o->foreground = true; return absl::OkStatus(); }
   if (key == "debug") { o->debug = true; o->foreground = true; return absl::OkStatus(); }
   if (key == "fsname") { if (!need_value().ok()) return need_value(); o->fsname = value; return absl::OkStatus(); }
@@ -165,9 +166,9 @@ std::string MountUsage() {
          "options: ro, rw, allow_other (default), attr_timeout=S, entry_timeout=S,\n"
          "  cache_size=MiB, readahead=BLOCKS, writeback_limit=MiB, io_threads=N,\n"
          "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S, spill_dir=PATH,\n"
-         "  credentials=FILE, log_level=LEVEL,\n"
-         "  log_file=PATH, fsname=NAME, foreground, debug, and the generic mount flags\n"
-         "  (nosuid, nodev, noexec, noatime, ...). See man mount.nighfs.\n";
+         "  credentials=FILE, log_level=LEVEL, log_file=PATH, fsname=NAME, allow_stacked,\n"
+         "  foreground, debug, and the generic mount flags (nosuid, nodev, noexec, noatime,\n"
+         "  ...). See man mount.nighfs.\n";
 }
 
 }  // namespace nighfs::fs

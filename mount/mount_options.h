@@ -20,6 +20,8 @@ struct MountOptions {
   bool debug = false;
   bool read_only = false;
   bool allow_other = true;
+  // Mount even where something is mounted already (stacking a second mount on top).
+  bool allow_stacked = false;
   absl::Duration meta_timeout = absl::Seconds(60);
   absl::Duration mount_timeout = absl::Seconds(10);
   std::string credentials_file = "/etc/nighfs/credentials";

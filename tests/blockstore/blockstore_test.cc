@@ -1,5 +1,6 @@
 // Unit tests of the block-store core (URLs, credentials, factory, folder and memory stores,
 // the fault injector) and the conformance suite run against the in-process stores.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "blockstore/block_store.h"
 #include "blockstore/fault_store.h"
 #include "common/errno_status.h"
@@ -488,6 +491,37 @@ TEST_F(LocalStoreTest, FailedPutLeavesNoTempFile) {
   EXPECT_FALSE(s.ok());
   EXPECT_THAT(std::string(s.message()), HasSubstr("folder of other objects"));
   EXPECT_EQ(Tree(), (std::set<std::string>{"a/", "a/b"}));
+}
+
+// Issue 10: kill -9 of a writer leaves ".nighfs-tmp*" files behind. The store removes those
+// untouched for an hour from the folders it writes to, and never a fresh one, which may be a
+// live writer's in another process.
+TEST_F(LocalStoreTest, StaleTempFilesOfCrashedWritersAreRemoved) {
+  ASSERT_OK(store_->Check());
+  ASSERT_OK(store_->Put("blk/00/0000000000000000", "first"));
+  auto make = [&](const std::string& rel, absl::Duration age) {
+    const std::string path = root_ + "/" + rel;
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path) << std::string(4096, 't');
+    const timespec when = absl::ToTimespec(absl::Now() - age);
+    const timespec times[2] = {when, when};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << path;
+  };
+  make("blk/01/.nighfs-tmp.deadbeef00000001", absl::Hours(2));
+  make("blk/01/.nighfs-tmp.deadbeef00000002", absl::Minutes(5));   // maybe a live writer's
+  make("blk/01/.nighfs-tmp.deadbeef00000003", absl::Minutes(61));
+  make(".nighfs-tmp.check.deadbeef00000004", absl::Hours(30));
+  make(".nighfs-tmp.deadbeef00000005", absl::Seconds(1));
+  // A fresh store (a new mount): its first Put into blk/01 sweeps that folder, Check the root.
+  absl::StatusOr<std::unique_ptr<BlockStore>> reopened =
+      OpenBlockStore(absl::StrCat("file://", root_), {});
+  ASSERT_OK(reopened);
+  ASSERT_OK((*reopened)->Put("blk/01/0000000000000001", "second"));
+  ASSERT_OK((*reopened)->Check());
+  EXPECT_EQ(Tree(), (std::set<std::string>{
+                        "blk/", "blk/00/", "blk/00/0000000000000000", "blk/01/",
+                        "blk/01/0000000000000001", "blk/01/.nighfs-tmp.deadbeef00000002",
+                        ".nighfs-tmp.deadbeef00000005"}));
 }
 
 TEST_F(LocalStoreTest, CheckCreatesTheRootButPutDoesNot) {

@@ -319,6 +319,9 @@ class VerifyingS3 {
                                 : std::string();
     ServerResponse r;
     if (key.empty() && req.method == "GET") {
+      ++listings_;
+      // Like an s3rver without the tests' preload, whose listing fails once objects exist.
+      if (fail_listings_ && !objects_.empty()) return Error(500, "InternalError");
       std::string prefix;
       if (q != std::string::npos) {
         for (absl::string_view part : absl::StrSplit(req.target.substr(q + 1), '&')) {
@@ -364,6 +367,14 @@ class VerifyingS3 {
   int session_tokens_seen() {
     absl::MutexLock lock(&mu_);
     return session_tokens_;
+  }
+  int listings() {
+    absl::MutexLock lock(&mu_);
+    return listings_;
+  }
+  void FailListingsOnceNotEmpty() {
+    absl::MutexLock lock(&mu_);
+    fail_listings_ = true;
   }
 
  private:
@@ -468,6 +479,8 @@ class VerifyingS3 {
   std::map<std::string, std::string> objects_ ABSL_GUARDED_BY(mu_);
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
   int verified_ ABSL_GUARDED_BY(mu_) = 0;
+  int listings_ ABSL_GUARDED_BY(mu_) = 0;
+  bool fail_listings_ ABSL_GUARDED_BY(mu_) = false;
   int session_tokens_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -532,6 +545,26 @@ TEST_F(SigV4WireTest, UnsignedPayloadAndSessionToken) {
   ASSERT_NO_FATAL_FAILURE(ExerciseEveryOperation(*store));
   EXPECT_EQ(s3_.verified(), s3_.requests());
   EXPECT_EQ(s3_.session_tokens_seen(), s3_.requests());
+}
+
+// Issue 10: a remount of a volume with data failed on a server whose listing answers 500 once
+// the prefix holds objects. Check needs the bucket and the credentials, not a listing.
+TEST_F(SigV4WireTest, CheckDoesNotListTheBucket) {
+  std::unique_ptr<BlockStore> store = Open(WireCredentials());
+  ASSERT_NE(store, nullptr);
+  s3_.FailListingsOnceNotEmpty();
+  ASSERT_OK(store->Put("blk/00/1", "data"));
+  EXPECT_OK(store->Check());
+  EXPECT_EQ(s3_.listings(), 0);
+  // A missing bucket still fails clearly.
+  std::unique_ptr<BlockStore> other = OpenOrNull(
+      StoreUrlFor(absl::StrCat("http://127.0.0.1:", server_->port()), "no-such-bucket",
+                  "some/prefix", ""),
+      WireCredentials());
+  ASSERT_NE(other, nullptr);
+  absl::Status s = other->Check();
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("bucket 'no-such-bucket' does not exist"));
 }
 
 TEST_F(SigV4WireTest, WrongSecretIsPermissionDeniedWithAHint) {

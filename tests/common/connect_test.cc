@@ -1,6 +1,11 @@
 // ConnectRouter + ConnectClient over a real HttpServer/HttpClient pair.
 #include "common/connect.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
 #include <memory>
@@ -193,6 +198,36 @@ TEST_F(ConnectTest, UnreachableServerIsUnavailableAfterRetries) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("attempts"));
   // Generous: proves the deadline bounds the loop, not how fast this machine is.
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+}
+
+// A server that accepts connections and never answers (a black hole: a listening socket no one
+// accepts on). retry.deadline is a hard bound on the call: the attempt in flight is cut short
+// rather than running to its own 30 s call_timeout (issue 10: meta_timeout=60 waited 70 s).
+TEST_F(ConnectTest, DeadlineBoundsTheAttemptInFlight) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ConnectClientOptions opts;
+  opts.base_url = absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port));
+  opts.call_timeout = absl::Seconds(30);
+  opts.retry.max_attempts = 0;
+  opts.retry.deadline = absl::Seconds(1);
+  ConnectClient client(http_.get(), opts);
+  StringValue req, resp;
+  const absl::Time start = absl::Now();
+  absl::Status s = client.Call(kEcho, req, &resp);
+  const absl::Duration took = absl::Now() - start;
+  ::close(fd);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(IsRetryable(s)) << s;
+  EXPECT_GE(took, absl::Milliseconds(900));
+  EXPECT_LT(took, absl::Seconds(2)) << s;
 }
 
 TEST_F(ConnectTest, Retries503FromProxyThenSucceeds) {

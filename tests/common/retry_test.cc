@@ -1,9 +1,11 @@
 #include "common/retry.h"
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/time/clock.h"
 #include "common/errno_status.h"
 #include "gtest/gtest.h"
 
@@ -103,6 +105,33 @@ TEST(RetryTest, StopsAtDeadline) {
   });
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_GT(calls, 1);
+}
+
+// Every attempt is told the one deadline of the whole operation, so it can bound its own wait;
+// none starts after it.
+TEST(RetryTest, UntilDeadlineGivesEveryAttemptTheSameDeadline) {
+  RetryPolicy p;
+  p.max_attempts = 0;
+  p.initial_backoff = absl::Milliseconds(1);
+  p.max_backoff = absl::Milliseconds(5);
+  p.deadline = absl::Milliseconds(300);
+  const absl::Time start = absl::Now();
+  absl::Time first_deadline = absl::InfinitePast();
+  int calls = 0;
+  absl::Status s = RetryUntilDeadline(p, [&](absl::Time deadline) {
+    if (calls++ == 0) first_deadline = deadline;
+    EXPECT_EQ(deadline, first_deadline);
+    EXPECT_LT(absl::Now(), deadline) << "an attempt started after the deadline";
+    // An attempt that honours the deadline: waits for its answer until then at most.
+    absl::SleepFor(std::min(absl::Milliseconds(40), deadline - absl::Now()));
+    return absl::DeadlineExceededError("no answer");
+  });
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_GT(calls, 1);
+  EXPECT_GE(first_deadline - start, absl::Milliseconds(299));
+  EXPECT_LE(first_deadline - start, absl::Milliseconds(310));
+  EXPECT_LT(took, absl::Milliseconds(300) + absl::Milliseconds(100));
 }
 
 }  // namespace

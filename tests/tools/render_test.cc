@@ -13,6 +13,7 @@
 namespace nighfs::tools {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -234,6 +235,33 @@ TEST(RenderMountStatusTest, FlagsAStatusFileThatIsNoLongerRefreshed) {
   s.set_updated_ns(absl::ToUnixNanos(now - absl::Minutes(2)));
   EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now),
               HasSubstr("2m 0s ago (not refreshed lately: the mount daemon may be hung)"));
+}
+
+// Issue 10: status said a store was healthy while every upload failed. A route shows what the
+// mount's own requests found: counts, recent failures, the last error and when.
+TEST(RenderMountStatusTest, RouteShowsRequestsErrorsAndTheLastError) {
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  status::v1::MountStatus s = SampleStatus(now);
+  auto* direct = s.mutable_routes(0);
+  direct->set_healthy(false);
+  direct->set_requests(120);
+  direct->set_errors(7);
+  direct->set_errors_last_minute(5);
+  direct->set_last_error("UNAVAILABLE: S3 PUT blk/01/x: connection refused");
+  direct->set_last_error_ns(absl::ToUnixNanos(now - absl::Seconds(4)));
+  direct->set_last_success_ns(absl::ToUnixNanos(now - absl::Minutes(2) - absl::Seconds(5)));
+  const std::string text = RenderMountStatus(s, MetaProbe(), now);
+  EXPECT_THAT(text, HasSubstr("  direct  store  s3://bucket/scratch  no "));
+  EXPECT_THAT(text, HasSubstr("  direct: 120 requests, 7 errors (5 in the last minute); "
+                              "last success 2m 5s ago\n"
+                              "    last error 4s ago: UNAVAILABLE: S3 PUT blk/01/x: "
+                              "connection refused\n"));
+  // A route that never failed has no error line; one without traffic no counter line at all.
+  EXPECT_THAT(text, Not(HasSubstr("rack-a: ")));
+  direct->clear_last_error();
+  direct->set_last_success_ns(0);
+  EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now),
+              AllOf(HasSubstr("last success never\n"), Not(HasSubstr("last error"))));
 }
 
 TEST(RenderMountStatusTest, NoRoutesAndNoCacheTrafficAreSaidPlainly) {
