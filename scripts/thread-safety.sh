@@ -24,5 +24,6 @@ if [ ! -f "$dir/build.ninja" ]; then
 else
   meson configure "$dir" -Dcpp_args="$args"
 fi
-ninja -C "$dir" -j"${NIGHFS_JOBS:-2}"
+# -k 0: report every annotation error in one run, not only the first file's.
+ninja -C "$dir" -j"${NIGHFS_JOBS:-2}" -k 0
 echo "thread-safety: ok (clang -Wthread-safety, whole tree in $dir)"
