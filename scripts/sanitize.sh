@@ -27,7 +27,7 @@ supp="$top/tests/sanitizers"
 configure() {
   local dir="$1" san="$2"; shift 2
   if [ ! -f "$dir/build.ninja" ]; then
-    CC=gcc CXX=g++ meson setup "$dir" -Db_sanitize="$san" "$@" >/dev/null
+    CC=gcc CXX=g++ meson setup "$dir" -Db_sanitize="$san" "$@" >/dev/null || return 1
   fi
 }
 
@@ -43,13 +43,15 @@ check_reports() {
   return $found
 }
 
-# run DIR NAME: builds and tests DIR with the *_OPTIONS already exported; LOGDIR is cleared.
+# run_suite DIR NAME [meson test args]: builds DIR, then tests it with the *_OPTIONS already
+# exported and $preload (if set) as LD_PRELOAD of the test run only.
 run_suite() {
   local dir="$1" name="$2"; shift 2
   local start=$SECONDS status=0
-  ninja -C "$dir" -j"$jobs"
+  ninja -C "$dir" -j"$jobs" || return 1
   echo "sanitize: $name: meson test in $dir"
-  meson test -C "$dir" --print-errorlogs --num-processes "$jobs" \
+  LD_PRELOAD="${preload:-}${LD_PRELOAD:+:$LD_PRELOAD}" \
+    meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "$jobs" \
     --timeout-multiplier "${NIGHFS_TIMEOUT_MULTIPLIER:-4}" "$@" || status=$?
   if ! check_reports "$logdir"; then
     echo "sanitize: $name: sanitizer reports above (files in $logdir)"
@@ -66,7 +68,7 @@ new_logdir() {
 }
 
 run_asan() (
-  configure build-asan address,undefined -Db_lundef=false
+  configure build-asan address,undefined -Db_lundef=false || exit 1
   new_logdir build-asan
   # halt_on_error for UBSan: gcc recovers from UB by default, which would let a test pass.
   export ASAN_OPTIONS="log_path=$logdir/asan:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:halt_on_error=1"
@@ -76,15 +78,15 @@ run_asan() (
 )
 
 run_tsan() (
-  configure build-tsan thread
+  configure build-tsan thread || exit 1
   new_logdir build-tsan
   # The shim is not instrumented and needs only abseil's headers (see its header comment).
   shim="$top/build-tsan/libabsl_tsan_shim.so"
   if [ ! -f "$shim" ] || [ "$supp/absl_tsan_shim.cc" -nt "$shim" ]; then
     g++ -std=c++20 -O2 -shared -fPIC -o "$shim" "$supp/absl_tsan_shim.cc" \
-      $(pkg-config --cflags absl_synchronization) -ldl
+      $(pkg-config --cflags absl_synchronization) -ldl || exit 1
   fi
-  export LD_PRELOAD="$shim${LD_PRELOAD:+:$LD_PRELOAD}"
+  preload="$shim"
   export TSAN_OPTIONS="log_path=$logdir/tsan:halt_on_error=0:exitcode=66:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp"
   run_suite build-tsan tsan "$@"
 )
