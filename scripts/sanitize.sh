@@ -87,6 +87,14 @@ run_tsan() (
       $(pkg-config --cflags absl_synchronization) -ldl || exit 1
   fi
   preload="$shim"
+  # The shim must make abseil's locks visible: a lock-only program must be clean under it.
+  check="$top/build-tsan/absl_tsan_shim_check"
+  g++ -std=c++20 -O1 -g -fsanitize=thread -o "$check" "$supp/absl_tsan_shim_check.cc" \
+    $(pkg-config --cflags --libs absl_synchronization) || exit 1
+  if ! LD_PRELOAD="$shim" TSAN_OPTIONS="exitcode=66" "$check"; then
+    echo "sanitize: tsan: $supp/absl_tsan_shim.cc does not cover this abseil (see above)" >&2
+    exit 1
+  fi
   export TSAN_OPTIONS="log_path=$logdir/tsan:halt_on_error=0:exitcode=66:second_deadlock_stack=1:history_size=4:suppressions=$supp/tsan.supp"
   run_suite build-tsan tsan "$@"
 )

@@ -62,6 +62,18 @@ void PostUnlock(void* mu, unsigned flags) {
   if (Tsan()) __tsan_mutex_post_unlock(mu, flags);
 }
 
+// Runs `wait` (an abseil call that releases `mu` while it waits and holds it again when it
+// returns) as an unlock followed by a lock, the wait inside TSan's ignore window.
+template <typename Wait>
+auto WhileReleased(void* mu, Wait wait) {
+  PreUnlock(mu, 0);
+  auto r = wait();
+  PostUnlock(mu, 0);
+  PreLock(mu, 0);
+  PostLock(mu, 0);
+  return r;
+}
+
 // The real abseil function behind a mangled name (the inline namespace is Debian's, so the
 // names are read from the library rather than spelled out: see Real() callers).
 template <typename Fn>
@@ -186,64 +198,42 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
 void Mutex::Await(const Condition& cond) {
   static auto real =
       Real<void (*)(Mutex*, const Condition&)>(MANGLED("5Mutex5AwaitERKNS0_9ConditionE"));
-  PreUnlock(this, 0);
-  real(this, cond);
-  PostUnlock(this, 0);
-  PreLock(this, 0);
-  PostLock(this, 0);
+  WhileReleased(this, [&] {
+    real(this, cond);
+    return true;
+  });
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       MANGLED("5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
-  PreUnlock(this, 0);
-  bool r = real(this, cond, timeout);
-  PostUnlock(this, 0);
-  PreLock(this, 0);
-  PostLock(this, 0);
-  return r;
+  return WhileReleased(this, [&] { return real(this, cond, timeout); });
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       MANGLED("5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
-  PreUnlock(this, 0);
-  bool r = real(this, cond, deadline);
-  PostUnlock(this, 0);
-  PreLock(this, 0);
-  PostLock(this, 0);
-  return r;
+  return WhileReleased(this, [&] { return real(this, cond, deadline); });
 }
 
 void CondVar::Wait(Mutex* mu) {
   static auto real = Real<void (*)(CondVar*, Mutex*)>(MANGLED("7CondVar4WaitEPNS0_5MutexE"));
-  PreUnlock(mu, 0);
-  real(this, mu);
-  PostUnlock(mu, 0);
-  PreLock(mu, 0);
-  PostLock(mu, 0);
+  WhileReleased(mu, [&] {
+    real(this, mu);
+    return true;
+  });
 }
 
 bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
   static auto real = Real<bool (*)(CondVar*, Mutex*, absl::Duration)>(
       MANGLED("7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE"));
-  PreUnlock(mu, 0);
-  bool r = real(this, mu, timeout);
-  PostUnlock(mu, 0);
-  PreLock(mu, 0);
-  PostLock(mu, 0);
-  return r;
+  return WhileReleased(mu, [&] { return real(this, mu, timeout); });
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
   static auto real = Real<bool (*)(CondVar*, Mutex*, absl::Time)>(
       MANGLED("7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE"));
-  PreUnlock(mu, 0);
-  bool r = real(this, mu, deadline);
-  PostUnlock(mu, 0);
-  PreLock(mu, 0);
-  PostLock(mu, 0);
-  return r;
+  return WhileReleased(mu, [&] { return real(this, mu, deadline); });
 }
 
 void Notification::Notify() {
