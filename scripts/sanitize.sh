@@ -8,6 +8,9 @@
 # (log_path); the run fails if `meson test` fails or if any report file is non-empty, so a
 # report from a daemon that a test killed still fails the run.
 # Extra arguments go to `meson test` (e.g. `scripts/sanitize.sh asan --suite unit`).
+# Env: NIGHFS_JOBS (default 2), NIGHFS_TIMEOUT_MULTIPLIER (default 4), NIGHFS_SKIP_SETUP=1,
+# NIGHFS_SANITIZE_TARGETS="tests/common/common_test ..." (build only these; name the matching
+# tests for meson test too).
 # Exceptions forced by libraries: tests/sanitizers/*.supp (one comment per entry) and
 # tests/sanitizers/absl_tsan_shim.cc (TSan annotations for Debian's uninstrumented abseil).
 set -euo pipefail
@@ -48,7 +51,9 @@ check_reports() {
 run_suite() {
   local dir="$1" name="$2"; shift 2
   local start=$SECONDS status=0
-  ninja -C "$dir" -j"$jobs" || return 1
+  # NIGHFS_SANITIZE_TARGETS (ninja targets) builds only those, to iterate on a few tests.
+  # shellcheck disable=SC2086
+  ninja -C "$dir" -j"$jobs" ${NIGHFS_SANITIZE_TARGETS:-} || return 1
   echo "sanitize: $name: meson test in $dir"
   LD_PRELOAD="${preload:-}${LD_PRELOAD:+:$LD_PRELOAD}" \
     meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "$jobs" \
