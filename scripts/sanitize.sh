@@ -62,6 +62,14 @@ run_suite() {
     echo "sanitize: $name: sanitizer reports above (files in $logdir)"
     status=1
   fi
+  # gcc 12's ASan+UBSan runtime writes UBSan reports to stderr even with log_path set
+  # (checked: LSan honours it, UBSan does not), so also look in the captured test output.
+  # halt_on_error=1 makes the process exit 1 as well; a daemon's report is in its own log.
+  if grep -n -E "runtime error:|ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer" \
+       "$dir/meson-logs/testlog.txt"; then
+    echo "sanitize: $name: sanitizer reports in $dir/meson-logs/testlog.txt"
+    status=1
+  fi
   echo "sanitize: $name: $([ $status -eq 0 ] && echo clean || echo FAILED) in $((SECONDS - start)) s"
   return $status
 }
