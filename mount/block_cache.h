@@ -58,7 +58,9 @@ class BlockCache {
   absl::StatusOr<BlockData> FetchVerified(const meta::v1::Block& ref);
   void InsertLocked(uint64_t id, BlockData data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   BlockData LookupLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::shared_ptr<Fetch> StartFetch(const meta::v1::Block& ref, bool* owner);
+  // Registers (or joins) the in-flight fetch of `ref`; the caller holds mu_.
+  std::shared_ptr<Fetch> StartFetch(const meta::v1::Block& ref, bool* owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunFetch(const meta::v1::Block& ref, const std::shared_ptr<Fetch>& fetch);
 
   blockstore::BlockStore* const store_;

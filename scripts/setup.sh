@@ -16,6 +16,8 @@ PKGS=(
   libsqlite3-dev
   libboost-dev libboost-system-dev
   attr git tar python3 fio curl
+  # gcc's sanitizer runtimes for scripts/sanitize.sh (b_sanitize=address,undefined / thread)
+  libasan8 libubsan1 libtsan2
 )
 
 missing=()
