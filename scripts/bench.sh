@@ -154,7 +154,15 @@ mount_nighfs() {
   done
   die "mount.nighfs did not mount: $(tail -5 "$T/mount.log")"
 }
+# The highest VmHWM of any mount.nighfs this run started (each remount is a new process).
+PEAK_RSS_KIB=0
+record_peak_rss() {
+  local k
+  k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MOUNT_PID/status" 2>/dev/null || true)
+  if [[ -n $k ]] && ((k > PEAK_RSS_KIB)); then PEAK_RSS_KIB=$k; fi
+}
 unmount_nighfs() {
+  record_peak_rss
   unmount_fuse "$NIGHFS_MNT" "$MOUNT_PID"
   MOUNT_PID=""
 }
@@ -331,6 +339,7 @@ ratio() {  # nighfs / local for rates; local / nighfs for times: >1 means nighfs
 }
 table() {
   local row
+  [[ -z $MOUNT_PID ]] || record_peak_rss
   echo "| Workload | Unit | Local disk | nullfs (FUSE) | nighfs | nighfs ÷ local |"
   echo "|---|---|---:|---:|---:|---:|"
   for row in "${FIO_ROWS[@]}"; do
@@ -347,6 +356,9 @@ table() {
       "$SRC_MB" "${RESULT["$row|local"]}" "${RESULT["$row|nighfs"]}" \
       "$(ratio "${RESULT["$row|local"]}" "${RESULT["$row|nighfs"]}")"
   done
+  echo
+  echo "mount.nighfs peak RSS (VmHWM, highest of every mount in this run):" \
+       "$((PEAK_RSS_KIB / 1024)) MiB; budget cache + writeback + 128 MiB = 896 MiB with the defaults."
 }
 
 commands() {
