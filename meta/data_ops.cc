@@ -1,0 +1,316 @@
+// MetaServiceImpl's block-map calls (GetBlocks, AllocBlockIds, CommitBlocks, Release) and
+// block garbage collection (RunGcOnce), which deletes freed blocks from their stores.
+#include "meta/meta_service_impl.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "blockstore/block_store.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "meta/alloc_gc.h"
+
+namespace nighfs::meta::internal {
+
+absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBlocksRequest& req) {
+  const uint64_t first = std::min(req.first_index(), kMaxFileSize);
+  const uint64_t end = (req.count() == 0 || req.count() > kMaxFileSize - first)
+                           ? kMaxFileSize
+                           : first + req.count();
+  return Read([&](Tx& tx) -> absl::StatusOr<pb::GetBlocksResponse> {
+    ASSIGN_OR_RETURN(Inode n, tx.GetInode(req.volume_id(), req.ino()));
+    if (n.IsDir()) return FsError(EISDIR, absl::StrCat("inode ", n.ino, " is a directory"));
+    pb::GetBlocksResponse r;
+    *r.mutable_attr() = n.Proto();
+    ASSIGN_OR_RETURN(auto st, Query(tx.db,
+                                    "SELECT idx, block_id, length, object_size, crc32c FROM blocks "
+                                    "WHERE volume_id = ? AND ino = ? AND idx >= ? AND idx < ? "
+                                    "ORDER BY idx",
+                                    req.volume_id(), n.ino, first, end));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      pb::Block* b = r.add_blocks();
+      b->set_index(static_cast<uint64_t>(st->ColumnInt64(0)));
+      b->set_id(static_cast<uint64_t>(st->ColumnInt64(1)));
+      b->set_length(static_cast<uint32_t>(st->ColumnInt64(2)));
+      b->set_object_size(static_cast<uint32_t>(st->ColumnInt64(3)));
+      b->set_crc32c(static_cast<uint32_t>(st->ColumnInt64(4)));
+    }
+    return r;
+  });
+}
+
+absl::StatusOr<pb::AllocBlockIdsResponse> MetaServiceImpl::AllocBlockIds(
+    const pb::AllocBlockIdsRequest& req) {
+  if (req.count() < 1 || req.count() > kMaxAllocBlockIds) {
+    return FsError(EINVAL, absl::StrCat("block id count ", req.count(), " is not in 1..",
+                                        kMaxAllocBlockIds));
+  }
+  return WriteOnce("AllocBlockIds", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::AllocBlockIdsResponse> {
+    ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(req.volume_id()));
+    RETURN_IF_ERROR(Exec(tx.db, "UPDATE volumes SET next_block_id = next_block_id + ? WHERE id = ?",
+                         req.count(), v.id));
+    RETURN_IF_ERROR(RecordAllocation(tx.db, v.id, v.next_block_id, req.count(), req.session_id()));
+    pb::AllocBlockIdsResponse r;
+    r.set_first_id(v.next_block_id);
+    return r;
+  });
+}
+
+absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
+    const pb::CommitBlocksRequest& req) {
+  if (req.min_size() > kMaxFileSize) {
+    return FsError(EFBIG, absl::StrCat("size ", req.min_size(), " is too large"));
+  }
+  return WriteOnce("CommitBlocks", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
+    const uint64_t vol = req.volume_id();
+    ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(vol));
+    const uint64_t bs = v.block_size;
+    for (const pb::Block& b : req.blocks()) {
+      if (b.length() > b.object_size() || b.object_size() > bs) {
+        return FsError(EINVAL, absl::StrCat("block ", b.id(), " at index ", b.index(),
+                                            ": need length (", b.length(), ") <= object size (",
+                                            b.object_size(), ") <= block size (", bs, ")"));
+      }
+      if (b.index() > (kMaxFileSize - b.length()) / bs) {
+        return FsError(EFBIG, absl::StrCat("block index ", b.index(), " is too large"));
+      }
+      if (b.id() == 0 || b.id() >= v.next_block_id) {
+        return FsError(EINVAL, absl::StrCat("block id ", b.id(), " was never allocated"));
+      }
+      ASSIGN_OR_RETURN(bool reclaimed, IsReclaimedId(tx.db, vol, b.id()));
+      if (reclaimed) {
+        return FsError(ESTALE, absl::StrCat("block id ", b.id(), " belonged to a session that "
+                                            "ended without committing it; its object may be "
+                                            "gone: upload the data again under a new id"));
+      }
+    }
+    ASSIGN_OR_RETURN(std::optional<Inode> found, tx.FindInode(vol, req.ino()));
+    if (!found) {
+      // The file went away while it was being written. The uploaded objects will never be
+      // referenced: hand them to garbage collection rather than leave them in the store.
+      for (const pb::Block& b : req.blocks()) {
+        ASSIGN_OR_RETURN(int64_t used, QueryInt(tx.db, 0,
+                                                "SELECT 1 FROM blocks WHERE volume_id = ? AND "
+                                                "block_id = ?",
+                                                vol, b.id()));
+        if (used == 0) RETURN_IF_ERROR(tx.QueueBlock(vol, b.id(), b.object_size()));
+      }
+      tx.commit_on_error = true;
+      return FsError(ENOENT, absl::StrCat("no inode ", req.ino(), " in volume ", vol));
+    }
+    Inode n = *found;
+    if (n.IsDir()) return FsError(EISDIR, absl::StrCat("inode ", n.ino, " is a directory"));
+    if (!n.IsReg()) return FsError(EINVAL, absl::StrCat("inode ", n.ino, " is not a regular file"));
+
+    // Punched holes: the entries go, their objects become garbage, the size stays.
+    for (uint64_t idx : req.drop_indexes()) {
+      ASSIGN_OR_RETURN(auto old, Query(tx.db,
+                                       "SELECT block_id, object_size, length FROM blocks WHERE "
+                                       "volume_id = ? AND ino = ? AND idx = ?",
+                                       vol, n.ino, idx));
+      ASSIGN_OR_RETURN(bool has_old, old->Step());
+      if (!has_old) continue;
+      const uint64_t old_id = static_cast<uint64_t>(old->ColumnInt64(0));
+      const uint64_t old_size = static_cast<uint64_t>(old->ColumnInt64(1));
+      const uint64_t old_length = static_cast<uint64_t>(old->ColumnInt64(2));
+      old.reset();
+      RETURN_IF_ERROR(tx.QueueBlock(vol, old_id, old_size));
+      RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM blocks WHERE volume_id = ? AND ino = ? AND idx = ?",
+                           vol, n.ino, idx));
+      n.stored_bytes -= std::min(n.stored_bytes, old_length);
+    }
+
+    for (const pb::Block& b : req.blocks()) {
+      // A block id belongs to one map entry for life; one already freed must not come back,
+      // since garbage collection may be deleting its object right now.
+      ASSIGN_OR_RETURN(auto owner, Query(tx.db,
+                                         "SELECT ino, idx FROM blocks WHERE volume_id = ? AND "
+                                         "block_id = ?",
+                                         vol, b.id()));
+      ASSIGN_OR_RETURN(bool owned, owner->Step());
+      if (owned && (static_cast<uint64_t>(owner->ColumnInt64(0)) != n.ino ||
+                    static_cast<uint64_t>(owner->ColumnInt64(1)) != b.index())) {
+        return FsError(EINVAL, absl::StrCat("block id ", b.id(), " is already in use by inode ",
+                                            owner->ColumnInt64(0), " index ",
+                                            owner->ColumnInt64(1)));
+      }
+      owner.reset();
+      ASSIGN_OR_RETURN(int64_t freed, QueryInt(tx.db, 0,
+                                               "SELECT 1 FROM gc_blocks WHERE volume_id = ? AND "
+                                               "block_id = ?",
+                                               vol, b.id()));
+      if (freed != 0) {
+        return FsError(EINVAL, absl::StrCat("block id ", b.id(), " has been freed"));
+      }
+      ASSIGN_OR_RETURN(auto old, Query(tx.db,
+                                       "SELECT block_id, object_size, length FROM blocks WHERE "
+                                       "volume_id = ? AND ino = ? AND idx = ?",
+                                       vol, n.ino, b.index()));
+      ASSIGN_OR_RETURN(bool has_old, old->Step());
+      if (has_old) {
+        n.stored_bytes -= std::min<uint64_t>(n.stored_bytes, old->ColumnInt64(2));
+      }
+      n.stored_bytes += b.length();
+      if (has_old && static_cast<uint64_t>(old->ColumnInt64(0)) != b.id()) {
+        const uint64_t old_id = static_cast<uint64_t>(old->ColumnInt64(0));
+        const uint64_t old_size = static_cast<uint64_t>(old->ColumnInt64(1));
+        old.reset();
+        RETURN_IF_ERROR(tx.QueueBlock(vol, old_id, old_size));
+      }
+      old.reset();
+      RETURN_IF_ERROR(Exec(tx.db,
+                           "INSERT INTO blocks (volume_id, ino, idx, block_id, length, "
+                           "object_size, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (volume_id, ino, idx) DO UPDATE SET "
+                           "block_id = excluded.block_id, length = excluded.length, "
+                           "object_size = excluded.object_size, crc32c = excluded.crc32c",
+                           vol, n.ino, b.index(), b.id(), b.length(), b.object_size(),
+                           b.crc32c()));
+    }
+    n.size = std::max<uint64_t>(n.size, req.min_size());
+    n.mtime_ns = req.mtime_ns() != 0 ? req.mtime_ns() : tx.now;
+    n.ctime_ns = tx.now;
+    if (req.clear_suid()) {
+      n.mode &= ~static_cast<uint32_t>(S_ISUID);
+      if (n.mode & S_IXGRP) n.mode &= ~static_cast<uint32_t>(S_ISGID);
+    }
+    RETURN_IF_ERROR(tx.UpdateInode(vol, n));
+    pb::CommitBlocksResponse r;
+    *r.mutable_attr() = n.Proto();
+    return r;
+  });
+}
+
+absl::StatusOr<pb::ReleaseResponse> MetaServiceImpl::Release(const pb::ReleaseRequest& req) {
+  return WriteOnce("Release", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::ReleaseResponse> {
+    RETURN_IF_ERROR(Exec(tx.db,
+                         "DELETE FROM sustained WHERE session_id = ? AND volume_id = ? AND ino = ?",
+                         req.session_id(), req.volume_id(), req.ino()));
+    RETURN_IF_ERROR(tx.FreeIfOrphan(req.volume_id(), req.ino()));
+    return pb::ReleaseResponse();
+  });
+}
+
+// ---- background work ----
+
+absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> MetaServiceImpl::GetStore(
+    const std::string& url) {
+  absl::MutexLock lock(&stores_mu_);
+  auto it = stores_.find(url);
+  if (it != stores_.end()) return it->second;
+  ASSIGN_OR_RETURN(std::unique_ptr<blockstore::BlockStore> store, options_.open_store(url));
+  std::shared_ptr<blockstore::BlockStore> shared(std::move(store));
+  stores_.emplace(url, shared);
+  return shared;
+}
+
+absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
+  absl::MutexLock gc_lock(&gc_mu_);
+  const int64_t cutoff = Now() - absl::ToInt64Nanoseconds(options_.gc_grace);
+  struct Garbage {
+    uint64_t volume_id;
+    uint64_t block_id;
+    std::string store_url;  // "" when the volume is unknown
+  };
+  int64_t deleted = 0;
+  uint64_t after_vol = 0;
+  uint64_t after_block = 0;
+  absl::flat_hash_map<std::string, absl::Status> broken_stores;  // warned once per round
+  // Ids of ended sessions never committed join the queue, due at once.
+  ASSIGN_OR_RETURN(int64_t reclaimed, Write([&](Tx& tx) -> absl::StatusOr<int64_t> {
+    return ReclaimEndedAllocations(tx.db, cutoff);
+  }));
+  if (reclaimed > 0) {
+    NIGHFS_LOG(INFO) << "gc: " << reclaimed << " block id(s) allocated to ended sessions and "
+                     << "never committed queued for deletion";
+  }
+  while (true) {
+    // Pages in key order so blocks whose deletion failed are passed over, not fetched again.
+    ASSIGN_OR_RETURN(std::vector<Garbage> page, Read([&](Tx& tx) -> absl::StatusOr<std::vector<Garbage>> {
+      ASSIGN_OR_RETURN(auto st, Query(tx.db,
+                                      "SELECT g.volume_id, g.block_id, "
+                                      "COALESCE(v.store_url, d.store_url, '') FROM gc_blocks g "
+                                      "LEFT JOIN volumes v ON v.id = g.volume_id "
+                                      "LEFT JOIN deleted_volumes d ON d.id = g.volume_id "
+                                      "WHERE g.freed_ns <= ? AND (g.volume_id > ? OR "
+                                      "(g.volume_id = ? AND g.block_id > ?)) "
+                                      "ORDER BY g.volume_id, g.block_id LIMIT ?",
+                                      cutoff, after_vol, after_vol, after_block, kGcPageSize));
+      std::vector<Garbage> out;
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, st->Step());
+        if (!row) break;
+        out.push_back({static_cast<uint64_t>(st->ColumnInt64(0)),
+                       static_cast<uint64_t>(st->ColumnInt64(1)), st->ColumnText(2)});
+      }
+      return out;
+    }));
+    if (page.empty()) break;
+    after_vol = page.back().volume_id;
+    after_block = page.back().block_id;
+
+    std::vector<std::pair<uint64_t, uint64_t>> done;
+    for (const Garbage& g : page) {
+      if (g.store_url.empty()) {
+        // No volume row and no tombstone: nothing says where the object lives, and nothing can
+        // ever delete it. Drop the entry rather than retry forever.
+        NIGHFS_LOG(ERROR) << "gc: block " << g.block_id << " of unknown volume " << g.volume_id
+                          << " dropped from the queue";
+        done.emplace_back(g.volume_id, g.block_id);
+        continue;
+      }
+      if (broken_stores.contains(g.store_url)) continue;
+      absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> store = GetStore(g.store_url);
+      if (!store.ok()) {
+        NIGHFS_LOG(WARNING) << "gc: cannot open the block store of volume " << g.volume_id
+                            << ": " << store.status().message() << " (retrying next round)";
+        broken_stores.emplace(g.store_url, store.status());
+        continue;
+      }
+      absl::Status s = (*store)->Delete(blockstore::BlockKey(g.block_id));
+      if (!s.ok()) {
+        NIGHFS_LOG(WARNING) << "gc: deleting block " << g.block_id << " from "
+                            << (*store)->Describe() << " failed: " << s.message()
+                            << " (retrying next round)";
+        continue;
+      }
+      done.emplace_back(g.volume_id, g.block_id);
+    }
+    if (!done.empty()) {
+      RETURN_IF_ERROR(Write([&](Tx& tx) -> absl::Status {
+        for (const auto& [vol, block] : done) {
+          RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM gc_blocks WHERE volume_id = ? AND block_id = ?",
+                               vol, block));
+        }
+        return absl::OkStatus();
+      }));
+      deleted += static_cast<int64_t>(done.size());
+    }
+    if (page.size() < static_cast<size_t>(kGcPageSize)) break;
+  }
+  // Tombstones of deleted volumes whose blocks are all gone.
+  RETURN_IF_ERROR(Write([&](Tx& tx) -> absl::Status {
+    return Exec(tx.db,
+                "DELETE FROM deleted_volumes WHERE NOT EXISTS "
+                "(SELECT 1 FROM gc_blocks WHERE gc_blocks.volume_id = deleted_volumes.id) "
+                "AND NOT EXISTS (SELECT 1 FROM block_id_ranges r WHERE "
+                "r.volume_id = deleted_volumes.id AND r.reclaimed = 0)");
+  }));
+  if (deleted > 0) NIGHFS_LOG(DEBUG) << "gc: deleted " << deleted << " block(s)";
+  return deleted;
+}
+
+}  // namespace nighfs::meta::internal

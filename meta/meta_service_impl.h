@@ -1,0 +1,383 @@
+// Internal to the metadata server (meta/meta_service.h is the public face): MetaServiceImpl,
+// the limits its operations enforce, the row types of the inodes, dentries and volumes tables,
+// and Tx, the transaction view whose helpers the operations share. The methods are defined by
+// concern: tx.cc (Tx and row helpers), volumes.cc, namespace_ops.cc, data_ops.cc and
+// meta_service.cc (Open, the background thread).
+#ifndef NIGHFS_META_META_SERVICE_IMPL_H_
+#define NIGHFS_META_META_SERVICE_IMPL_H_
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "meta/meta_service.h"
+#include "meta/request_dedup.h"
+#include "meta/sql.h"
+#include "meta/sql_util.h"
+
+namespace nighfs::meta::internal {
+
+using sql::Connection;
+using sql::Statement;
+
+constexpr uint64_t kRootIno = 1;
+constexpr uint32_t kMaxLinks = 65000;
+constexpr size_t kMaxNameBytes = 255;
+constexpr size_t kMaxSymlinkBytes = 4095;
+constexpr size_t kMaxVolumeNameBytes = 64;
+constexpr size_t kMaxXattrNameBytes = 255;
+constexpr size_t kMaxXattrValueBytes = 64 * 1024;
+constexpr uint32_t kDefaultBlockSize = 4u << 20;
+constexpr uint32_t kMinBlockSize = 64u << 10;
+constexpr uint32_t kMaxBlockSize = 64u << 20;
+constexpr uint32_t kReadDirDefaultLimit = 1000;
+constexpr uint32_t kReadDirMaxLimit = 5000;
+constexpr uint32_t kMaxAllocBlockIds = 4096;
+constexpr uint32_t kRenameNoReplace = 1;
+constexpr uint32_t kRenameExchange = 2;
+constexpr uint32_t kXattrCreate = 1;
+constexpr uint32_t kXattrReplace = 2;
+constexpr uint64_t kMaxFileSize = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+constexpr int kGcPageSize = 1000;
+// Deeper than any real tree; reaching it means the dentries form a cycle.
+constexpr int kMaxTreeDepth = 1 << 20;
+
+// A file-system error carrying `err`. The code is never one that clients retry (ENODATA and
+// EMLINK map to ResourceExhausted, ESTALE to Aborted): the answer is final, the errno says why.
+absl::Status FsError(int err, std::string_view message);
+
+std::string Quote(std::string_view name);
+
+// Integers kept in the meta table (stored as text, as the schema version is).
+absl::StatusOr<int64_t> GetMetaInt(Connection* db, std::string_view key, int64_t fallback);
+
+absl::Status SetMetaInt(Connection* db, std::string_view key, int64_t value);
+
+struct Inode {
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  uint32_t nlink = 0;
+  uint64_t rdev = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  // Sum of the valid lengths of the inode's blocks, kept up to date with its block map.
+  uint64_t stored_bytes = 0;
+
+  bool IsDir() const { return S_ISDIR(mode); }
+  bool IsReg() const { return S_ISREG(mode); }
+  bool IsLnk() const { return S_ISLNK(mode); }
+
+  void ToProto(pb::Attr* a) const {
+    a->set_ino(ino);
+    a->set_mode(mode);
+    a->set_uid(uid);
+    a->set_gid(gid);
+    a->set_size(size);
+    a->set_nlink(nlink);
+    a->set_rdev(rdev);
+    a->set_atime_ns(atime_ns);
+    a->set_mtime_ns(mtime_ns);
+    a->set_ctime_ns(ctime_ns);
+    a->set_stored_bytes(stored_bytes);
+  }
+  pb::Attr Proto() const {
+    pb::Attr a;
+    ToProto(&a);
+    return a;
+  }
+};
+
+// Eleven columns in this order, read by ReadInode.
+constexpr char kInodeCols[] =
+    "ino, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, stored_bytes";
+
+Inode ReadInode(const Statement& st, int c);
+
+struct VolumeRow {
+  uint64_t id = 0;
+  std::string name;
+  uint32_t block_size = 0;
+  std::string store_url;
+  int64_t created_ns = 0;
+  uint64_t next_ino = 0;
+  uint64_t next_block_id = 0;
+
+  pb::Volume Proto() const {
+    pb::Volume v;
+    v.set_id(id);
+    v.set_name(name);
+    v.set_block_size(block_size);
+    v.set_store_url(store_url);
+    v.set_created_ns(created_ns);
+    return v;
+  }
+};
+
+constexpr char kVolumeCols[] =
+    "id, name, block_size, store_url, created_ns, next_ino, next_block_id";
+
+VolumeRow ReadVolume(const Statement& st);
+
+struct Dentry {
+  int64_t id = 0;
+  uint64_t ino = 0;
+};
+
+absl::Status CheckName(std::string_view name);
+
+absl::Status CheckVolumeName(std::string_view name);
+
+// One transaction's view: the connection and the single "now" every timestamp of the operation
+// uses. The helpers are the building blocks the operations share.
+struct Tx {
+  Connection* db;
+  int64_t now;
+  // Set by an operation that fails but must keep what it wrote (a stale session it expired,
+  // blocks it queued for GC).
+  bool commit_on_error = false;
+
+  absl::StatusOr<VolumeRow> GetVolume(uint64_t volume_id);
+
+  absl::StatusOr<std::optional<VolumeRow>> FindVolumeByName(std::string_view name);
+
+  absl::StatusOr<std::optional<Inode>> FindInode(uint64_t vol, uint64_t ino);
+
+  absl::StatusOr<Inode> GetInode(uint64_t vol, uint64_t ino);
+
+  absl::StatusOr<Inode> GetDir(uint64_t vol, uint64_t ino);
+
+  // The inode a directory entry names; a dangling entry is corruption, not ENOENT.
+  absl::StatusOr<Inode> GetEntryInode(uint64_t vol, uint64_t ino);
+
+  absl::Status UpdateInode(uint64_t vol, const Inode& n);
+
+  absl::Status InsertInode(uint64_t vol, const Inode& n, const std::string* target);
+
+  absl::StatusOr<std::optional<Dentry>> FindDentry(uint64_t vol, uint64_t parent,
+                                                   std::string_view name);
+
+  // The entry `name` in `parent`; ENOENT when there is none.
+  absl::StatusOr<Dentry> GetDentry(uint64_t vol, uint64_t parent, std::string_view name);
+
+  absl::Status InsertDentry(uint64_t vol, uint64_t parent, std::string_view name, uint64_t ino);
+
+  absl::StatusOr<bool> DirIsEmpty(uint64_t vol, uint64_t ino);
+
+  absl::StatusOr<uint64_t> AllocIno(uint64_t vol);
+
+  // True if `ancestor` is `ino` or one of its ancestors. Directories have exactly one name, so
+  // the walk up the dentries is unique.
+  absl::StatusOr<bool> IsAncestorOrSelf(uint64_t vol, uint64_t ancestor, uint64_t ino);
+
+  absl::Status QueueBlocksOfInode(uint64_t vol, uint64_t ino);
+
+  absl::Status QueueBlock(uint64_t vol, uint64_t block_id, uint64_t object_size);
+
+  // Deletes an inode with its xattrs; its blocks go to garbage collection. The caller has
+  // removed every name of it (and, for a directory, checked it is empty).
+  absl::Status FreeInode(uint64_t vol, uint64_t ino);
+
+  // Frees an inode that has no name and no session keeping it open.
+  absl::Status FreeIfOrphan(uint64_t vol, uint64_t ino);
+
+  absl::Status CheckLiveSession(uint64_t session_id, uint64_t vol, absl::Duration timeout);
+
+  // Removes one link of a non-directory inode (its name is already gone). At zero links the
+  // inode is freed, or kept for `session_id` when `sustain`. Returns the inode after.
+  absl::StatusOr<Inode> DropLink(uint64_t vol, Inode n, uint64_t session_id, bool sustain,
+                                 absl::Duration session_timeout);
+
+  // Deletes a session and frees the unnamed inodes only it kept alive.
+  absl::Status EndSession(uint64_t session_id);
+};
+
+class MetaServiceImpl final : public MetaService {
+ public:
+  MetaServiceImpl(MetaServiceOptions options, std::unique_ptr<Connection> writer,
+                  std::vector<std::unique_ptr<Connection>> readers, int lock_fd)
+      : options_(std::move(options)), lock_fd_(lock_fd), writer_(std::move(writer)),
+        idle_readers_(std::move(readers)) {
+    use_readers_ = !idle_readers_.empty();
+    if (options_.run_background) background_ = std::thread([this] { BackgroundLoop(); });
+  }
+
+  ~MetaServiceImpl() override {
+    {
+      absl::MutexLock lock(&bg_mu_);
+      stop_ = true;
+    }
+    if (background_.joinable()) background_.join();
+    {
+      absl::MutexLock lock(&write_mu_);
+      writer_.reset();
+    }
+    {
+      absl::MutexLock lock(&pool_mu_);
+      idle_readers_.clear();
+    }
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
+
+  absl::StatusOr<pb::CreateVolumeResponse> CreateVolume(const pb::CreateVolumeRequest& req) override;
+  absl::StatusOr<pb::ListVolumesResponse> ListVolumes(const pb::ListVolumesRequest& req) override;
+  absl::StatusOr<pb::DeleteVolumeResponse> DeleteVolume(const pb::DeleteVolumeRequest& req) override;
+  absl::StatusOr<pb::MountResponse> Mount(const pb::MountRequest& req) override;
+  absl::StatusOr<pb::HeartbeatResponse> Heartbeat(const pb::HeartbeatRequest& req) override;
+  absl::StatusOr<pb::UnmountResponse> Unmount(const pb::UnmountRequest& req) override;
+  absl::StatusOr<pb::EntryResponse> Lookup(const pb::LookupRequest& req) override;
+  absl::StatusOr<pb::AttrResponse> GetAttr(const pb::GetAttrRequest& req) override;
+  absl::StatusOr<pb::AttrResponse> SetAttr(const pb::SetAttrRequest& req) override;
+  absl::StatusOr<pb::EntryResponse> Mknod(const pb::MknodRequest& req) override;
+  absl::StatusOr<pb::EntryResponse> Mkdir(const pb::MkdirRequest& req) override;
+  absl::StatusOr<pb::EntryResponse> Symlink(const pb::SymlinkRequest& req) override;
+  absl::StatusOr<pb::EntryResponse> Link(const pb::LinkRequest& req) override;
+  absl::StatusOr<pb::UnlinkResponse> Unlink(const pb::UnlinkRequest& req) override;
+  absl::StatusOr<pb::RmdirResponse> Rmdir(const pb::RmdirRequest& req) override;
+  absl::StatusOr<pb::RenameResponse> Rename(const pb::RenameRequest& req) override;
+  absl::StatusOr<pb::ReadDirResponse> ReadDir(const pb::ReadDirRequest& req) override;
+  absl::StatusOr<pb::ReadlinkResponse> Readlink(const pb::ReadlinkRequest& req) override;
+  absl::StatusOr<pb::GetBlocksResponse> GetBlocks(const pb::GetBlocksRequest& req) override;
+  absl::StatusOr<pb::AllocBlockIdsResponse> AllocBlockIds(const pb::AllocBlockIdsRequest& req) override;
+  absl::StatusOr<pb::CommitBlocksResponse> CommitBlocks(const pb::CommitBlocksRequest& req) override;
+  absl::StatusOr<pb::ReleaseResponse> Release(const pb::ReleaseRequest& req) override;
+  absl::StatusOr<pb::SetXattrResponse> SetXattr(const pb::SetXattrRequest& req) override;
+  absl::StatusOr<pb::GetXattrResponse> GetXattr(const pb::GetXattrRequest& req) override;
+  absl::StatusOr<pb::ListXattrResponse> ListXattr(const pb::ListXattrRequest& req) override;
+  absl::StatusOr<pb::RemoveXattrResponse> RemoveXattr(const pb::RemoveXattrRequest& req) override;
+  absl::StatusOr<pb::StatFsResponse> StatFs(const pb::StatFsRequest& req) override;
+
+  absl::StatusOr<int64_t> RunGcOnce() override;
+  absl::StatusOr<int64_t> ExpireSessionsOnce() override;
+  absl::StatusOr<int64_t> ExpireRequestRepliesOnce() override;
+
+ private:
+  int64_t Now() const { return options_.now_ns(); }
+
+  // Runs `fn` in one write transaction: committed if it returns OK (or sets
+  // tx.commit_on_error), rolled back otherwise. Writers are serialized.
+  template <class Fn>
+  auto Write(Fn&& fn) -> std::invoke_result_t<Fn, Tx&> {
+    absl::MutexLock lock(&write_mu_);
+    // "now" is taken under the lock so timestamps follow the commit order.
+    Tx tx{writer_.get(), Now()};
+    ASSIGN_OR_RETURN(std::unique_ptr<sql::Transaction> txn, writer_->Begin(sql::TxMode::kWrite));
+    auto result = fn(tx);
+    if (!result.ok() && !tx.commit_on_error) return result;
+    RETURN_IF_ERROR(txn->Commit());
+    return result;
+  }
+
+  // Write() for a mutation that may be a retry: runs `fn` at most once per `request_id` (see
+  // meta/request_dedup.h). A recorded reply is returned without running `fn`; a successful
+  // reply is recorded in fn's transaction. Failures are not recorded: a failed mutation
+  // changed nothing (or only what a retry would change again), so a retry runs afresh.
+  template <class Fn>
+  auto WriteOnce(std::string_view method, const std::string& request_id, Fn&& fn)
+      -> std::invoke_result_t<Fn, Tx&> {
+    using Result = std::invoke_result_t<Fn, Tx&>;
+    using Reply = typename Result::value_type;
+    const bool dedup = !request_id.empty() && options_.request_reply_ttl > absl::ZeroDuration();
+    Result result = Write([&](Tx& tx) -> Result {
+      if (!dedup) return fn(tx);
+      ASSIGN_OR_RETURN(std::optional<std::string> recorded,
+                       FindRecordedReply(tx.db, request_id, method));
+      if (recorded) {
+        Reply r;
+        if (!r.ParseFromString(*recorded)) {
+          return absl::DataLossError(absl::StrCat("recorded ", std::string(method), " reply is corrupt"));
+        }
+        return r;
+      }
+      ASSIGN_OR_RETURN(Reply r, fn(tx));
+      RETURN_IF_ERROR(RecordReply(tx.db, request_id, method, r.SerializeAsString(), tx.now));
+      return r;
+    });
+    if (result.ok() && options_.test_after_commit) options_.test_after_commit();
+    return result;
+  }
+
+  // Runs `fn` in one read transaction (a consistent snapshot) on a reader connection.
+  template <class Fn>
+  auto Read(Fn&& fn) -> std::invoke_result_t<Fn, Tx&> {
+    if (!use_readers_) return Write(std::forward<Fn>(fn));
+    std::unique_ptr<Connection> conn;
+    {
+      absl::MutexLock lock(&pool_mu_);
+      pool_mu_.Await(absl::Condition(this, &MetaServiceImpl::ReaderAvailable));
+      conn = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+    auto result = [&]() -> std::invoke_result_t<Fn, Tx&> {
+      Tx tx{conn.get(), Now()};
+      ASSIGN_OR_RETURN(std::unique_ptr<sql::Transaction> txn, conn->Begin(sql::TxMode::kRead));
+      auto r = fn(tx);
+      if (!r.ok()) return r;
+      RETURN_IF_ERROR(txn->Commit());
+      return r;
+    }();
+    absl::MutexLock lock(&pool_mu_);
+    idle_readers_.push_back(std::move(conn));
+    return result;
+  }
+
+  bool ReaderAvailable() const ABSL_SHARED_LOCKS_REQUIRED(pool_mu_) {
+    return !idle_readers_.empty();
+  }
+
+  // Shared by Mknod, Mkdir and Symlink.
+  absl::StatusOr<pb::EntryResponse> CreateNode(std::string_view method,
+                                               const std::string& request_id, uint64_t vol,
+                                               uint64_t parent,
+                                               const std::string& name, uint32_t mode,
+                                               uint32_t uid, uint32_t gid, uint64_t rdev,
+                                               const std::string* target);
+
+  absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> GetStore(const std::string& url);
+  void BackgroundLoop();
+
+  const MetaServiceOptions options_;
+  const int lock_fd_;
+
+  absl::Mutex write_mu_;
+  std::unique_ptr<Connection> writer_ ABSL_PT_GUARDED_BY(write_mu_);
+
+  absl::Mutex pool_mu_;
+  bool use_readers_ = false;
+  std::vector<std::unique_ptr<Connection>> idle_readers_ ABSL_GUARDED_BY(pool_mu_);
+
+  absl::Mutex stores_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<blockstore::BlockStore>> stores_
+      ABSL_GUARDED_BY(stores_mu_);
+
+  // Only one GC round at a time (the background thread and a test may both call RunGcOnce).
+  absl::Mutex gc_mu_;
+
+  absl::Mutex bg_mu_;
+  bool stop_ ABSL_GUARDED_BY(bg_mu_) = false;
+  std::thread background_;
+};
+
+}  // namespace nighfs::meta::internal
+
+#endif  // NIGHFS_META_META_SERVICE_IMPL_H_
