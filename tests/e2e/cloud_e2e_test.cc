@@ -70,23 +70,18 @@ std::string CommandLine(pid_t pid) {
                              {{std::string(1, '\0'), " "}});
 }
 
-class CloudE2eTest : public ::testing::TestWithParam<Emulator> {
+class CloudE2eTest : public ClusterTest, public ::testing::WithParamInterface<Emulator> {
  protected:
   void SetUp() override {
-    if (!CanMountFuse()) {
-      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
+    ClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     const std::string binary = s3() ? S3rverBinary() : AzuriteBinary();
     if (binary.empty()) {
       const std::string why = EmulatorName(GetParam()) + " is not installed (scripts/setup.sh)";
       if (InCi()) FAIL() << why << "; CI=true: the emulator tests must run";
       GTEST_SKIP() << why;
     }
-    root_ = tmp_.path();
-    ASSERT_FALSE(root_.empty()) << "cannot create a temporary directory";
     stdfs::create_directories(root_ + "/emulator");
-    stdfs::create_directories(root_ + "/meta");
     ASSERT_NO_FATAL_FAILURE(StartEmulator());
 
     creds_path_ = root_ + "/credentials";
@@ -95,19 +90,14 @@ class CloudE2eTest : public ::testing::TestWithParam<Emulator> {
     ASSERT_OK(creds);
     creds_ = *creds;
 
-    auto meta = MetaServer::Start(root_ + "/meta",
-                                  {"--credentials", creds_path_, "--gc-grace", "1"});
-    ASSERT_OK(meta);
-    meta_ = std::move(*meta);
+    ASSERT_NO_FATAL_FAILURE(StartMeta({"--credentials", creds_path_, "--gc-grace", "1"}));
     ASSERT_OK(CreateVolume(meta_->address(), "vol", store_url_, kBlock)) << meta_->log();
-    mnt_ = MountVolume("mnt");
+    mnt_ = Mount("mnt");
     ASSERT_NE(mnt_, nullptr);
   }
 
   void TearDown() override {
-    // Mounts flush to the store and report to the metadata server as they go: they go first.
-    mounts_.clear();
-    meta_.reset();
+    ClusterTest::TearDown();  // mounts, then the metadata server, before the store goes
     s3rver_.reset();
     azurite_.reset();
   }
@@ -144,18 +134,13 @@ class CloudE2eTest : public ::testing::TestWithParam<Emulator> {
   // The value that must never be shown anywhere.
   std::string Secret() const { return s3() ? kS3Secret : kAzuriteKey; }
 
-  // Mounts "vol" at root_/dir with the credentials file; kept until the test ends.
-  FuseMount* MountVolume(const std::string& dir, const std::string& extra_options = "") {
-    const std::string mp = root_ + "/" + dir;
-    stdfs::create_directories(mp);
+  // Mounts "vol" at root_/dir with the credentials file (and `extra_options`); kept until the
+  // test ends.
+  FuseMount* Mount(const std::string& dir, const std::string& extra_options = "") {
     std::string options =
         absl::StrCat("credentials=", creds_path_, ",attr_timeout=1,entry_timeout=1");
     if (!extra_options.empty()) absl::StrAppend(&options, ",", extra_options);
-    auto m = FuseMount::Start("vol@" + meta_->address(), mp, options);
-    EXPECT_OK(m);
-    if (!m.ok()) return nullptr;
-    mounts_.push_back(std::move(*m));
-    return mounts_.back().get();
+    return MountVolume("vol", dir, options);
   }
 
   // The objects of the volume's store, listed through the block-store API as nighfs sees them;
@@ -183,17 +168,12 @@ class CloudE2eTest : public ::testing::TestWithParam<Emulator> {
 
   std::string P(const std::string& rel) const { return mnt_->path() + "/" + rel; }
 
-  // Declared in destruction order reversed: the directory outlives the emulators, which
-  // outlive the metadata server, which outlives the mounts.
-  TempDir tmp_;
-  std::string root_;
+  // TearDown stops the mounts and the server before the emulators.
   std::unique_ptr<S3rver> s3rver_;
   std::unique_ptr<Azurite> azurite_;
   std::string store_url_;
   std::string creds_path_;
   blockstore::StoreCredentials creds_;
-  std::unique_ptr<MetaServer> meta_;
-  std::vector<std::unique_ptr<FuseMount>> mounts_;
   FuseMount* mnt_ = nullptr;
 };
 
@@ -214,7 +194,7 @@ TEST_P(CloudE2eTest, RoundTripSizes) {
   for (size_t n : sizes) blocks += (n + kBlock - 1) / kBlock;
   EXPECT_EQ(CountObjects(), static_cast<int>(blocks));
   // And again from a fresh mount: nothing comes from the first mount's memory.
-  FuseMount* other = MountVolume("mnt2");
+  FuseMount* other = Mount("mnt2");
   ASSERT_NE(other, nullptr);
   for (size_t n : sizes) {
     const std::string path = other->path() + absl::StrCat("/f", n);
@@ -269,7 +249,7 @@ TEST_P(CloudE2eTest, RandomWritesMatchLocalModel) {
                             << std::distance(got.begin(), std::mismatch(got.begin(), got.end(),
                                                                         model.begin())
                                                               .first);
-  FuseMount* fresh = MountVolume("mnt2");
+  FuseMount* fresh = Mount("mnt2");
   ASSERT_NE(fresh, nullptr);
   EXPECT_TRUE(ReadFile(fresh->path() + "/model") == model);
 }
@@ -286,7 +266,7 @@ TEST_P(CloudE2eTest, RenameLinksSymlinks) {
   EXPECT_TRUE(ReadFile(P("d/big")) == big);
 
   // All of it as a fresh mount sees it.
-  FuseMount* other = MountVolume("mnt2");
+  FuseMount* other = Mount("mnt2");
   ASSERT_NE(other, nullptr);
   const std::string o = other->path();
   EXPECT_EQ(ReadFile(o + "/b"), "AAA");
@@ -313,7 +293,7 @@ TEST_P(CloudE2eTest, UnreferencedBlocksAreDeleted) {
 
 TEST_P(CloudE2eTest, SecretsAreNeverShown) {
   // A second mount logging at debug level: the most a log ever says.
-  FuseMount* m = MountVolume("verbose", "log_level=debug");
+  FuseMount* m = Mount("verbose", "log_level=debug");
   ASSERT_NE(m, nullptr);
   const std::string data = RandomBytes(kBlock + 3, 5);
   ASSERT_TRUE(WriteFile(m->path() + "/f", data));

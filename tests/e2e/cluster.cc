@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "metadata_client/meta_client.h"
+#include "tests/testing/test_status.h"
 
 namespace nighfs::testing {
 
@@ -149,6 +151,50 @@ FuseMount::~FuseMount() {
   }
   if (proc_) (void)proc_->Stop(SIGTERM, absl::Seconds(30));
   if (IsMounted(mount_point_)) RunShell("umount -l " + mount_point_);
+}
+
+void ClusterTest::SetUp() {
+  if (!CanMountFuse()) {
+    if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
+    GTEST_SKIP() << "needs root and /dev/fuse";
+  }
+  root_ = tmp_.path();
+  ASSERT_FALSE(root_.empty()) << "cannot create a temporary directory";
+  std::filesystem::create_directories(root_ + "/meta");
+  std::filesystem::create_directories(root_ + "/blocks");
+}
+
+void ClusterTest::TearDown() {
+  mounts_.clear();
+  meta_.reset();
+}
+
+void ClusterTest::StartMeta(std::vector<std::string> args) {
+  auto m = MetaServer::Start(root_ + "/meta", std::move(args));
+  ASSERT_OK(m);
+  meta_ = std::move(*m);
+}
+
+FuseMount* ClusterTest::MountVolume(const std::string& volume, const std::string& dir,
+                                    const std::string& options) {
+  const std::string mp = root_ + "/" + dir;
+  std::filesystem::create_directories(mp);
+  auto m = FuseMount::Start(volume + "@" + meta_->address(), mp, options);
+  EXPECT_OK(m);
+  if (!m.ok()) return nullptr;
+  mounts_.push_back(std::move(*m));
+  return mounts_.back().get();
+}
+
+void ClusterTest::UnmountAll() {
+  for (auto& m : mounts_) {
+    auto st = m->Unmount();
+    EXPECT_OK(st);
+    if (st.ok()) {
+      EXPECT_EQ(*st, 0) << m->log();
+    }
+  }
+  mounts_.clear();
 }
 
 }  // namespace nighfs::testing

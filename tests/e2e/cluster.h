@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 #include "tests/testing/process.h"
 
 namespace nighfs::testing {
@@ -73,6 +74,34 @@ bool IsMounted(const std::string& mount_point);
 
 // Runs a shell command; returns its exit status and captures stdout+stderr in *output.
 int RunShell(const std::string& command, std::string* output = nullptr);
+
+// The common base of the end-to-end fixtures: a temporary root with meta/ and blocks/, one
+// nighfs-meta on it and the mounts a test makes. A fixture's SetUp calls ClusterTest::SetUp()
+// first and returns if IsSkipped() || HasFatalFailure().
+class ClusterTest : public ::testing::Test {
+ protected:
+  // Skips without FUSE (fails under CI: it must run there); creates root_/meta, root_/blocks.
+  void SetUp() override;
+  // Mounts first (they flush to the store and report to the server as they go), then the server.
+  void TearDown() override;
+
+  // Starts nighfs-meta with its state in root_/meta; fatal failure if it does not start.
+  void StartMeta(std::vector<std::string> args = {});
+  // The block store under root_/blocks, for CreateVolume.
+  std::string BlocksUrl() const { return "file://" + root_ + "/blocks"; }
+  // Mounts `volume` at root_/dir, kept until the test ends; nullptr (and a failure) if it fails.
+  FuseMount* MountVolume(const std::string& volume, const std::string& dir,
+                         const std::string& options = "");
+  // Unmounts every mount, expecting each daemon to exit 0, and forgets them.
+  void UnmountAll();
+
+  // Declared in destruction order reversed: the directory outlives the server, which outlives
+  // the mounts. A derived fixture's members (emulators) go before these.
+  TempDir tmp_;
+  std::string root_;
+  std::unique_ptr<MetaServer> meta_;
+  std::vector<std::unique_ptr<FuseMount>> mounts_;
+};
 
 }  // namespace nighfs::testing
 

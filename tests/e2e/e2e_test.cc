@@ -61,58 +61,25 @@ int AsUser(uid_t uid, gid_t gid, const std::function<int()>& fn) {
 // The errno of a failed call as an exit code, 0 on success.
 int Errno(int rc) { return rc == 0 ? 0 : errno; }
 
-class E2eTest : public ::testing::Test {
+class E2eTest : public ClusterTest {
  protected:
   void SetUp() override {
-    if (!CanMountFuse()) {
-      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
-    root_ = tmp_.path();
-    stdfs::create_directories(root_ + "/meta");
-    stdfs::create_directories(root_ + "/blocks");
-    auto m = MetaServer::Start(root_ + "/meta", {"--gc-grace", "1"});
-    ASSERT_OK(m);
-    meta_ = std::move(*m);
-    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks"));
+    ClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_NO_FATAL_FAILURE(StartMeta({"--gc-grace", "1"}));
+    ASSERT_OK(CreateVolume(meta_->address(), "vol", BlocksUrl()));
     mnt_ = MountVolume("vol", "mnt");
     ASSERT_NE(mnt_, nullptr);
   }
 
-  void TearDown() override {
-    mounts_.clear();
-    meta_.reset();
-  }
-
-  // Mounts volume `vol` at root_/dir; kept until the test ends.
+  // This file's mounts default to short attribute and entry caches.
   FuseMount* MountVolume(const std::string& vol, const std::string& dir,
                          const std::string& options = "attr_timeout=1,entry_timeout=1") {
-    const std::string mp = root_ + "/" + dir;
-    stdfs::create_directories(mp);
-    auto m = FuseMount::Start(vol + "@" + meta_->address(), mp, options);
-    EXPECT_OK(m);
-    if (!m.ok()) return nullptr;
-    mounts_.push_back(std::move(*m));
-    return mounts_.back().get();
-  }
-
-  void UnmountAll() {
-    for (auto& m : mounts_) {
-      auto st = m->Unmount();
-      EXPECT_OK(st);
-      if (st.ok()) {
-        EXPECT_EQ(*st, 0) << m->log();
-      }
-    }
-    mounts_.clear();
+    return ClusterTest::MountVolume(vol, dir, options);
   }
 
   std::string P(const std::string& rel) const { return mnt_->path() + "/" + rel; }
 
-  TempDir tmp_;
-  std::string root_;
-  std::unique_ptr<MetaServer> meta_;
-  std::vector<std::unique_ptr<FuseMount>> mounts_;
   FuseMount* mnt_ = nullptr;
 };
 

@@ -33,31 +33,13 @@ namespace {
 namespace stdfs = std::filesystem;
 using ::testing::HasSubstr;
 
-class InfraE2eTest : public ::testing::Test {
+class InfraE2eTest : public ClusterTest {
  protected:
   void SetUp() override {
-    if (!CanMountFuse()) {
-      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
-    root_ = tmp_.path();
-    stdfs::create_directories(root_ + "/meta");
-    stdfs::create_directories(root_ + "/blocks");
-    auto m = MetaServer::Start(root_ + "/meta");
-    ASSERT_OK(m);
-    meta_ = std::move(*m);
-    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks"));
-  }
-
-  FuseMount* Mount(const std::string& volume, const std::string& dir,
-                   const std::string& options = "") {
-    const std::string mp = root_ + "/" + dir;
-    stdfs::create_directories(mp);
-    auto m = FuseMount::Start(volume + "@" + meta_->address(), mp, options);
-    EXPECT_OK(m);
-    if (!m.ok()) return nullptr;
-    mounts_.push_back(std::move(*m));
-    return mounts_.back().get();
+    ClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_NO_FATAL_FAILURE(StartMeta());
+    ASSERT_OK(CreateVolume(meta_->address(), "vol", BlocksUrl()));
   }
 
   std::string MountCommand(const std::string& volume, const std::string& address,
@@ -71,18 +53,12 @@ class InfraE2eTest : public ::testing::Test {
   std::string Cli(const std::string& args) const {
     return absl::StrCat(BuildRoot(), "/tools/nighfs --meta ", meta_->address(), " ", args);
   }
-
-  TempDir tmp_;
-  std::string root_;
-  std::unique_ptr<MetaServer> meta_;
-  // Declared last: unmounted before the server stops.
-  std::vector<std::unique_ptr<FuseMount>> mounts_;
 };
 
 // Issue 10, item 6: a second mount.nighfs on a mounted folder used to stack a second mount and
 // daemon on top of the first.
 TEST_F(InfraE2eTest, SecondMountOnTheSameFolderIsRefused) {
-  FuseMount* first = Mount("vol", "mnt");
+  FuseMount* first = MountVolume("vol", "mnt");
   ASSERT_NE(first, nullptr);
   ASSERT_TRUE(WriteFile(first->path() + "/a", "first"));
   std::string out;
@@ -200,7 +176,7 @@ absl::StatusOr<status::v1::MountStatus> StatusOf(const std::string& cli_prefix,
 
 // Issue 10, item 9: `nighfs status` said a store was healthy while every upload failed.
 TEST_F(InfraE2eTest, StatusShowsAFailingStoreAsUnhealthyWithItsError) {
-  FuseMount* m = Mount("vol", "st");
+  FuseMount* m = MountVolume("vol", "st");
   ASSERT_NE(m, nullptr);
   const std::string cli = absl::StrCat(BuildRoot(), "/tools/nighfs --meta ", meta_->address());
   ASSERT_TRUE(WriteFile(m->path() + "/ok", std::string(100000, 'o')));

@@ -35,34 +35,14 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-class MetaFaultTest : public ::testing::Test {
+class MetaFaultTest : public ClusterTest {
  protected:
-  void SetUp() override {
-    if (!CanMountFuse()) {
-      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
-    root_ = tmp_.path();
-    stdfs::create_directories(root_ + "/meta");
-    stdfs::create_directories(root_ + "/blocks");
-  }
-
-  void TearDown() override {
-    mount_.reset();
-    meta_.reset();
-  }
-
   void StartCluster(std::vector<std::string> meta_args, const std::string& mount_options,
                     uint32_t block_size = 0) {
-    auto m = MetaServer::Start(root_ + "/meta", std::move(meta_args));
-    ASSERT_OK(m);
-    meta_ = std::move(*m);
-    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks", block_size));
-    const std::string mp = root_ + "/mnt";
-    stdfs::create_directories(mp);
-    auto f = FuseMount::Start("vol@" + meta_->address(), mp, mount_options);
-    ASSERT_OK(f);
-    mount_ = std::move(*f);
+    ASSERT_NO_FATAL_FAILURE(StartMeta(std::move(meta_args)));
+    ASSERT_OK(CreateVolume(meta_->address(), "vol", BlocksUrl(), block_size));
+    mount_ = MountVolume("vol", "mnt", mount_options);
+    ASSERT_NE(mount_, nullptr);
   }
 
   // One lock-file style round in its own directory; every step must succeed. Returns the
@@ -122,10 +102,7 @@ class MetaFaultTest : public ::testing::Test {
     return wrong;
   }
 
-  TempDir tmp_;
-  std::string root_;
-  std::unique_ptr<MetaServer> meta_;
-  std::unique_ptr<FuseMount> mount_;
+  FuseMount* mount_ = nullptr;
 };
 
 // meta_timeout spans a restart; no attribute or entry caching, so every step asks the server.

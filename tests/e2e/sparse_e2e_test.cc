@@ -102,35 +102,20 @@ int64_t DuBytes(const std::string& path) {
   return std::stoll(out);
 }
 
-class SparseE2eTest : public ::testing::Test {
+class SparseE2eTest : public ClusterTest {
  protected:
   void SetUp() override {
-    if (!CanMountFuse()) {
-      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
-    root_ = tmp_.path();
-    stdfs::create_directories(root_ + "/meta");
-    stdfs::create_directories(root_ + "/blocks");
+    ClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     stdfs::create_directories(root_ + "/local");
-    auto m = MetaServer::Start(root_ + "/meta", {"--gc-grace", "1"});
-    ASSERT_OK(m);
-    meta_ = std::move(*m);
-    ASSERT_OK(CreateVolume(meta_->address(), "vol", "file://" + root_ + "/blocks", kBlock));
+    ASSERT_NO_FATAL_FAILURE(StartMeta({"--gc-grace", "1"}));
+    ASSERT_OK(CreateVolume(meta_->address(), "vol", BlocksUrl(), kBlock));
     Mount();
   }
 
-  void TearDown() override {
-    mnt_.reset();
-    meta_.reset();
-  }
-
   void Mount() {
-    stdfs::create_directories(root_ + "/mnt");
-    auto m = FuseMount::Start("vol@" + meta_->address(), root_ + "/mnt",
-                              "attr_timeout=1,entry_timeout=1");
-    ASSERT_OK(m);
-    mnt_ = std::move(*m);
+    mnt_ = MountVolume("vol", "mnt", "attr_timeout=1,entry_timeout=1");
+    ASSERT_NE(mnt_, nullptr);
   }
 
   // Unmounts (flushing everything) and mounts again: nothing comes from the old mount.
@@ -138,17 +123,14 @@ class SparseE2eTest : public ::testing::Test {
     auto st = mnt_->Unmount();
     ASSERT_OK(st);
     EXPECT_EQ(*st, 0) << mnt_->log();
-    mnt_.reset();
+    mounts_.clear();
     Mount();
   }
 
   std::string P(const std::string& rel) const { return mnt_->path() + "/" + rel; }
   std::string L(const std::string& rel) const { return root_ + "/local/" + rel; }
 
-  TempDir tmp_;
-  std::string root_;
-  std::unique_ptr<MetaServer> meta_;
-  std::unique_ptr<FuseMount> mnt_;
+  FuseMount* mnt_ = nullptr;
 };
 
 TEST_F(SparseE2eTest, TerabyteTruncateStoresNothingAndCopiesSparse) {

@@ -39,20 +39,16 @@ constexpr char kBucket[] = "nighfs-wb";
 // Short backoff so a case takes seconds once the store is back.
 constexpr char kMountOptions[] = "attr_timeout=1,entry_timeout=1,retry_max=0.5,flush_timeout=60";
 
-class WritebackE2eTest : public ::testing::Test {
+class WritebackE2eTest : public ClusterTest {
  protected:
   void SetUp() override {
-    if (!CanMountFuse()) {
-      if (InCi()) FAIL() << "CI must be able to mount FUSE (root and /dev/fuse)";
-      GTEST_SKIP() << "needs root and /dev/fuse";
-    }
+    ClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     if (S3rverBinary().empty()) {
       if (InCi()) FAIL() << "s3rver is not installed; CI=true: the emulator tests must run";
       GTEST_SKIP() << "s3rver is not installed (scripts/setup.sh)";
     }
-    root_ = tmp_.path();
     stdfs::create_directories(root_ + "/emulator");
-    stdfs::create_directories(root_ + "/meta");
     auto server = S3rver::Start(root_ + "/emulator");
     ASSERT_OK(server);
     s3rver_ = std::move(*server);
@@ -67,9 +63,7 @@ class WritebackE2eTest : public ::testing::Test {
       ::close(fd);
     }
     creds_ = creds;
-    auto meta = MetaServer::Start(root_ + "/meta", {"--credentials", creds, "--gc-grace", "1"});
-    ASSERT_OK(meta);
-    meta_ = std::move(*meta);
+    ASSERT_NO_FATAL_FAILURE(StartMeta({"--credentials", creds, "--gc-grace", "1"}));
     const std::string url = absl::StrCat("s3://", kBucket, "/vol?endpoint=", s3rver_->url(),
                                          "&region=", kS3rverRegion);
     ASSERT_OK(CreateVolume(meta_->address(), "vol", url, kBlock)) << meta_->log();
@@ -78,20 +72,12 @@ class WritebackE2eTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    mounts_.clear();
-    meta_.reset();
+    ClusterTest::TearDown();
     s3rver_.reset();
   }
 
   FuseMount* Mount(const std::string& dir) {
-    const std::string mp = root_ + "/" + dir;
-    stdfs::create_directories(mp);
-    auto m = FuseMount::Start("vol@" + meta_->address(), mp,
-                              absl::StrCat("credentials=", creds_, ",", kMountOptions));
-    EXPECT_OK(m);
-    if (!m.ok()) return nullptr;
-    mounts_.push_back(std::move(*m));
-    return mounts_.back().get();
+    return MountVolume("vol", dir, absl::StrCat("credentials=", creds_, ",", kMountOptions));
   }
 
   // The mount's status file (written every few seconds by the daemon).
@@ -121,12 +107,8 @@ class WritebackE2eTest : public ::testing::Test {
         timeout);
   }
 
-  TempDir tmp_;
-  std::string root_;
   std::string creds_;
   std::unique_ptr<S3rver> s3rver_;
-  std::unique_ptr<MetaServer> meta_;
-  std::vector<std::unique_ptr<FuseMount>> mounts_;
   FuseMount* mnt_ = nullptr;
 };
 
