@@ -1,0 +1,324 @@
+// FileSystemImpl, the one implementation of FileSystem (mount/filesystem.h). Internal to
+// mount/: its methods are defined by concern in filesystem.cc (lifecycle, stats),
+// fs_namespace.cc, fs_files.cc, fs_write.cc, fs_pending.cc and fs_sparse.cc.
+
+#ifndef NIGHFS_MOUNT_FILESYSTEM_IMPL_H_
+#define NIGHFS_MOUNT_FILESYSTEM_IMPL_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/errno_status.h"
+#include "common/logging.h"
+#include "mount/block_cache.h"
+#include "mount/file_state.h"
+#include "mount/filesystem.h"
+#include "mount/memory.h"
+#include "mount/sparse.h"
+#include "mount/spill_dir.h"
+#include "mount/thread_pool.h"
+
+namespace nighfs::fs {
+
+namespace pb = ::nighfs::meta::v1;
+
+inline constexpr size_t kMaxName = 255;
+
+inline int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
+
+// A broken accounting invariant is a bug: stop a debug build where it happens.
+[[maybe_unused]] inline void DebugCheck(bool ok, const std::string& what) {
+  if (ok) return;
+  NIGHFS_LOG(ERROR) << "invariant violated: " << what;
+  std::abort();
+}
+
+inline absl::Status CheckName(const std::string& name) {
+  if (name.size() > kMaxName) return PosixError(ENAMETOOLONG, "name longer than 255 bytes");
+  if (name.empty()) return PosixError(ENOENT, "empty name");
+  return absl::OkStatus();
+}
+
+class FileSystemImpl : public FileSystem {
+ public:
+  FileSystemImpl(MetaApi* meta, blockstore::BlockStore* store, const pb::Volume& volume,
+                 uint64_t session_id, const FsOptions& options);
+  ~FileSystemImpl() override;
+
+  // ---- namespace ----
+
+  absl::StatusOr<pb::Attr> Lookup(uint64_t parent, const std::string& name) override;
+  absl::StatusOr<pb::Attr> GetAttr(uint64_t ino) override;
+  absl::StatusOr<pb::Attr> SetAttr(uint64_t ino, const SetAttrArgs& a) override;
+  absl::StatusOr<std::string> Readlink(uint64_t ino) override;
+  absl::StatusOr<pb::Attr> Mknod(const Caller& c, uint64_t parent, const std::string& name,
+                                 uint32_t mode, uint64_t rdev) override;
+  absl::StatusOr<pb::Attr> Mkdir(const Caller& c, uint64_t parent, const std::string& name,
+                                 uint32_t mode) override;
+  absl::StatusOr<pb::Attr> Symlink(const Caller& c, uint64_t parent, const std::string& name,
+                                   const std::string& target) override;
+  absl::StatusOr<pb::Attr> Link(uint64_t ino, uint64_t new_parent,
+                                const std::string& new_name) override;
+  absl::Status Unlink(uint64_t parent, const std::string& name) override;
+  absl::Status Rmdir(uint64_t parent, const std::string& name) override;
+  absl::Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                      const std::string& new_name, uint32_t flags) override;
+  absl::StatusOr<std::vector<DirEntryOut>> ReadDir(uint64_t ino, uint64_t offset,
+                                                   size_t max_entries, bool plus) override;
+  absl::StatusOr<struct statvfs> StatFs() override;
+
+  // ---- files ----
+
+  absl::StatusOr<uint64_t> Open(uint64_t ino, int flags) override;
+  absl::StatusOr<std::pair<pb::Attr, uint64_t>> Create(const Caller& c, uint64_t parent,
+                                                       const std::string& name, uint32_t mode,
+                                                       int flags) override;
+  absl::StatusOr<std::string> Read(uint64_t fh, uint64_t offset, size_t size) override;
+  absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) override;
+  absl::Status Flush(uint64_t fh) override;
+  absl::Status Fsync(uint64_t fh) override { return Flush(fh); }
+  absl::Status Release(uint64_t fh) override;
+
+  // ---- sparse files (mount/sparse.h) ----
+
+  absl::StatusOr<uint64_t> Lseek(uint64_t fh, int64_t offset, int whence) override;
+  absl::Status Fallocate(uint64_t fh, int mode, int64_t offset, int64_t len) override;
+
+  // ---- xattrs ----
+
+  absl::Status SetXattr(uint64_t ino, const std::string& name, std::string_view value,
+                        int flags) override;
+  absl::StatusOr<std::string> GetXattr(uint64_t ino, const std::string& name) override;
+  absl::StatusOr<std::vector<std::string>> ListXattr(uint64_t ino) override;
+  absl::Status RemoveXattr(uint64_t ino, const std::string& name) override;
+
+  absl::Status FlushAll() override;
+  void SetSessionId(uint64_t session_id) override;
+  void DropIdBatch();
+  void FillStats(status::v1::MountStats* s) const override;
+  void FillMemoryAndPending(status::v1::MountStatus* out) const override;
+
+ private:
+  // One metadata call, counted. Failures that are file-system answers (ENOENT...) are
+  // normal; transport failures were already retried by the client up to its deadline.
+  template <class Req, class Resp>
+  absl::StatusOr<Resp> Meta(absl::StatusOr<Resp> (MetaApi::*method)(const Req&), const Req& req) {
+    meta_calls_.fetch_add(1, std::memory_order_relaxed);
+    absl::StatusOr<Resp> r = (meta_->*method)(req);
+    if (!r.ok() && StatusToErrno(r.status()) == EIO) {
+      meta_errors_.fetch_add(1, std::memory_order_relaxed);
+      NIGHFS_LOG(WARNING) << "metadata call failed: " << r.status();
+    }
+    return r;
+  }
+
+  static void CopyValid(const char* src, size_t src_len, uint64_t boff, size_t n, char* dst) {
+    if (boff >= src_len) return;  // past the stored bytes: stays zero
+    std::memcpy(dst, src + boff, std::min<size_t>(n, src_len - boff));
+  }
+
+  // ---- open-file table ----
+
+  std::shared_ptr<FileState> OpenState(uint64_t ino);
+  std::shared_ptr<FileState> AcquireState(uint64_t ino);
+
+  // Drops a handle's reference. The last one forgets the file, unless it still holds data
+  // that is not stored (its commit failed): then the state stays (a new open reuses it, so
+  // readers see the data) and the retrier commits it later.
+  void ReleaseState(const std::shared_ptr<FileState>& st);
+
+  // Removes a closed, fully stored file from the table (and lets the server delete it if it
+  // was unlinked while open).
+  void ForgetIfClosed(const std::shared_ptr<FileState>& st);
+  std::vector<std::shared_ptr<FileState>> AllStates() const;
+
+  // ---- failed commits: kept, retried in the background ----
+
+  struct PendingSummary {
+    uint64_t files = 0;
+    uint64_t bytes = 0;
+    std::string inos;  // the first few
+    std::string last_error;
+  };
+
+  PendingSummary SummarizePending() const;
+  void RecordFailureLocked(FileState& st, const absl::Status& s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // Commits every file whose retry is due (and whose next attempt would come before `until`).
+  void RetryDue(absl::Time until = absl::InfiniteFuture());
+  void RetryLoop();
+
+  // Gives memory back once nothing was written for a while and nothing is buffered.
+  void TrimIfIdle();
+
+  // Every byte counted in buffered_ belongs to exactly one live charge, and the charge of a
+  // buffer in a file's tables equals its size. Debug builds check the buffers of `only` after
+  // each of its commits, and at shutdown (`only` null: no operation running) every file and
+  // that the counts are exactly the sums of the live buffers.
+  void CheckDirtyCount(const FileState* only) const;
+
+  // The image of `p`, read back from the spill folder if it was spilled.
+  absl::StatusOr<BlockData> LoadImage(const PendingBlock& p);
+
+  // While data that could not be stored holds more than 3/4 of the writeback budget, moves
+  // the images of files waiting for a retry to the spill folder (down to half the budget),
+  // so writers of other files are not throttled by a store outage.
+  void MaybeSpill();
+  void MarkSustained(const std::shared_ptr<FileState>& st);
+
+  // The open state of the inode named (parent, name), if this mount has it open. Costs a
+  // Lookup only while some file is open.
+  std::shared_ptr<FileState> OpenStateOfName(uint64_t parent, const std::string& name);
+
+  // Close-to-open: the first open of a file in this mount reads its block map afresh.
+  absl::Status LoadState(const std::shared_ptr<FileState>& st);
+  uint64_t NewHandle(std::shared_ptr<FileState> st, int flags);
+  absl::StatusOr<std::shared_ptr<Handle>> GetHandle(uint64_t fh);
+
+  // Attributes as this mount sees them: buffered writes count.
+  pb::Attr Overlay(const pb::Attr& attr);
+  static pb::Attr OverlayLocked(FileState& st, const pb::Attr& attr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // ---- sparse-file view of the open-file state ----
+
+  // The first block at index >= i that this mount knows holds data: a buffered image (newest
+  // first, as Read prefers it) or a committed block.
+  static std::optional<MappedBlock> NextMappedLocked(FileState& st, uint64_t i)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // st_blocks of a file with buffered blocks: what it will store once they are committed,
+  // i.e. the server's stored bytes with each buffered image in place of the committed block
+  // it replaces. `du` grows while a large file is written and matches the data once it is
+  // closed, without counting a rewritten block twice.
+  static uint64_t StoredBytesLocked(FileState& st, uint64_t committed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // fallocate mode 0: size = max(size, end), as the server's CommitBlocks min_size does
+  // atomically, so a concurrent extending write is never cut back.
+  absl::Status GrowTo(const std::shared_ptr<FileState>& st, uint64_t end);
+
+  // fallocate PUNCH_HOLE | KEEP_SIZE. Buffered blocks are committed first (as a local file
+  // system writes back the range's dirty pages before punching), so the committed map is the
+  // whole truth and no later commit brings a punched block back; then the blocks wholly
+  // inside the range leave the map in one CommitBlocks (drop_indexes), and the data at the
+  // range's edges is overwritten with zeros through the write path. The kernel holds the
+  // inode lock across fallocate and write, so no write of this mount races the punch.
+  absl::Status PunchHole(uint64_t fh, const std::shared_ptr<Handle>& h, uint64_t offset,
+                         uint64_t len);
+
+  // Zeros at an explicit offset, even on an O_APPEND handle: such a handle writes through a
+  // transient plain handle of the same open file (the caller's handle keeps the file open).
+  absl::Status WriteZerosAt(uint64_t fh, const Handle& h, uint64_t pos, uint64_t n);
+
+  // ---- write path ----
+
+  // Committed blocks whose old bytes a write of [pos, pos+n) must merge with.
+  std::vector<pb::Block> MissingBasesLocked(FileState& st, uint64_t pos, size_t n,
+                                            const absl::flat_hash_map<uint64_t, BlockData>& have)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // Fails only when a spilled image cannot be read back (then nothing is applied).
+  absl::Status ApplyWriteLocked(FileState& st, uint64_t pos, std::string_view data,
+                                const absl::flat_hash_map<uint64_t, BlockData>& bases,
+                                std::vector<std::shared_ptr<PendingBlock>>* sealed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // Makes `p` the newest image of its block; an older image that no commit has taken is
+  // garbage the moment it is replaced.
+  void SupersedeLocked(FileState& st, const std::shared_ptr<PendingBlock>& p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+  void StartUpload(const std::shared_ptr<FileState>& st, const std::shared_ptr<PendingBlock>& p);
+  absl::StatusOr<uint64_t> NextBlockId();
+  absl::Status PutBlock(PendingBlock& p);
+  void Upload(FileState& st, PendingBlock& p);
+  void DeleteObjectLater(uint64_t id);
+
+  // Commits `st` (see CommitOnceLocked) and records the outcome: a failure becomes the file's
+  // sticky write error (reported by every later fsync/close until a commit succeeds) and
+  // schedules a background retry; a full successful commit clears it.
+  absl::Status CommitLocked(const std::shared_ptr<FileState>& st, bool partial = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
+
+  // Seals every buffered block of `st`, waits for the uploads and records them in the
+  // metadata server in one CommitBlocks. On failure nothing buffered is dropped: the next
+  // flush (or the background retrier) tries again.
+  //
+  // With `partial` (back-pressure for a writer far ahead of the store) it only waits for the
+  // oldest upload, commits the uploads that have finished, and leaves the rest in flight, so
+  // the upload pipeline never drains. The size it records then covers only committed blocks.
+  absl::Status CommitOnceLocked(const std::shared_ptr<FileState>& st, bool partial)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
+
+  // Uploads the image of `*p` again under a fresh id; on success `*p` is replaced by the new
+  // upload (in the snapshot and, if still current, in the file's table, with its charge).
+  absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p);
+
+  // ---- security.capability absence cache ----
+  bool KnownNoCaps(uint64_t ino);
+  void RememberNoCaps(uint64_t ino);
+  void ForgetNoCaps(uint64_t ino);
+  MetaApi* const meta_;
+  blockstore::BlockStore* const store_;
+  const pb::Volume volume_;
+  const uint64_t bs_;
+  std::atomic<uint64_t> session_id_;
+
+  // Lock order: FileState::flush_mu, then files_mu_, then FileState::mu; handles_mu_ is a
+  // leaf; no lock is held across a metadata call or block I/O except flush_mu
+  // (which only serializes one file's commits) and ids_mu_.
+  mutable absl::Mutex files_mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(files_mu_);
+  absl::Mutex handles_mu_;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Handle>> handles_ ABSL_GUARDED_BY(handles_mu_);
+  std::atomic<uint64_t> next_fh_{1};
+
+  absl::Mutex ids_mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
+  uint64_t end_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
+
+  absl::Mutex caps_mu_;
+  absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);
+
+  // Written and not yet stored: every byte is owned by the charge of one buffer.
+  ByteGauge buffered_;
+  ByteGauge uploading_;  // images being uploaded right now
+  ByteGauge spilled_;    // images of files waiting for a retry, moved to spill_
+  std::shared_ptr<SpillDir> spill_;  // nullptr: no spilling (-o spill_dir not given or unusable)
+  std::atomic<int64_t> last_activity_ns_{0};
+  int64_t trimmed_at_ns_ = -1;  // only the retrier thread uses it
+  std::shared_ptr<BufferPool> buffers_;
+  std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
+  std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
+
+  // The pool is declared last so it is destroyed first: queued uploads and prefetches finish
+  // while the cache and everything else they use still exist.
+  BlockCache cache_;
+  ThreadPool pool_;
+  // Commits files whose commit failed, in the background (see RetryDue); joined first thing
+  // in the destructor.
+  absl::Notification stop_retrier_;
+  std::thread retrier_;
+};
+
+}  // namespace nighfs::fs
+
+#endif  // NIGHFS_MOUNT_FILESYSTEM_IMPL_H_

@@ -1,0 +1,258 @@
+// FileSystemImpl open-file table and handles: Open/Create/Read/Release and the attribute
+// overlay that makes buffered writes visible.
+
+#include "mount/filesystem_impl.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "common/status_macros.h"
+
+namespace nighfs::fs {
+
+absl::StatusOr<uint64_t> FileSystemImpl::Open(uint64_t ino, int flags) {
+  std::shared_ptr<FileState> st = AcquireState(ino);
+  absl::Status s = LoadState(st);
+  if (!s.ok()) {
+    ReleaseState(st);
+    return s;
+  }
+  return NewHandle(st, flags);
+}
+
+absl::StatusOr<std::pair<pb::Attr, uint64_t>> FileSystemImpl::Create(
+    const Caller& c, uint64_t parent, const std::string& name, uint32_t mode, int flags) {
+  absl::StatusOr<pb::Attr> made = Mknod(c, parent, name, (mode & 07777) | S_IFREG, 0);
+  if (made.ok()) {
+    std::shared_ptr<FileState> st = AcquireState(made->ino());
+    {
+      absl::MutexLock fl(&st->flush_mu);
+      if (!st->loaded) {
+        absl::MutexLock l(&st->mu);
+        st->attr = *made;
+        st->size = 0;
+        st->loaded = true;
+      }
+    }
+    return std::make_pair(*made, NewHandle(st, flags));
+  }
+  // The kernel thought the name was free (a stale negative entry after another mount
+  // created it): without O_EXCL, open the existing file as open(2) would.
+  if (StatusToErrno(made.status()) != EEXIST || (flags & O_EXCL)) return made.status();
+  ASSIGN_OR_RETURN(pb::Attr attr, Lookup(parent, name));
+  if ((attr.mode() & S_IFMT) == S_IFDIR) return PosixError(EISDIR, "is a directory");
+  ASSIGN_OR_RETURN(uint64_t fh, Open(attr.ino(), flags));
+  if (flags & O_TRUNC) {
+    SetAttrArgs a;
+    a.valid = pb::SETATTR_SIZE;
+    a.size = 0;
+    absl::StatusOr<pb::Attr> t = SetAttr(attr.ino(), a);
+    if (!t.ok()) {
+      (void)Release(fh);
+      return t.status();
+    }
+    attr = *t;
+  }
+  return std::make_pair(attr, fh);
+}
+
+absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, size_t size) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+  FileState& st = *h->state;
+  struct Part {
+    size_t dst;
+    uint64_t boff;
+    size_t n;
+    pb::Block ref;
+  };
+  std::vector<Part> parts;
+  std::vector<pb::Block> ahead;
+  std::string out;
+  {
+    absl::MutexLock l(&st.mu);
+    if (offset >= st.size || size == 0) return std::string();
+    const uint64_t end = std::min<uint64_t>(offset + size, st.size);
+    out.assign(end - offset, '\0');
+    for (uint64_t pos = offset; pos < end;) {
+      const uint64_t idx = pos / bs_;
+      const uint64_t boff = pos % bs_;
+      const size_t n = std::min<uint64_t>(bs_ - boff, end - pos);
+      const size_t dst = pos - offset;
+      if (auto d = st.dirty.find(idx); d != st.dirty.end()) {
+        CopyValid(d->second.img.data(), d->second.img.size(), boff, n, out.data() + dst);
+      } else if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
+        ASSIGN_OR_RETURN(BlockData img, LoadImage(*f->second));
+        CopyValid(img->data(), img->size(), boff, n, out.data() + dst);
+      } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
+        parts.push_back({dst, boff, n, b->second});
+      }  // else a hole: zeros
+      pos += n;
+    }
+    // Sequential reader: fetch the next blocks before they are asked for.
+    if (options_.readahead_blocks > 0 && h->last_end.load() == offset) {
+      const uint64_t last = (end - 1) / bs_;
+      for (uint64_t i = last + 1; i <= last + options_.readahead_blocks; ++i) {
+        if (i * bs_ >= st.size) break;
+        if (st.dirty.contains(i) || st.inflight.contains(i)) continue;
+        if (auto b = st.blocks.find(i); b != st.blocks.end()) ahead.push_back(b->second);
+      }
+    }
+    h->last_end.store(end);
+  }
+  for (const pb::Block& ref : ahead) cache_.Prefetch(ref);
+  for (const Part& p : parts) {
+    ASSIGN_OR_RETURN(BlockData data, cache_.Get(p.ref));
+    const size_t valid = std::min<size_t>(p.ref.length(), data->size());
+    CopyValid(data->data(), valid, p.boff, p.n, out.data() + p.dst);
+  }
+  read_ops_.fetch_add(1, std::memory_order_relaxed);
+  bytes_read_.fetch_add(out.size(), std::memory_order_relaxed);
+  return out;
+}
+
+absl::Status FileSystemImpl::Release(uint64_t fh) {
+  std::shared_ptr<Handle> h;
+  {
+    absl::MutexLock l(&handles_mu_);
+    auto it = handles_.find(fh);
+    if (it == handles_.end()) return PosixError(EBADF, "unknown file handle");
+    h = std::move(it->second);
+    handles_.erase(it);
+  }
+  absl::Status s;
+  {
+    absl::MutexLock fl(&h->state->flush_mu);
+    s = CommitLocked(h->state);
+  }
+  if (!s.ok()) {
+    NIGHFS_LOG(ERROR) << "inode " << h->state->ino << ": buffered data could not be stored "
+                      << "at close; kept, and retried in the background: " << s;
+  }
+  ReleaseState(h->state);
+  return s;
+}
+
+std::shared_ptr<FileState> FileSystemImpl::OpenState(uint64_t ino) {
+  absl::MutexLock l(&files_mu_);
+  auto it = files_.find(ino);
+  return it == files_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<FileState> FileSystemImpl::AcquireState(uint64_t ino) {
+  absl::MutexLock l(&files_mu_);
+  std::shared_ptr<FileState>& st = files_[ino];
+  if (st == nullptr) st = std::make_shared<FileState>(ino);
+  ++st->open_count;
+  return st;
+}
+
+void FileSystemImpl::ReleaseState(const std::shared_ptr<FileState>& st) {
+  {
+    absl::MutexLock l(&files_mu_);
+    if (--st->open_count > 0) return;
+    absl::MutexLock sl(&st->mu);
+    if (st->HasUnsavedLocked()) {
+      if (st->write_error.ok()) {
+        // Not stored and no commit failed (a write raced the close): retry at once.
+        RecordFailureLocked(*st, absl::UnavailableError("not stored at close"));
+        st->next_attempt_ns = NowNs();
+      }
+      return;
+    }
+  }
+  ForgetIfClosed(st);
+}
+
+void FileSystemImpl::ForgetIfClosed(const std::shared_ptr<FileState>& st) {
+  bool release_rpc = false;
+  {
+    absl::MutexLock l(&files_mu_);
+    if (st->open_count > 0) return;
+    {
+      absl::MutexLock sl(&st->mu);
+      if (st->HasUnsavedLocked()) return;
+    }
+    auto it = files_.find(st->ino);
+    if (it == files_.end() || it->second != st) return;
+    files_.erase(it);
+    release_rpc = st->sustained;
+  }
+  if (release_rpc) {
+    pb::ReleaseRequest req;
+    req.set_volume_id(volume_.id());
+    req.set_session_id(session_id_.load());
+    req.set_ino(st->ino);
+    absl::Status s = Meta(&MetaApi::Release, req).status();
+    if (!s.ok()) NIGHFS_LOG(WARNING) << "release of unlinked inode " << st->ino << ": " << s;
+  }
+}
+
+std::vector<std::shared_ptr<FileState>> FileSystemImpl::AllStates() const {
+  std::vector<std::shared_ptr<FileState>> out;
+  absl::MutexLock l(&files_mu_);
+  out.reserve(files_.size());
+  for (const auto& [ino, st] : files_) out.push_back(st);
+  return out;
+}
+
+void FileSystemImpl::MarkSustained(const std::shared_ptr<FileState>& st) {
+  absl::MutexLock l(&files_mu_);
+  st->sustained = true;
+}
+
+absl::Status FileSystemImpl::LoadState(const std::shared_ptr<FileState>& st) {
+  absl::MutexLock fl(&st->flush_mu);
+  if (st->loaded) return absl::OkStatus();
+  pb::GetBlocksRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(st->ino);
+  ASSIGN_OR_RETURN(pb::GetBlocksResponse resp, Meta(&MetaApi::GetBlocks, req));
+  absl::MutexLock l(&st->mu);
+  st->attr = resp.attr();
+  st->size = resp.attr().size();
+  st->blocks.clear();
+  for (const pb::Block& b : resp.blocks()) st->blocks[b.index()] = b;
+  st->loaded = true;
+  return absl::OkStatus();
+}
+
+uint64_t FileSystemImpl::NewHandle(std::shared_ptr<FileState> st, int flags) {
+  auto h = std::make_shared<Handle>();
+  h->state = std::move(st);
+  h->flags = flags;
+  const uint64_t fh = next_fh_.fetch_add(1);
+  absl::MutexLock l(&handles_mu_);
+  handles_[fh] = std::move(h);
+  return fh;
+}
+
+absl::StatusOr<std::shared_ptr<Handle>> FileSystemImpl::GetHandle(uint64_t fh) {
+  absl::MutexLock l(&handles_mu_);
+  auto it = handles_.find(fh);
+  if (it == handles_.end()) return PosixError(EBADF, "unknown file handle");
+  return it->second;
+}
+
+pb::Attr FileSystemImpl::Overlay(const pb::Attr& attr) {
+  std::shared_ptr<FileState> st = OpenState(attr.ino());
+  if (st == nullptr) return attr;
+  absl::MutexLock l(&st->mu);
+  return OverlayLocked(*st, attr);
+}
+
+pb::Attr FileSystemImpl::OverlayLocked(FileState& st, const pb::Attr& attr) {
+  pb::Attr a = attr;
+  if (!st.dirty.empty() || !st.inflight.empty()) {
+    a.set_stored_bytes(StoredBytesLocked(st, a.stored_bytes()));
+  }
+  if (st.meta_dirty) {
+    a.set_size(st.size);
+    a.set_mtime_ns(std::max(a.mtime_ns(), st.mtime_ns));
+    a.set_ctime_ns(std::max(a.ctime_ns(), st.mtime_ns));
+  }
+  return a;
+}
+
+}  // namespace nighfs::fs

@@ -1,0 +1,353 @@
+// FileSystemImpl namespace calls: lookup, attributes, create/remove/rename of names,
+// directory listing, statfs and extended attributes.
+
+#include "mount/filesystem_impl.h"
+
+#include <linux/fs.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "common/status_macros.h"
+
+namespace nighfs::fs {
+
+namespace {
+
+// "." and ".." take directory offsets 0 and 1; the server's cookies start after them.
+constexpr uint64_t kDotEntries = 2;
+
+// POSIX ACLs (system.posix_acl_*) are not supported: storing them as plain xattrs would make
+// the kernel neither enforce them nor fold them into the mode, and `cp -a` would lose modes.
+// Refusing them makes tools fall back to chmod, as on any file system without ACLs.
+absl::Status CheckXattrNamespace(const std::string& name) {
+  if (name.rfind("system.", 0) == 0) {
+    return PosixError(EOPNOTSUPP, "system.* attributes (POSIX ACLs) are not supported");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<pb::Attr> FileSystemImpl::Lookup(uint64_t parent, const std::string& name) {
+  RETURN_IF_ERROR(CheckName(name));
+  pb::LookupRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Lookup, req));
+  return Overlay(resp.attr());
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::GetAttr(uint64_t ino) {
+  pb::GetAttrRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::GetAttr, req));
+  return Overlay(resp.attr());
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs& a) {
+  pb::SetAttrRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  req.set_valid(a.valid);
+  req.set_mode(a.mode);
+  req.set_uid(a.uid);
+  req.set_gid(a.gid);
+  req.set_size(a.size);
+  req.set_atime_ns(a.atime_ns);
+  req.set_mtime_ns(a.mtime_ns);
+  std::shared_ptr<FileState> st = OpenState(ino);
+  if (st == nullptr) {
+    ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
+    return resp.attr();
+  }
+  // Buffered writes go first, so a truncate or an explicit mtime is not undone by a later
+  // commit of older data.
+  absl::MutexLock fl(&st->flush_mu);
+  RETURN_IF_ERROR(CommitLocked(st));
+  ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
+  absl::MutexLock l(&st->mu);
+  if (a.valid & pb::SETATTR_SIZE) {
+    const uint64_t size = a.size;
+    for (auto it = st->blocks.begin(); it != st->blocks.end();) {
+      const uint64_t start = it->first * bs_;
+      if (start >= size) {
+        it = st->blocks.erase(it);
+        continue;
+      }
+      if (size - start < it->second.length()) it->second.set_length(size - start);
+      ++it;
+    }
+    // Writes that raced in after the commit above are cut like the server cut its blocks.
+    for (auto it = st->dirty.begin(); it != st->dirty.end();) {
+      const uint64_t start = it->first * bs_;
+      if (start >= size) {
+        it = st->dirty.erase(it);  // its charge goes with it
+        continue;
+      }
+      if (size - start < it->second.img.size()) {
+        it->second.img.resize(size - start);
+        it->second.charge.Set(it->second.img.size());
+      }
+      ++it;
+    }
+    st->size = size;
+  }
+  st->attr = resp.attr();
+  if (st->dirty.empty() && st->inflight.empty()) st->meta_dirty = false;
+  return OverlayLocked(*st, resp.attr());
+}
+
+absl::StatusOr<std::string> FileSystemImpl::Readlink(uint64_t ino) {
+  pb::ReadlinkRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  ASSIGN_OR_RETURN(pb::ReadlinkResponse resp, Meta(&MetaApi::Readlink, req));
+  return resp.target();
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::Mknod(const Caller& c, uint64_t parent,
+                                               const std::string& name, uint32_t mode,
+                                               uint64_t rdev) {
+  RETURN_IF_ERROR(CheckName(name));
+  pb::MknodRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_mode(mode);
+  req.set_rdev(rdev);
+  req.set_uid(c.uid);
+  req.set_gid(c.gid);
+  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
+  return resp.attr();
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::Mkdir(const Caller& c, uint64_t parent,
+                                               const std::string& name, uint32_t mode) {
+  RETURN_IF_ERROR(CheckName(name));
+  pb::MkdirRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_mode(mode);
+  req.set_uid(c.uid);
+  req.set_gid(c.gid);
+  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mkdir, req));
+  return resp.attr();
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t parent,
+                                                 const std::string& name,
+                                                 const std::string& target) {
+  RETURN_IF_ERROR(CheckName(name));
+  pb::SymlinkRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_target(target);
+  req.set_uid(c.uid);
+  req.set_gid(c.gid);
+  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Symlink, req));
+  return resp.attr();
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
+                                              const std::string& new_name) {
+  RETURN_IF_ERROR(CheckName(new_name));
+  pb::LinkRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  req.set_new_parent(new_parent);
+  req.set_new_name(new_name);
+  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Link, req));
+  return Overlay(resp.attr());
+}
+
+absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
+  RETURN_IF_ERROR(CheckName(name));
+  pb::UnlinkRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_session_id(session_id_.load());
+  std::shared_ptr<FileState> open = OpenStateOfName(parent, name);
+  req.set_sustain(open != nullptr);
+  ASSIGN_OR_RETURN(pb::UnlinkResponse resp, Meta(&MetaApi::Unlink, req));
+  if (open != nullptr && resp.attr().nlink() == 0) MarkSustained(open);
+  return absl::OkStatus();
+}
+
+absl::Status FileSystemImpl::Rmdir(uint64_t parent, const std::string& name) {
+  RETURN_IF_ERROR(CheckName(name));
+  pb::RmdirRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  return Meta(&MetaApi::Rmdir, req).status();
+}
+
+absl::Status FileSystemImpl::Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                                    const std::string& new_name, uint32_t flags) {
+  RETURN_IF_ERROR(CheckName(name));
+  RETURN_IF_ERROR(CheckName(new_name));
+  pb::RenameRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_new_parent(new_parent);
+  req.set_new_name(new_name);
+  req.set_flags(flags);
+  req.set_session_id(session_id_.load());
+  std::shared_ptr<FileState> open;
+  if (!(flags & RENAME_EXCHANGE)) open = OpenStateOfName(new_parent, new_name);
+  req.set_sustain(open != nullptr);
+  ASSIGN_OR_RETURN(pb::RenameResponse resp, Meta(&MetaApi::Rename, req));
+  if (open != nullptr && resp.replaced().ino() == open->ino && resp.replaced().nlink() == 0) {
+    MarkSustained(open);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<DirEntryOut>> FileSystemImpl::ReadDir(
+    uint64_t ino, uint64_t offset, size_t max_entries, bool plus) {
+  std::vector<DirEntryOut> out;
+  if (max_entries == 0) return out;
+  // The kernel ignores the attributes of "." and "..", and the listing below reports
+  // ENOTDIR for a non-directory: no extra round trip for them.
+  pb::Attr self;
+  self.set_ino(ino);
+  self.set_mode(S_IFDIR);
+  for (uint64_t o = offset; o < kDotEntries && out.size() < max_entries; ++o) {
+    DirEntryOut e;
+    e.name = o == 0 ? "." : "..";
+    e.ino = ino;
+    e.mode = S_IFDIR;
+    e.next_offset = o + 1;
+    e.attr = self;
+    out.push_back(std::move(e));
+  }
+  if (out.size() >= max_entries) return out;
+  pb::ReadDirRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  req.set_cookie(offset >= kDotEntries ? offset - kDotEntries : 0);
+  req.set_limit(static_cast<uint32_t>(std::min<size_t>(max_entries - out.size(), 2000)));
+  req.set_plus(plus);
+  ASSIGN_OR_RETURN(pb::ReadDirResponse resp, Meta(&MetaApi::ReadDir, req));
+  for (const pb::DirEntry& de : resp.entries()) {
+    DirEntryOut e;
+    e.name = de.name();
+    e.ino = de.ino();
+    e.mode = de.mode();
+    e.next_offset = de.cookie() + kDotEntries;
+    if (plus) e.attr = Overlay(de.attr());
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::StatusOr<struct statvfs> FileSystemImpl::StatFs() {
+  pb::StatFsRequest req;
+  req.set_volume_id(volume_.id());
+  ASSIGN_OR_RETURN(pb::StatFsResponse resp, Meta(&MetaApi::StatFs, req));
+  struct statvfs sv;
+  std::memset(&sv, 0, sizeof sv);
+  // Object storage has no fixed capacity: report 1 PiB and 2^40 inodes, minus what is used.
+  const uint64_t frsize = 4096;
+  const uint64_t total = (1ull << 50) / frsize;
+  const uint64_t used = (resp.used_bytes() + frsize - 1) / frsize;
+  sv.f_bsize = std::min<uint32_t>(bs_, 1u << 20);
+  sv.f_frsize = frsize;
+  sv.f_blocks = total;
+  sv.f_bfree = sv.f_bavail = total > used ? total - used : 0;
+  const uint64_t files = 1ull << 40;
+  sv.f_files = files;
+  sv.f_ffree = sv.f_favail = files - std::min(files, resp.inodes());
+  sv.f_namemax = kMaxName;
+  return sv;
+}
+
+absl::Status FileSystemImpl::SetXattr(uint64_t ino, const std::string& name, std::string_view value,
+                                      int flags) {
+  RETURN_IF_ERROR(CheckXattrNamespace(name));
+  pb::SetXattrRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  req.set_name(name);
+  req.set_value(std::string(value));
+  req.set_flags(static_cast<uint32_t>(flags));
+  RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
+  ForgetNoCaps(ino);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FileSystemImpl::GetXattr(uint64_t ino, const std::string& name) {
+  // The kernel asks for security.capability before every write (to strip it); answering
+  // from memory keeps that off the network. Only this mount's own changes are seen here.
+  const bool caps = name == "security.capability";
+  if (caps && KnownNoCaps(ino)) return PosixError(ENODATA, "no such attribute");
+  if (!CheckXattrNamespace(name).ok()) return PosixError(ENODATA, "no such attribute");
+  pb::GetXattrRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  req.set_name(name);
+  absl::StatusOr<pb::GetXattrResponse> resp = Meta(&MetaApi::GetXattr, req);
+  if (!resp.ok()) {
+    if (caps && StatusToErrno(resp.status()) == ENODATA) RememberNoCaps(ino);
+    return resp.status();
+  }
+  return resp->value();
+}
+
+absl::StatusOr<std::vector<std::string>> FileSystemImpl::ListXattr(uint64_t ino) {
+  pb::ListXattrRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  ASSIGN_OR_RETURN(pb::ListXattrResponse resp, Meta(&MetaApi::ListXattr, req));
+  return std::vector<std::string>(resp.names().begin(), resp.names().end());
+}
+
+absl::Status FileSystemImpl::RemoveXattr(uint64_t ino, const std::string& name) {
+  pb::RemoveXattrRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_ino(ino);
+  req.set_name(name);
+  RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
+  ForgetNoCaps(ino);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<FileState> FileSystemImpl::OpenStateOfName(uint64_t parent,
+                                                           const std::string& name) {
+  {
+    absl::MutexLock l(&files_mu_);
+    if (files_.empty()) return nullptr;
+  }
+  pb::LookupRequest req;
+  req.set_volume_id(volume_.id());
+  req.set_parent(parent);
+  req.set_name(name);
+  absl::StatusOr<pb::EntryResponse> r = Meta(&MetaApi::Lookup, req);
+  if (!r.ok()) return nullptr;
+  return OpenState(r->attr().ino());
+}
+
+bool FileSystemImpl::KnownNoCaps(uint64_t ino) {
+  absl::MutexLock l(&caps_mu_);
+  return no_caps_.contains(ino);
+}
+
+void FileSystemImpl::RememberNoCaps(uint64_t ino) {
+  absl::MutexLock l(&caps_mu_);
+  if (no_caps_.size() > 100000) no_caps_.clear();
+  no_caps_.insert(ino);
+}
+
+void FileSystemImpl::ForgetNoCaps(uint64_t ino) {
+  absl::MutexLock l(&caps_mu_);
+  no_caps_.erase(ino);
+}
+
+}  // namespace nighfs::fs
