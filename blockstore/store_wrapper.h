@@ -13,10 +13,12 @@
 
 namespace nighfs::blockstore {
 
-// Thread-safe as the wrapped store is. Owns it.
+// Thread-safe as the wrapped store is. Owns it, or shares it (a store several handles use,
+// like the process-wide mem:// stores).
 class BlockStoreWrapper : public BlockStore {
  public:
   explicit BlockStoreWrapper(std::unique_ptr<BlockStore> base) : base_(std::move(base)) {}
+  explicit BlockStoreWrapper(std::shared_ptr<BlockStore> base) : base_(std::move(base)) {}
   BlockStoreWrapper(const BlockStoreWrapper&) = delete;
   BlockStoreWrapper& operator=(const BlockStoreWrapper&) = delete;
 
@@ -42,7 +44,7 @@ class BlockStoreWrapper : public BlockStore {
   std::string Describe() const override { return base_->Describe(); }
 
  private:
-  const std::unique_ptr<BlockStore> base_;
+  const std::shared_ptr<BlockStore> base_;
 };
 
 }  // namespace nighfs::blockstore
