@@ -27,6 +27,20 @@ absl::Status CheckXattrNamespace(const std::string& name) {
   return absl::OkStatus();
 }
 
+
+// The fields every "create a name" request shares (Mknod, Mkdir, Symlink): where, and who.
+template <class Req>
+Req NewEntryRequest(uint64_t volume_id, const Caller& c, uint64_t parent,
+                    const std::string& name) {
+  Req req;
+  req.set_volume_id(volume_id);
+  req.set_parent(parent);
+  req.set_name(name);
+  req.set_uid(c.uid);
+  req.set_gid(c.gid);
+  return req;
+}
+
 }  // namespace
 
 absl::StatusOr<pb::Attr> FileSystemImpl::Lookup(uint64_t parent, const std::string& name) {
@@ -112,14 +126,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Mknod(const Caller& c, uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint64_t rdev) {
   RETURN_IF_ERROR(CheckName(name));
-  pb::MknodRequest req;
-  req.set_volume_id(volume_.id());
-  req.set_parent(parent);
-  req.set_name(name);
+  auto req = NewEntryRequest<pb::MknodRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
   req.set_rdev(rdev);
-  req.set_uid(c.uid);
-  req.set_gid(c.gid);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
   return resp.attr();
 }
@@ -127,13 +136,8 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Mknod(const Caller& c, uint64_t parent,
 absl::StatusOr<pb::Attr> FileSystemImpl::Mkdir(const Caller& c, uint64_t parent,
                                                const std::string& name, uint32_t mode) {
   RETURN_IF_ERROR(CheckName(name));
-  pb::MkdirRequest req;
-  req.set_volume_id(volume_.id());
-  req.set_parent(parent);
-  req.set_name(name);
+  auto req = NewEntryRequest<pb::MkdirRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
-  req.set_uid(c.uid);
-  req.set_gid(c.gid);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mkdir, req));
   return resp.attr();
 }
@@ -142,13 +146,8 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t paren
                                                  const std::string& name,
                                                  const std::string& target) {
   RETURN_IF_ERROR(CheckName(name));
-  pb::SymlinkRequest req;
-  req.set_volume_id(volume_.id());
-  req.set_parent(parent);
-  req.set_name(name);
+  auto req = NewEntryRequest<pb::SymlinkRequest>(volume_.id(), c, parent, name);
   req.set_target(target);
-  req.set_uid(c.uid);
-  req.set_gid(c.gid);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Symlink, req));
   return resp.attr();
 }
