@@ -22,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -163,11 +164,31 @@ absl::Status CurlError(CURLcode rc, const char* errbuf, std::string_view method,
   switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
       return absl::DeadlineExceededError(message);
+    case CURLE_PEER_FAILED_VERIFICATION:  // also CURLE_SSL_CACERT: chain or host name
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+      // The server is not who it must be, or our trust settings are wrong: asking again
+      // gets the same certificate. Final, so a mount fails at once instead of retrying for
+      // its whole timeout.
+      return absl::FailedPreconditionError(absl::StrCat(
+          message, "; TLS certificate verification failed: check ca_file (--ca-file), and that "
+                   "the server's certificate names the host in the address"));
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_BAD_FUNCTION_ARGUMENT:
       // The caller's mistake, not the network's: retrying cannot help.
       return absl::InvalidArgumentError(message);
+    case CURLE_SSL_CONNECT_ERROR:
+      if (absl::StrContains(detail, "wrong version number")) {
+        // Typically https:// to a plain HTTP server; still retried (a restarting server can
+        // cut a handshake short too), but the message says what to look at.
+        return absl::UnavailableError(
+            absl::StrCat(message, "; is the server plain HTTP? then use an http:// address"));
+      }
+      return absl::UnavailableError(message);
     default:
       // Refused, reset, DNS failures, send/recv errors, empty replies, truncated bodies, TLS
       // failures: all are the transport's.

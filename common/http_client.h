@@ -41,7 +41,8 @@ struct HttpClientOptions {
   long low_speed_bytes = 1024;
   absl::Duration low_speed_time = absl::Seconds(30);
   int max_idle_connections = 64;
-  // TLS: verify the peer (default) against ca_file if set, else the system store.
+  // TLS: verify the peer's chain and host name (default) against ca_file (PEM) if set, else
+  // the system store.
   bool tls_verify = true;
   std::string ca_file;
 };
@@ -52,7 +53,9 @@ class HttpClient {
   virtual ~HttpClient() = default;
 
   // Performs one request. Transport failures (refused, reset, DNS, timeout) are returned as
-  // Unavailable or DeadlineExceeded with curl's message; any HTTP status, 4xx and 5xx included,
+  // Unavailable or DeadlineExceeded with curl's message; a TLS certificate that fails
+  // verification (unknown CA, wrong host name, unreadable ca_file) as FailedPrecondition, which
+  // retry loops do not retry (common/retry.h); any HTTP status, 4xx and 5xx included,
   // is a successful HttpResponse for the caller to interpret.
   virtual absl::StatusOr<HttpResponse> Do(const HttpRequest& request) = 0;
 };

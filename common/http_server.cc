@@ -26,12 +26,14 @@
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -40,6 +42,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/http_server_tls.h"
 #include "common/logging.h"
 
 namespace nighfs {
@@ -103,31 +106,55 @@ struct Admission {
 // keeps a weak_ptr to close it on Stop().
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  // `tls` (owned by the server, which outlives every session) null: plain HTTP.
   Session(BeastHttpServer* server, uint64_t id, tcp::socket socket, std::string remote,
-          Admission admission)
+          Admission admission, net::ssl::context* tls)
       : server_(server),
         id_(id),
-        stream_(std::move(socket)),
         remote_(std::move(remote)),
         admission_(std::move(admission)),
-        budget_timer_(stream_.get_executor()) {}
+        budget_timer_(socket.get_executor()) {
+    if (tls != nullptr) {
+      tls_.emplace(beast::tcp_stream(std::move(socket)), *tls);
+    } else {
+      plain_.emplace(std::move(socket));
+    }
+  }
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   void Start() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+    net::dispatch(tcp().get_executor(),
+                  beast::bind_front_handler(tls_ ? &Session::DetectTls : &Session::ReadHeader,
+                                            shared_from_this()));
   }
 
   // REQUIRES: no thread is running the io_context (see Stop()).
   void CloseForStop() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp().close();
   }
 
  private:
+  // The TCP layer: timeouts, shutdown, close, and raw reads that discard input.
+  beast::tcp_stream& tcp() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+  // Calls f(stream) with the stream HTTP messages travel on: TLS once its handshake is done,
+  // else the TCP stream (plain servers, and the 400 for plain HTTP sent to a TLS port).
+  template <class F>
+  void WithStream(F&& f) {
+    if (tls_ready_) {
+      f(*tls_);
+    } else {
+      f(tcp());
+    }
+  }
+  // TLS servers: look at the first bytes; a TLS ClientHello goes on to the handshake, anything
+  // else (plain HTTP) gets a 400 and a closed connection, never the handler.
+  void DetectTls();
+  void OnDetectTls(beast::error_code ec, bool is_tls);
+  void OnHandshake(beast::error_code ec, size_t used);
   void ReadHeader();
   void OnHeader(beast::error_code ec, size_t bytes);
   // Reserves the body's budget (waiting for it up to body_budget_wait), then reads the body.
@@ -152,7 +179,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   BeastHttpServer* const server_;
   const uint64_t id_;
-  beast::tcp_stream stream_;
+  // Exactly one of the two is set, for the connection's life.
+  std::optional<beast::tcp_stream> plain_;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
+  bool tls_ready_ = false;  // the handshake is done: messages go through tls_
   const std::string remote_;
   const Admission admission_;
   // Body budget this connection holds now (see HttpServerOptions::max_buffered_body_bytes).
@@ -183,6 +213,7 @@ class BeastHttpServer final : public HttpServer {
 
   absl::Status Listen();
   void Run();
+  void SetTls(std::unique_ptr<net::ssl::context> tls) { tls_ = std::move(tls); }
 
   uint16_t port() const override { return port_; }
   HttpServerLoad load() const override;
@@ -223,6 +254,7 @@ class BeastHttpServer final : public HttpServer {
 
   const HttpServerOptions options_;
   const HttpHandler handler_;
+  std::unique_ptr<net::ssl::context> tls_;  // null: plain HTTP; outlives every Session
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
 
@@ -262,14 +294,49 @@ void Session::ReleaseBudget() {
   reserved_ = 0;
 }
 
+void Session::DetectTls() {
+  if (server_->stopping()) return Abort();
+  // Detection and handshake together. A peer that connects and says nothing holds no thread
+  // (every wait is asynchronous), only a socket and a connection slot, and only this long.
+  tcp().expires_after(absl::ToChronoNanoseconds(server_->options().tls_handshake_timeout));
+  beast::async_detect_ssl(tcp(), buffer_,
+                          beast::bind_front_handler(&Session::OnDetectTls, shared_from_this()));
+}
+
+void Session::OnDetectTls(beast::error_code ec, bool is_tls) {
+  if (ec) {
+    NIGHFS_LOG(DEBUG) << "http: " << remote_ << ": before the TLS handshake: " << ec.message();
+    return Abort();
+  }
+  if (!is_tls) {
+    return SendErrorAndClose(http::status::bad_request,
+                             "this server speaks HTTPS only; plain HTTP is refused (use https://)");
+  }
+  tls_->async_handshake(net::ssl::stream_base::server, buffer_.data(),
+                        beast::bind_front_handler(&Session::OnHandshake, shared_from_this()));
+}
+
+void Session::OnHandshake(beast::error_code ec, size_t used) {
+  if (ec) {
+    // A client that does not trust our certificate ends here too ("unknown ca" alert).
+    NIGHFS_LOG(DEBUG) << "http: " << remote_ << ": TLS handshake failed: " << ec.message();
+    return Abort();
+  }
+  buffer_.consume(used);
+  tls_ready_ = true;
+  ReadHeader();
+}
+
 void Session::ReadHeader() {
   if (server_->stopping()) return Abort();
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(static_cast<std::uint64_t>(server_->options().max_body_bytes));
-  stream_.expires_after(admission_.counted ? kHeaderTimeout : kRefusedHeaderTimeout);
-  http::async_read_header(stream_, buffer_, *parser_,
-                          beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  tcp().expires_after(admission_.counted ? kHeaderTimeout : kRefusedHeaderTimeout);
+  WithStream([&](auto& stream) {
+    http::async_read_header(stream, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  });
 }
 
 void Session::OnHeader(beast::error_code ec, size_t) {
@@ -319,9 +386,11 @@ void Session::StartBody() {
   if (auto it = header.find(http::field::expect);
       it != header.end() && beast::iequals(it->value(), "100-continue") && header.version() >= 11) {
     continue_.emplace(http::status::continue_, header.version());
-    stream_.expires_after(kTransferTimeout);
-    http::async_write(stream_, *continue_,
-                      beast::bind_front_handler(&Session::OnContinueSent, shared_from_this()));
+    tcp().expires_after(kTransferTimeout);
+    WithStream([&](auto& stream) {
+      http::async_write(stream, *continue_,
+                        beast::bind_front_handler(&Session::OnContinueSent, shared_from_this()));
+    });
     return;
   }
   ReadBody();
@@ -334,15 +403,19 @@ void Session::OnContinueSent(beast::error_code ec, size_t) {
 }
 
 void Session::ReadBody() {
-  stream_.expires_after(kTransferTimeout);
+  tcp().expires_after(kTransferTimeout);
   if (!parser_->content_length()) {
-    http::async_read_some(stream_, buffer_, *parser_,
-                          beast::bind_front_handler(&Session::OnChunkedBodyPart,
-                                                    shared_from_this()));
+    WithStream([&](auto& stream) {
+      http::async_read_some(stream, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnChunkedBodyPart,
+                                                      shared_from_this()));
+    });
     return;
   }
-  http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  WithStream([&](auto& stream) {
+    http::async_read(stream, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  });
 }
 
 // A chunked body grows as it arrives: reserve what it holds before reading more. Waiting here
@@ -362,9 +435,11 @@ void Session::OnChunkedBodyPart(beast::error_code ec, size_t) {
     }
     reserved_ += more;
   }
-  http::async_read_some(stream_, buffer_, *parser_,
-                        beast::bind_front_handler(&Session::OnChunkedBodyPart,
-                                                  shared_from_this()));
+  WithStream([&](auto& stream) {
+    http::async_read_some(stream, buffer_, *parser_,
+                          beast::bind_front_handler(&Session::OnChunkedBodyPart,
+                                                    shared_from_this()));
+  });
 }
 
 void Session::OnBody(beast::error_code ec, size_t) {
@@ -488,9 +563,12 @@ void Session::Dispatch() {
   keep_alive = keep_alive && !server_->stopping();
   response_.keep_alive(keep_alive);
 
-  stream_.expires_after(kTransferTimeout);
-  http::async_write(stream_, response_,
-                    beast::bind_front_handler(&Session::OnWrite, shared_from_this(), keep_alive));
+  tcp().expires_after(kTransferTimeout);
+  WithStream([&](auto& stream) {
+    http::async_write(stream, response_,
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this(),
+                                                keep_alive));
+  });
 }
 
 void Session::OnWrite(bool keep_alive, beast::error_code ec, size_t) {
@@ -517,39 +595,45 @@ void Session::SendErrorAndClose(http::status status, std::string reason, int ret
   response_.body() += "\n";
   response_.content_length(response_.body().size());
   response_.keep_alive(false);
-  stream_.expires_after(kTransferTimeout);
-  http::async_write(stream_, response_,
-                    beast::bind_front_handler(&Session::OnErrorSent, shared_from_this()));
+  tcp().expires_after(kTransferTimeout);
+  WithStream([&](auto& stream) {
+    http::async_write(stream, response_,
+                      beast::bind_front_handler(&Session::OnErrorSent, shared_from_this()));
+  });
 }
 
 void Session::OnErrorSent(beast::error_code ec, size_t) {
   response_ = {};
   if (ec) return Abort();
   // Lingering close: half-close, then swallow whatever the client is still sending until it
-  // closes too (or the limits run out), so the error reply is not lost to an RST.
+  // closes too (or the limits run out), so the error reply is not lost to an RST. On TLS the
+  // drained bytes are records nobody decrypts: only the socket's orderly end matters.
   beast::error_code ignored;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
   drain_buffer_ = std::make_unique<char[]>(64 << 10);
   drained_ = 0;
-  stream_.expires_after(kLingerTimeout);
-  stream_.async_read_some(net::buffer(drain_buffer_.get(), 64 << 10),
+  tcp().expires_after(kLingerTimeout);
+  tcp().async_read_some(net::buffer(drain_buffer_.get(), 64 << 10),
                           beast::bind_front_handler(&Session::OnDrain, shared_from_this()));
 }
 
 void Session::OnDrain(beast::error_code ec, size_t bytes) {
   drained_ += bytes;
   if (ec || drained_ > kLingerMaxBytes || server_->stopping()) return Abort();
-  stream_.async_read_some(net::buffer(drain_buffer_.get(), 64 << 10),
+  tcp().async_read_some(net::buffer(drain_buffer_.get(), 64 << 10),
                           beast::bind_front_handler(&Session::OnDrain, shared_from_this()));
 }
 
+// On TLS without a close_notify alert: every response is framed by Content-Length, so the peer
+// cannot mistake a truncation for the end, and waiting for the peer's alert could pin the
+// connection.
 void Session::CloseGracefully() {
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream_.close();
+  tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
+  tcp().close();
 }
 
-void Session::Abort() { stream_.close(); }
+void Session::Abort() { tcp().close(); }
 
 // ---------------------------------------------------------------------------------------------
 // Server
@@ -638,7 +722,7 @@ void BeastHttpServer::OnAccept(beast::error_code ec, tcp::socket socket) {
       }
       const uint64_t id = next_session_id_++;
       session = std::make_shared<Session>(this, id, std::move(socket), FormatEndpoint(peer),
-                                          std::move(admission));
+                                          std::move(admission), tls_.get());
       sessions_.emplace(id, session);
     }
     session->Start();
@@ -704,10 +788,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
         ") is below max_body_bytes (", options.max_body_bytes, ")"));
   }
   auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    absl::StatusOr<std::unique_ptr<net::ssl::context>> tls =
+        MakeServerTlsContext(options.tls_cert_file, options.tls_key_file);
+    if (!tls.ok()) return tls.status();
+    server->SetTls(std::move(*tls));
+  }
   if (absl::Status s = server->Listen(); !s.ok()) return s;
   server->Run();
   NIGHFS_LOG(DEBUG) << "http server listening on " << options.bind_address << ":"
-                    << server->port();
+                    << server->port() << (options.tls_cert_file.empty() ? "" : " (TLS)");
   return server;
 }
 

@@ -56,6 +56,13 @@ struct HttpServerOptions {
   int max_connections = 0;
   int max_connections_per_peer = 0;
   int retry_after_seconds = 1;  // sent in "Retry-After" with every overload 503
+
+  // TLS (1.2 and 1.3 only): the server's certificate chain and private key, PEM files read once
+  // at Start(). Both empty: plain HTTP. On a TLS server a peer has tls_handshake_timeout from
+  // connecting to the end of its handshake, and plain HTTP gets a 400 and a closed connection (never the handler).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  absl::Duration tls_handshake_timeout = absl::Seconds(10);
 };
 
 // Counters of the overload protection (for tests and status pages).
@@ -69,7 +76,8 @@ struct HttpServerLoad {
 
 class HttpServer {
  public:
-  // Binds and starts serving at once. Malformed HTTP gets a 400 and a closed connection,
+  // Binds and starts serving at once (InvalidArgument for unreadable or mismatched TLS files).
+  // Malformed HTTP gets a 400 and a closed connection,
   // bodies over max_body_bytes a 413, overload (see HttpServerOptions) a 503; the handler is
   // not called for any of them.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,

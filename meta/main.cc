@@ -122,6 +122,17 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warning or error")
       ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port here once listening");
+  // TLS is the default: plain HTTP must be asked for by name, and is logged as a warning.
+  std::string tls_cert, tls_key;
+  bool insecure_plaintext = false;
+  app.add_option("--tls-cert", tls_cert,
+                 "PEM certificate chain of this server (e.g. from nighfs configure init tls)")
+      ->type_name("FILE");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert (mode 0600)")
+      ->type_name("FILE");
+  app.add_flag("--insecure-plaintext", insecure_plaintext,
+               "serve plain HTTP without TLS: anyone on the network path can read and change "
+               "every request (tests and closed labs only)");
   // Overload protection (HttpServerOptions): bounded memory and sockets, 503 beyond.
   double max_buffered_mib = 128;
   double budget_wait_s = 10;
@@ -151,6 +162,16 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("invalid --log-level '", log_level, "'"));
   }
   nighfs::SetLogLevel(level);
+  if (insecure_plaintext && (!tls_cert.empty() || !tls_key.empty())) {
+    return Fail("--insecure-plaintext contradicts --tls-cert/--tls-key; pass one or the other");
+  }
+  if (!insecure_plaintext && (tls_cert.empty() || tls_key.empty())) {
+    return Fail(tls_cert.empty() && tls_key.empty()
+                    ? "no TLS certificate: pass --tls-cert FILE --tls-key FILE (make a lab pair "
+                      "with: nighfs configure init tls DIR), or --insecure-plaintext to serve "
+                      "plain HTTP"
+                    : "--tls-cert and --tls-key go together; pass both");
+  }
   std::string host;
   uint16_t port = 0;
   if (!ParseListen(listen, &host, &port)) {
@@ -215,6 +236,8 @@ int main(int argc, char** argv) {
   http.body_budget_wait = absl::Seconds(budget_wait_s);
   http.max_connections = max_connections;
   http.max_connections_per_peer = max_connections_per_peer;
+  http.tls_cert_file = tls_cert;
+  http.tls_key_file = tls_key;
   absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
       http, [&router](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
         std::string_view path = req.target;
@@ -238,8 +261,12 @@ int main(int argc, char** argv) {
       return Fail(error);
     }
   }
-  NIGHFS_LOG(INFO) << "nighfs-meta serving on " << host << ":" << (*server)->port()
-                   << ", database " << db_path;
+  if (insecure_plaintext) {
+    NIGHFS_LOG(WARNING) << "--insecure-plaintext: serving plain HTTP without TLS; requests and "
+                           "replies can be read and changed on the network";
+  }
+  NIGHFS_LOG(INFO) << "nighfs-meta serving " << (insecure_plaintext ? "http" : "https") << " on "
+                   << host << ":" << (*server)->port() << ", database " << db_path;
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {

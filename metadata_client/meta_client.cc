@@ -19,7 +19,7 @@ std::string NormalizeMetaAddress(std::string_view address) {
   if (address.starts_with("http://") || address.starts_with("https://")) {
     return std::string(address);
   }
-  return "http://" + std::string(address);
+  return "https://" + std::string(address);
 }
 
 namespace {
@@ -79,6 +79,7 @@ absl::StatusOr<std::unique_ptr<MetaApi>> NewMetaClient(const MetaClientOptions& 
   if (options.address.empty()) return absl::InvalidArgumentError("no metadata server address");
   HttpClientOptions hopts;
   hopts.default_timeout = options.call_timeout;
+  hopts.ca_file = options.ca_file;
   std::unique_ptr<HttpClient> http = HttpClient::Create(hopts);
   ConnectClientOptions copts;
   copts.base_url = NormalizeMetaAddress(options.address);

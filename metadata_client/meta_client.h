@@ -14,7 +14,12 @@
 namespace nighfs {
 
 struct MetaClientOptions {
-  std::string address;        // "http://127.0.0.1:7420", or "host:port" (http assumed)
+  // "https://host:port", "host:port" (the same: TLS unless said otherwise) or
+  // "http://host:port" (plain HTTP, for a server started with --insecure-plaintext).
+  std::string address;
+  // PEM file of the CA(s) that signed the server's certificate; empty: the system store.
+  // The server's chain and host name are always verified; a failure is final (not retried).
+  std::string ca_file;
   std::string bearer_token;   // per-volume credential seam; empty for none
   // How long one operation keeps retrying an unreachable or silent server before failing
   // (EIO). A hard bound: every attempt is cut to the time left.
@@ -23,7 +28,7 @@ struct MetaClientOptions {
   absl::Duration call_timeout = absl::Seconds(30);
 };
 
-// Normalizes "host:port" to "http://host:port".
+// Normalizes "host:port" to "https://host:port"; explicit http:// and https:// stay as given.
 std::string NormalizeMetaAddress(std::string_view address);
 
 absl::StatusOr<std::unique_ptr<MetaApi>> NewMetaClient(const MetaClientOptions& options);

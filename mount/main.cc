@@ -202,6 +202,8 @@ class MountKeeper {
     s.set_volume(volume_.name());
     s.set_volume_id(volume_.id());
     s.set_meta_address(opts_.meta_address);
+    s.set_meta_url(NormalizeMetaAddress(opts_.meta_address));
+    s.set_meta_ca_file(opts_.ca_file);
     s.set_store_url(store_desc_);
     s.set_block_size(volume_.block_size());
     s.set_session_id(session_id_.load());
@@ -280,6 +282,7 @@ int RunMount(MountOptions opts) {
   // 1. The metadata server and the volume: fail fast with a clear message.
   MetaClientOptions mo;
   mo.address = opts.meta_address;
+  mo.ca_file = opts.ca_file;
   mo.op_timeout = opts.mount_timeout;
   mo.call_timeout = std::min(opts.mount_timeout, absl::Seconds(10));
   absl::StatusOr<std::unique_ptr<MetaApi>> probe = NewMetaClient(mo);

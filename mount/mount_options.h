@@ -14,7 +14,8 @@ namespace nighfs::fs {
 
 struct MountOptions {
   std::string volume;
-  std::string meta_address;  // "host:port"
+  std::string meta_address;  // "host:port" (TLS), or "http://host:port" (plain)
+  std::string ca_file;       // -o ca_file=PATH, absolute; empty: the system CA store
   std::string mount_point;
   bool foreground = false;
   bool debug = false;

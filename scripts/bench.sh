@@ -139,11 +139,11 @@ mkdir -p "$LOCAL_DIR" "$NIGHFS_MNT" "$NULL_MNT" "$T/meta" "$T/store" "$T/run" "$
 
 log "starting nighfs-meta"
 start_meta
-"$CLI_BIN" --meta "$META_ADDR" configure create volume bench --store "file://$T/store" \
+"$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume bench --store "file://$T/store" \
   --block-size 4M >/dev/null
 
 mount_nighfs() {
-  NIGHFS_RUN_DIR=$T/run "$MOUNT_BIN" "bench@$META_ADDR" "$NIGHFS_MNT" -f \
+  NIGHFS_RUN_DIR=$T/run "$MOUNT_BIN" "bench@$META_ADDR" "$NIGHFS_MNT" -f -o "ca_file=$META_CA" \
     >>"$T/mount.log" 2>&1 &
   MOUNT_PID=$!
   local i

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a mounted nighfs volume on the embedded default:
 # nighfs-meta with its SQLite database and a local-folder block store, all under one state
-# folder (default ./state), and volume "demo" mounted at <state>/mnt.
+# folder (default ./state), and volume "demo" mounted at <state>/mnt. The server speaks TLS with
+# a lab CA made on the first run under <state>/tls (nighfs configure init tls); the mount and
+# the CLI trust that CA (-o ca_file=, --ca-file).
 #   bash scripts/quickstart.sh          set up, build, start, create, mount
 #   bash scripts/quickstart.sh stop     unmount and stop the metadata server
 set -euo pipefail
@@ -10,6 +12,8 @@ state="$(realpath -m "${NIGHFS_STATE:-$top/state}")"
 port="${NIGHFS_PORT:-7420}"
 meta="127.0.0.1:$port"
 mnt="$state/mnt"
+tls="$state/tls"
+ca="$tls/ca.pem"
 
 stop() {
   if grep -qs " $mnt fuse" /proc/mounts; then
@@ -28,29 +32,34 @@ NIGHFS_SKIP_NPM=1 bash "$top/scripts/setup.sh"
 bash "$top/scripts/build.sh" >/dev/null
 bin="$top/build"
 mkdir -p "$state/meta" "$state/blocks" "$mnt"
+if [ ! -f "$tls/server.pem" ]; then
+  "$bin/tools/nighfs" configure init tls "$tls" >/dev/null
+  echo "made a lab CA and a server certificate in $tls"
+fi
+cli=("$bin/tools/nighfs" --meta "$meta" --ca-file "$ca")
 
 if [ -f "$state/meta.pid" ] && kill -0 "$(cat "$state/meta.pid")" 2>/dev/null; then
   echo "nighfs-meta already running (pid $(cat "$state/meta.pid"))"
 else
   nohup "$bin/meta/nighfs-meta" --listen "$meta" --state-dir "$state/meta" \
-    >>"$state/meta.log" 2>&1 &
+    --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" >>"$state/meta.log" 2>&1 &
   echo $! >"$state/meta.pid"
   for _ in $(seq 1 100); do
-    curl -sf "http://$meta/healthz" >/dev/null 2>&1 && break
+    curl -sf --cacert "$ca" "https://$meta/healthz" >/dev/null 2>&1 && break
     kill -0 "$(cat "$state/meta.pid")" 2>/dev/null || { cat "$state/meta.log"; exit 1; }
     sleep 0.1
   done
-  echo "nighfs-meta listening on $meta (pid $(cat "$state/meta.pid"), database $state/meta/meta.db)"
+  echo "nighfs-meta listening on https://$meta (pid $(cat "$state/meta.pid"), database $state/meta/meta.db)"
 fi
 
-if ! "$bin/tools/nighfs" --meta "$meta" configure list volumes | grep -q '^demo '; then
-  "$bin/tools/nighfs" --meta "$meta" configure create volume demo --store "file://$state/blocks"
+if ! "${cli[@]}" configure list volumes | grep -q '^demo '; then
+  "${cli[@]}" configure create volume demo --store "file://$state/blocks"
 fi
 
 if grep -qs " $mnt fuse" /proc/mounts; then
   echo "demo is already mounted at $mnt"
 else
-  "$bin/mount/mount.nighfs" "demo@$meta" "$mnt" -o "log_file=$state/mount.log"
+  "$bin/mount/mount.nighfs" "demo@$meta" "$mnt" -o "ca_file=$ca,log_file=$state/mount.log"
 fi
 
 cat <<MSG
@@ -60,7 +69,8 @@ nighfs volume "demo" is mounted at:
 
 Use it like any folder:
   cp -a /usr/share/doc/bash $mnt/ && ls -l $mnt/bash
-  $bin/tools/nighfs --meta $meta status        # how the mount routes and why, cache stats
+  $bin/tools/nighfs status                      # transport (TLS), routes and why, cache stats
+  $bin/tools/nighfs --meta $meta --ca-file $ca configure list volumes
 Unmount and stop:
   fusermount3 -u $mnt      (or: umount $mnt)
   bash scripts/quickstart.sh stop

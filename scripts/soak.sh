@@ -101,11 +101,11 @@ MNT=$T/mnt
 mkdir -p "$MNT" "$T/meta" "$T/store" "$T/run"
 
 start_meta
-"$CLI_BIN" --meta "$META_ADDR" configure create volume soak --store "file://$T/store" \
+"$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume soak --store "file://$T/store" \
   --block-size 4M >/dev/null
 
 NIGHFS_RUN_DIR=$T/run "$MOUNT_BIN" "soak@$META_ADDR" "$MNT" -f \
-  -o "cache_size=$CACHE_MIB,writeback_limit=$WB_MIB" >>"$T/mount.log" 2>&1 &
+  -o "ca_file=$META_CA,cache_size=$CACHE_MIB,writeback_limit=$WB_MIB" >>"$T/mount.log" 2>&1 &
 MOUNT_PID=$!
 for ((i = 0; i < 300; i++)); do
   is_mounted "$MNT" && break

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "common/http_client.h"
 #include "common/logging.h"
+#include "common/tls_certs.h"
 #include "metadata_client/meta_client.h"
 #include "tools/mount_status.h"
 #include "tools/render.h"
@@ -38,6 +39,7 @@ constexpr absl::Duration kStatusProbeTimeout = absl::Seconds(2);
 
 struct Globals {
   std::string meta;  // as the user wrote it, for messages
+  std::string ca_file;  // --ca-file or $NIGHFS_CA_FILE; empty: the system CA store
   absl::Duration timeout;
 };
 
@@ -47,8 +49,9 @@ std::string MetaBaseUrl(const std::string& address) {
   return url;
 }
 
-std::unique_ptr<HttpClient> NewProbeClient(absl::Duration timeout) {
+std::unique_ptr<HttpClient> NewProbeClient(absl::Duration timeout, const std::string& ca_file) {
   HttpClientOptions options;
+  options.ca_file = ca_file;
   options.connect_timeout = timeout;
   options.default_timeout = timeout;
   options.max_idle_connections = 4;
@@ -84,7 +87,7 @@ MetaProbe ProbeMeta(HttpClient& http, const std::string& address, absl::Duration
 // no route, DNS failure, nothing answering within --timeout) is reported at once in plain
 // words instead of after the RPC layer's retries run out.
 absl::StatusOr<std::unique_ptr<MetaApi>> ConnectMeta(const Globals& g) {
-  std::unique_ptr<HttpClient> http = NewProbeClient(g.timeout);
+  std::unique_ptr<HttpClient> http = NewProbeClient(g.timeout, g.ca_file);
   const MetaProbe probe = ProbeMeta(*http, g.meta, g.timeout);
   if (probe.result == MetaProbe::Result::kUnreachable) {
     return absl::UnavailableError(
@@ -92,6 +95,7 @@ absl::StatusOr<std::unique_ptr<MetaApi>> ConnectMeta(const Globals& g) {
   }
   MetaClientOptions options;
   options.address = g.meta;
+  options.ca_file = g.ca_file;
   // Transient failures (a server restarting, 503s) are still retried, within --timeout.
   options.op_timeout = g.timeout;
   options.call_timeout = g.timeout;
@@ -169,6 +173,26 @@ int DeleteVolume(const Globals& g, const std::string& name, bool yes, std::ostre
   return kExitOk;
 }
 
+int InitTls(const std::string& dir, const std::vector<std::string>& hosts, bool force,
+            std::ostream& out, std::ostream& err) {
+  LabTlsOptions options;
+  options.hosts = hosts;
+  options.overwrite = force;
+  if (absl::Status s = WriteLabTls(dir, options); !s.ok()) {
+    return Fail(err, absl::StrCat("cannot make the lab TLS files: ", Message(s)));
+  }
+  std::string names;
+  for (const std::string& n : LabTlsNames(options)) absl::StrAppend(&names, names.empty() ? "" : ", ", n);
+  out << "wrote a lab CA and a server certificate to " << Printable(dir) << "\n"
+      << "  " << kLabCaCert << "      the CA certificate: give it to clients (-o ca_file=, --ca-file)\n"
+      << "  " << kLabCaKey << "      the CA key (0600): keep it private\n"
+      << "  " << kLabServerCert << "  the server certificate, for: " << Printable(names) << "\n"
+      << "  " << kLabServerKey << "  its key (0600)\n"
+      << "start the server with: nighfs-meta --tls-cert " << Printable(dir) << "/" << kLabServerCert
+      << " --tls-key " << Printable(dir) << "/" << kLabServerKey << "\n";
+  return kExitOk;
+}
+
 std::string TrimmedJson(const std::string& json) {
   size_t end = json.find_last_not_of(" \t\r\n");
   return end == std::string::npos ? std::string() : json.substr(0, end + 1);
@@ -234,21 +258,26 @@ int Status(const Globals& g, const std::string& mount_point, bool json, std::ost
     PrintStale(*scan, out);
     return kExitOk;
   }
-  std::unique_ptr<HttpClient> http =
-      NewProbeClient(std::min(g.timeout, kStatusProbeTimeout));
-  std::map<std::string, MetaProbe> probes;  // by address: mounts often share a server
+  // By address and CA file: mounts often share a server. Each probe trusts what its mount
+  // trusts (the mount's ca_file, else --ca-file), so it checks the path the mount uses.
+  std::map<std::pair<std::string, std::string>, MetaProbe> probes;
   const absl::Time now = absl::Now();
   for (size_t i = 0; i < selected.size(); ++i) {
     const auto& status = selected[i]->status;
-    auto it = probes.find(status.meta_address());
+    const std::string address =
+        status.meta_url().empty() ? status.meta_address() : status.meta_url();
+    const std::string ca_file = status.meta_ca_file().empty() ? g.ca_file : status.meta_ca_file();
+    auto it = probes.find({address, ca_file});
     if (it == probes.end()) {
       MetaProbe probe;
-      if (status.meta_address().empty()) {
+      if (address.empty()) {
         probe.detail = "the mount reports no address";
       } else {
-        probe = ProbeMeta(*http, status.meta_address(), std::min(g.timeout, kStatusProbeTimeout));
+        const absl::Duration timeout = std::min(g.timeout, kStatusProbeTimeout);
+        std::unique_ptr<HttpClient> http = NewProbeClient(timeout, ca_file);
+        probe = ProbeMeta(*http, address, timeout);
       }
-      it = probes.emplace(status.meta_address(), std::move(probe)).first;
+      it = probes.emplace(std::pair{address, ca_file}, std::move(probe)).first;
     }
     if (i > 0) out << "\n";
     out << RenderMountStatus(status, it->second, now);
@@ -275,9 +304,16 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
   bool verbose = false;
   CLI::Option* meta_opt = app.add_option(
       "--meta", meta_flag,
-      absl::StrCat("metadata server HOST:PORT or URL (default: $NIGHFS_META, else ",
+      absl::StrCat("metadata server HOST:PORT (TLS), https://HOST:PORT, or http://HOST:PORT for a "
+                   "server started with --insecure-plaintext (default: $NIGHFS_META, else ",
                    kDefaultMetaAddress, ")"))
       ->type_name("ADDR");
+  std::string ca_file_flag;
+  CLI::Option* ca_file_opt =
+      app.add_option("--ca-file", ca_file_flag,
+                     "PEM file of the CA that signed the metadata server's certificate "
+                     "(default: $NIGHFS_CA_FILE, else the system CA store)")
+          ->type_name("PATH");
   app.add_option("--timeout", timeout_seconds,
                  "seconds to wait for the metadata server before giving up")
       ->type_name("SECONDS")
@@ -303,6 +339,21 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
       "--block-size", create_block_size,
       "bytes per block, e.g. 4M, 1MiB, 65536 (default: the server's, 4 MiB)")
       ->type_name("SIZE");
+
+  CLI::App* init = configure->add_subcommand("init", "create local setup files");
+  init->require_subcommand(1);
+  CLI::App* init_tls = init->add_subcommand(
+      "tls", "make a lab CA and a server certificate signed by it in DIR (ca.pem, ca.key, "
+             "server.pem, server.key)");
+  std::string tls_dir;
+  std::vector<std::string> tls_hosts;
+  bool tls_force = false;
+  init_tls->add_option("DIR", tls_dir, "folder for the files (created 0700)")->required();
+  init_tls->add_option("--host", tls_hosts,
+                       "another DNS name or IP address the server is reached by (repeatable); "
+                       "localhost, 127.0.0.1, ::1 and this host's name are always included")
+      ->type_name("NAME");
+  init_tls->add_flag("--force", tls_force, "replace existing files");
 
   CLI::App* list = configure->add_subcommand("list", "list objects");
   list->require_subcommand(1);
@@ -356,12 +407,18 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
   } else {
     g.meta = kDefaultMetaAddress;
   }
+  if (ca_file_opt->count() > 0) {
+    g.ca_file = ca_file_flag;
+  } else if (const char* env = std::getenv("NIGHFS_CA_FILE"); env != nullptr) {
+    g.ca_file = env;
+  }
   if (!(timeout_seconds > 0)) {  // also catches NaN
     err << "nighfs: --timeout: must be a positive number of seconds\n";
     return kExitUsage;
   }
   g.timeout = absl::Seconds(timeout_seconds);
 
+  if (init_tls->parsed()) return InitTls(tls_dir, tls_hosts, tls_force, out, err);
   if (create_volume->parsed()) {
     return CreateVolume(g, create_name, create_store, create_block_size, out, err);
   }

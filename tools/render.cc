@@ -97,6 +97,15 @@ std::string FormatRtt(int64_t rtt_us) {
   return absl::StrFormat("%.1f s", static_cast<double>(rtt_us) / 1e6);
 }
 
+std::string MetaTransport(std::string_view url, std::string_view ca_file) {
+  if (url.substr(0, 8) == "https://") {
+    return ca_file.empty() ? std::string("TLS (verified, system CA store)")
+                           : absl::StrCat("TLS (verified, CA file ", Printable(std::string(ca_file)),
+                                          ")");
+  }
+  return "PLAINTEXT (insecure)";
+}
+
 std::string RenderCreatedVolume(const meta::v1::Volume& volume) {
   KeyValues kv(2);
   kv.Add("id", absl::StrCat(volume.id()));
@@ -141,7 +150,8 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
 
   KeyValues kv(2);
   kv.Add("volume", absl::StrCat(s.volume(), " (id ", s.volume_id(), ")"));
-  kv.Add("metadata server", s.meta_address());
+  kv.Add("metadata server", s.meta_url().empty() ? s.meta_address() : s.meta_url());
+  if (!s.meta_url().empty()) kv.Add("  transport", MetaTransport(s.meta_url(), s.meta_ca_file()));
   switch (probe.result) {
     case MetaProbe::Result::kHealthy:
       kv.Add("  from here", absl::StrCat("reachable (", FormatRtt(absl::ToInt64Microseconds(

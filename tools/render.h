@@ -39,6 +39,11 @@ struct MetaProbe {
   absl::Duration latency;
 };
 
+// How a mount reaches its metadata server, from the URL it uses and its CA file:
+// "TLS (verified, CA file /etc/nighfs/ca.pem)", "TLS (verified, system CA store)" or
+// "PLAINTEXT (insecure)".
+std::string MetaTransport(std::string_view url, std::string_view ca_file);
+
 // How old a status file may get before it is flagged: the daemon rewrites it every ~5 s.
 inline constexpr absl::Duration kStatusStaleAfter = absl::Seconds(30);
 

@@ -36,9 +36,14 @@ unmount_fuse() {  # mount point, daemon PID
 
 # Starts nighfs-meta on a free loopback port with its state in $T/meta; sets META_PID and
 # META_ADDR. Needs META_BIN and T.
+# Over TLS, as users run it: a lab CA in $T/tls; META_CA is the file clients must trust
+# (nighfs --ca-file, mount.nighfs -o ca_file=).
 start_meta() {
   local i
+  [[ -f $T/tls/server.pem ]] || "$CLI_BIN" configure init tls "$T/tls" >/dev/null
+  META_CA=$T/tls/ca.pem
   "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
+    --tls-cert "$T/tls/server.pem" --tls-key "$T/tls/server.key" \
     --gc-grace 5 >"$T/meta.log" 2>&1 &
   META_PID=$!
   for ((i = 0; i < 100; i++)); do

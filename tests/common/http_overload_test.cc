@@ -267,7 +267,7 @@ TEST(HttpOverloadTest, MetaServerRssStaysBoundedWithEightSlow64MiBUploads) {
   const std::string port_file = dir.path() + "/port";
   absl::StatusOr<std::unique_ptr<testing::ChildProcess>> proc = testing::ChildProcess::Start(
       {meta, "--listen", "127.0.0.1:0", "--state-dir", dir.path(), "--port-file", port_file,
-       "--budget-wait", "60", "--log-level", "warning"},
+       "--budget-wait", "60", "--log-level", "warning", "--insecure-plaintext"},
       dir.path() + "/meta.log");
   ASSERT_OK(proc);
   int port = 0;

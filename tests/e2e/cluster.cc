@@ -4,7 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
@@ -13,12 +15,48 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/tls_certs.h"
 #include "metadata_client/meta_client.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::testing {
 
 bool CanMountFuse() { return ::geteuid() == 0 && ::access("/dev/fuse", R_OK | W_OK) == 0; }
+
+std::string LabTlsDir() {
+  // Made once per test binary; the TempDir is destroyed (removed) at exit.
+  static TempDir* const tmp = new TempDir();
+  static const std::string dir = [] {
+    const std::string d = tmp->path() + "/tls";
+    absl::Status s = WriteLabTls(d);
+    if (!s.ok()) {
+      std::fprintf(stderr, "cannot make the lab TLS files: %s\n", s.ToString().c_str());
+      std::abort();
+    }
+    ::setenv("NIGHFS_CA_FILE", (d + "/" + kLabCaCert).c_str(), 1);
+    return d;
+  }();
+  static const bool remove_at_exit = [] { return std::atexit([] { delete tmp; }) == 0; }();
+  (void)remove_at_exit;
+  return dir;
+}
+
+std::string LabCaFile() { return LabTlsDir() + "/" + kLabCaCert; }
+
+std::vector<std::string> LabTlsServerArgs() {
+  return {"--tls-cert", LabTlsDir() + "/" + kLabServerCert, "--tls-key",
+          LabTlsDir() + "/" + kLabServerKey};
+}
+
+namespace {
+bool Plaintext(const std::vector<std::string>& args) {
+  return std::find(args.begin(), args.end(), "--insecure-plaintext") != args.end();
+}
+}  // namespace
+
+std::string MetaServer::address() const {
+  return absl::StrCat(Plaintext(extra_args_) ? "http://" : "", "127.0.0.1:", port_);
+}
 
 absl::StatusOr<std::unique_ptr<MetaServer>> MetaServer::Start(const std::string& state_dir,
                                                               std::vector<std::string> extra_args) {
@@ -35,6 +73,9 @@ absl::Status MetaServer::Launch() {
   std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
                                    absl::StrCat("127.0.0.1:", port_), "--state-dir", state_dir_};
   for (const auto& a : extra_args_) argv.push_back(a);
+  if (!Plaintext(extra_args_)) {
+    for (const auto& a : LabTlsServerArgs()) argv.push_back(a);
+  }
   auto started = ChildProcess::Start(argv, state_dir_ + "/meta.log", env_);
   if (!started.ok()) return started.status();
   proc_ = std::move(*started);
@@ -76,6 +117,7 @@ absl::Status CreateVolume(const std::string& meta_address, const std::string& na
                           const std::string& store_url, uint32_t block_size) {
   MetaClientOptions o;
   o.address = meta_address;
+  o.ca_file = LabCaFile();
   o.op_timeout = absl::Seconds(20);
   auto client = NewMetaClient(o);
   if (!client.ok()) return client.status();
@@ -114,11 +156,11 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& s
                                                             const std::string& options) {
   std::unique_ptr<FuseMount> m(new FuseMount());
   m->mount_point_ = mount_point;
-  std::vector<std::string> argv = {BuildRoot() + "/mount/mount.nighfs", spec, mount_point, "-f"};
-  if (!options.empty()) {
-    argv.push_back("-o");
-    argv.push_back(options);
-  }
+  std::vector<std::string> argv = {BuildRoot() + "/mount/mount.nighfs", spec, mount_point, "-f",
+                                   "-o"};
+  argv.push_back(options.find("ca_file=") != std::string::npos
+                     ? options
+                     : absl::StrCat(options, options.empty() ? "" : ",", "ca_file=", LabCaFile()));
   auto p = ChildProcess::Start(argv, mount_point + ".log",
                                {{"NIGHFS_RUN_DIR", mount_point + ".run"}});
   if (!p.ok()) return p.status();

@@ -17,9 +17,19 @@ namespace nighfs::testing {
 // Whether this machine can mount FUSE (root and /dev/fuse).
 bool CanMountFuse();
 
+// The lab TLS files of this test binary (common/tls_certs.h), made once in a temporary folder
+// removed at exit: every nighfs-meta the harness starts serves TLS with them, and every mount
+// it starts trusts their CA. The first call also sets NIGHFS_CA_FILE in this process, so the
+// `nighfs` CLI that tests run (RunShell, ChildProcess) trusts it without --ca-file.
+std::string LabTlsDir();
+std::string LabCaFile();  // LabTlsDir()/ca.pem
+// {"--tls-cert", ..., "--tls-key", ...} for a nighfs-meta a test starts by itself.
+std::vector<std::string> LabTlsServerArgs();
+
 class MetaServer {
  public:
-  // Starts nighfs-meta with its state in `state_dir` (kept across Restart()).
+  // Starts nighfs-meta with its state in `state_dir` (kept across Restart()), serving TLS with
+  // the lab files unless `extra_args` has --insecure-plaintext.
   static absl::StatusOr<std::unique_ptr<MetaServer>> Start(const std::string& state_dir,
                                                            std::vector<std::string> extra_args = {});
   ~MetaServer();
@@ -33,7 +43,8 @@ class MetaServer {
   // Environment variables for the next Launch (Restart), replacing earlier ones.
   void SetEnv(std::map<std::string, std::string> env) { env_ = std::move(env); }
   int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // "127.0.0.1:PORT" (TLS), or "http://127.0.0.1:PORT" with --insecure-plaintext.
+  std::string address() const;
   std::string log() const;
 
  private:
@@ -53,6 +64,7 @@ absl::Status CreateVolume(const std::string& meta_address, const std::string& na
 class FuseMount {
  public:
   // Runs `mount.nighfs SPEC MOUNTPOINT -f -o OPTIONS` and waits until the mount is live.
+  // OPTIONS without a ca_file get ca_file=LabCaFile().
   static absl::StatusOr<std::unique_ptr<FuseMount>> Start(const std::string& spec,
                                                           const std::string& mount_point,
                                                           const std::string& options = "");

@@ -486,8 +486,8 @@ TEST_F(E2eTest, BackgroundMountAsMountHelper) {
   std::string out;
   // The way mount(8) calls a helper: spec, dir, -o with generic and fstab options.
   int rc = RunShell("NIGHFS_RUN_DIR=" + run + " " + BuildRoot() + "/mount/mount.nighfs vol@" +
-                        meta_->address() + " " + mp + " -n -o rw,nosuid,nodev,_netdev,noatime,log_file=" +
-                        root_ + "/helper.log",
+                        meta_->address() + " " + mp + " -n -o rw,nosuid,nodev,_netdev,noatime,ca_file=" + LabCaFile() +
+                        ",log_file=" + root_ + "/helper.log",
                     &out);
   ASSERT_EQ(rc, 0) << out;
   ASSERT_TRUE(IsMounted(mp));
@@ -513,7 +513,7 @@ TEST_F(E2eTest, MountFailsClearly) {
   std::string out;
   stdfs::create_directories(root_ + "/bad");
   int rc = RunShell(BuildRoot() + "/mount/mount.nighfs nosuchvol@" + meta_->address() + " " +
-                        root_ + "/bad -f",
+                        root_ + "/bad -f -o ca_file=" + LabCaFile(),
                     &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("no volume named 'nosuchvol'"), std::string::npos) << out;

@@ -47,7 +47,8 @@ class InfraE2eTest : public ClusterTest {
     // In the foreground; `timeout` ends a mount that wrongly succeeds, so the test fails
     // instead of hanging.
     return absl::StrCat("timeout 30 ", BuildRoot(), "/mount/mount.nighfs ", volume, "@", address,
-                        " ", mp, " -f", options.empty() ? "" : " -o " + options);
+                        " ", mp, " -f -o ca_file=", LabCaFile(),
+                        options.empty() ? "" : "," + options);
   }
 
   std::string Cli(const std::string& args) const {
@@ -122,11 +123,12 @@ TEST_F(InfraE2eTest, MetaTimeoutIsAHardBoundWhenTheServerBlackHoles) {
   stdfs::create_directories(state);
   const int port = FreeLoopbackPort();
   auto server = ChildProcess::Start({BuildRoot() + "/meta/nighfs-meta", "--listen",
-                                     absl::StrCat("127.0.0.1:", port), "--state-dir", state},
+                                     absl::StrCat("127.0.0.1:", port), "--state-dir", state,
+                                     "--insecure-plaintext"},
                                     state + "/meta.log");
   ASSERT_OK(server);
   ASSERT_OK(WaitForTcpPort(port, absl::Seconds(20)));
-  const std::string address = absl::StrCat("127.0.0.1:", port);
+  const std::string address = absl::StrCat("http://127.0.0.1:", port);
   ASSERT_OK(CreateVolume(address, "vol", "file://" + root_ + "/blocks"));
   const std::string mp = root_ + "/bh";
   stdfs::create_directories(mp);

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "common/errno_status.h"
 #include "common/http_client.h"
+#include "common/tls_certs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "metadata_client/meta_client.h"
@@ -39,7 +40,8 @@ class MetaServerTest : public ::testing::Test {
   std::vector<std::string> Argv(const std::string& port_file, const std::string& listen) {
     return {BuildRoot() + "/meta/nighfs-meta", "--listen",     listen,
             "--state-dir",                     state_dir(),    "--port-file",
-            port_file,                         "--log-level",  "debug"};
+            port_file,                         "--log-level",  "debug",
+            "--insecure-plaintext"};
   }
 
   // Starts nighfs-meta on a free port and waits until it has written its port file.
@@ -58,7 +60,7 @@ class MetaServerTest : public ::testing::Test {
         absl::Seconds(20));
     ASSERT_TRUE(up) << "nighfs-meta did not write its port file; log:\n" << server_->ReadLog();
     MetaClientOptions o;
-    o.address = absl::StrCat("127.0.0.1:", port_);
+    o.address = absl::StrCat("http://127.0.0.1:", port_);
     o.op_timeout = absl::Seconds(10);
     o.call_timeout = absl::Seconds(10);
     absl::StatusOr<std::unique_ptr<MetaApi>> c = NewMetaClient(o);
@@ -224,7 +226,7 @@ TEST_F(MetaServerTest, StartupErrorsAreClearAndExitOne) {
   {
     std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
                                      absl::StrCat("127.0.0.1:", port_), "--state-dir",
-                                     dir_.path() + "/state2"};
+                                     dir_.path() + "/state2", "--insecure-plaintext"};
     absl::StatusOr<std::unique_ptr<ChildProcess>> p =
         ChildProcess::Start(argv, dir_.path() + "/third.log");
     ASSERT_OK(p);
@@ -233,6 +235,74 @@ TEST_F(MetaServerTest, StartupErrorsAreClearAndExitOne) {
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1);
     EXPECT_THAT((*p)->ReadLog(), HasSubstr("cannot listen"));
   }
+  ASSERT_NO_FATAL_FAILURE(StopServer());
+}
+
+// TLS is the default: a server given neither a certificate nor --insecure-plaintext refuses to
+// start and says which flags to pass; a private key others can read is refused; with the lab
+// pair it serves https to a client that trusts the lab CA; --insecure-plaintext is a warning.
+TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
+  auto run_to_exit = [&](std::vector<std::string> argv, const std::string& log) {
+    absl::StatusOr<std::unique_ptr<ChildProcess>> p = ChildProcess::Start(argv, log);
+    EXPECT_OK(p);
+    if (!p.ok()) return std::string();
+    absl::StatusOr<int> st = (*p)->Wait(absl::Seconds(20));
+    EXPECT_OK(st);
+    EXPECT_TRUE(st.ok() && WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << (*p)->ReadLog();
+    return (*p)->ReadLog();
+  };
+  const std::string meta = BuildRoot() + "/meta/nighfs-meta";
+  std::string log = run_to_exit({meta, "--listen", "127.0.0.1:0", "--state-dir", state_dir()},
+                                dir_.path() + "/none.log");
+  EXPECT_THAT(log, HasSubstr("--tls-cert FILE --tls-key FILE"));
+  EXPECT_THAT(log, HasSubstr("--insecure-plaintext"));
+  EXPECT_THAT(log, HasSubstr("nighfs configure init tls"));
+
+  const std::string tls = dir_.path() + "/tls";
+  ASSERT_OK(WriteLabTls(tls));
+  const std::string cert = tls + "/server.pem", key = tls + "/server.key";
+  ASSERT_EQ(::chmod(key.c_str(), 0640), 0);
+  log = run_to_exit({meta, "--listen", "127.0.0.1:0", "--state-dir", state_dir(), "--tls-cert",
+                     cert, "--tls-key", key},
+                    dir_.path() + "/mode.log");
+  EXPECT_THAT(log, HasSubstr("mode 0640"));
+  EXPECT_THAT(log, HasSubstr("chmod 600"));
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);
+
+  const std::string port_file = dir_.path() + "/tls.port";
+  std::vector<std::string> argv = Argv(port_file, "127.0.0.1:0");
+  argv.pop_back();  // --insecure-plaintext
+  argv.insert(argv.end(), {"--tls-cert", cert, "--tls-key", key});
+  absl::StatusOr<std::unique_ptr<ChildProcess>> p = ChildProcess::Start(argv, log_path());
+  ASSERT_OK(p);
+  server_ = std::move(*p);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(port_file)), &port_) &&
+               port_ > 0;
+      },
+      absl::Seconds(20)))
+      << server_->ReadLog();
+  MetaClientOptions o;
+  o.address = absl::StrCat("127.0.0.1:", port_);  // bare host:port is https
+  o.ca_file = tls + "/ca.pem";
+  o.op_timeout = absl::Seconds(10);
+  absl::StatusOr<std::unique_ptr<MetaApi>> c = NewMetaClient(o);
+  ASSERT_OK(c);
+  EXPECT_OK((*c)->ListVolumes(pb::ListVolumesRequest()));
+  // Plain HTTP to the TLS port: a clear, final refusal.
+  o.address = absl::StrCat("http://127.0.0.1:", port_);
+  c = NewMetaClient(o);
+  ASSERT_OK(c);
+  absl::StatusOr<pb::ListVolumesResponse> plain = (*c)->ListVolumes(pb::ListVolumesRequest());
+  EXPECT_FALSE(plain.ok());
+  EXPECT_THAT(std::string(plain.status().message()), HasSubstr("HTTPS only"));
+  EXPECT_THAT(server_->ReadLog(), HasSubstr("serving https"));
+  ASSERT_NO_FATAL_FAILURE(StopServer());
+
+  ASSERT_NO_FATAL_FAILURE(StartServer());  // --insecure-plaintext
+  EXPECT_THAT(server_->ReadLog(), HasSubstr("WARNING"));
+  EXPECT_THAT(server_->ReadLog(), HasSubstr("--insecure-plaintext: serving plain HTTP"));
   ASSERT_NO_FATAL_FAILURE(StopServer());
 }
 

@@ -2,6 +2,7 @@
 // real process against a real nighfs-meta for the volume commands.
 #include "tools/cli.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/tls_certs.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -276,8 +278,10 @@ class CliMetaTest : public ::testing::Test {
     ASSERT_EQ(::access((BuildRoot() + "/tools/nighfs").c_str(), X_OK), 0);
     const std::string port_file = dir_.path() + "/meta.port";
     const std::string state = dir_.path() + "/state";
+    ASSERT_OK(WriteLabTls(tls_dir()));
     auto child = ChildProcess::Start(
-        {binary, "--listen", "127.0.0.1:0", "--port-file", port_file, "--state-dir", state},
+        {binary, "--listen", "127.0.0.1:0", "--port-file", port_file, "--state-dir", state,
+         "--tls-cert", tls_dir() + "/server.pem", "--tls-key", tls_dir() + "/server.key"},
         dir_.path() + "/meta.log");
     ASSERT_OK(child);
     meta_ = std::move(*child);
@@ -301,9 +305,12 @@ class CliMetaTest : public ::testing::Test {
   }
 
   CliResult Nighfs(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
-    args.insert(args.begin(), {"--meta", address_});
+    args.insert(args.begin(), {"--meta", address_, "--ca-file", ca_file()});
     return runner_.Run(args, std::move(env));
   }
+
+  std::string tls_dir() const { return dir_.path() + "/tls"; }
+  std::string ca_file() const { return tls_dir() + "/ca.pem"; }
 
   TempDir dir_;
   TempDir blocks_;
@@ -389,11 +396,13 @@ TEST_F(CliMetaTest, StoreCheckFailureIsReported) {
 }
 
 TEST_F(CliMetaTest, MetaFromEnvironmentAndGlobalOptionsAfterSubcommand) {
-  CliResult r = runner_.Run({"configure", "list", "volumes"}, {{"NIGHFS_META", address_}});
+  CliResult r = runner_.Run({"configure", "list", "volumes"},
+                             {{"NIGHFS_META", address_}, {"NIGHFS_CA_FILE", ca_file()}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "no volumes\n");
 
-  r = runner_.Run({"configure", "list", "volumes", "--meta", "http://" + address_});
+  r = runner_.Run(
+      {"configure", "list", "volumes", "--meta", "https://" + address_, "--ca-file", ca_file()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "no volumes\n");
 }
@@ -402,11 +411,62 @@ TEST_F(CliMetaTest, StatusProbesTheMountsMetadataServer) {
   TempDir run;
   TempDir mnt;
   WriteFile(absl::StrCat(run.path(), "/", meta_->pid(), ".json"),
-            StatusJson(mnt.path(), meta_->pid(), "scratch", address_));
+            StatusJson(mnt.path(), meta_->pid(), "scratch", address_, ca_file()));
+  // The probe trusts what the mount trusts (its ca_file), not what this shell says.
   CliResult r = runner_.Run({"status"}, {{"NIGHFS_RUN_DIR", run.path()}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith(mnt.path() + "\n"));
   EXPECT_THAT(r.out, HasSubstr("from here:       reachable ("));
+  EXPECT_THAT(r.out, HasSubstr("https://" + address_));
+  EXPECT_THAT(r.out, HasSubstr("TLS (verified, CA file " + ca_file() + ")"));
+}
+
+// A CA that did not sign the server's certificate: one clear line at once, no retries.
+TEST_F(CliMetaTest, WrongCaFailsAtOnceNamingVerification) {
+  TempDir other;
+  ASSERT_OK(WriteLabTls(other.path()));
+  const absl::Time start = absl::Now();
+  CliResult r = runner_.Run({"--meta", address_, "--ca-file", other.path() + "/ca.pem",
+                             "--timeout", "20", "configure", "list", "volumes"});
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_LT(took, absl::Seconds(3)) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("certificate"));
+  EXPECT_THAT(r.err, HasSubstr("ca_file"));
+  EXPECT_THAT(r.out, IsEmpty());
+}
+
+// `nighfs configure init tls`: a CA and a server certificate for the local names and --host,
+// keys 0600 in a 0700 folder whatever the umask, and no silent overwrite.
+TEST(CliInitTlsTest, WritesPrivateFilesAndRefusesToOverwrite) {
+  TempDir dir;
+  NighfsRunner runner(dir.path());
+  const std::string tls = dir.path() + "/tls";
+  const mode_t old_mask = ::umask(0);
+  CliResult r = runner.Run({"configure", "init", "tls", tls, "--host", "meta.example",
+                            "--host", "10.1.2.3"});
+  ::umask(old_mask);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("meta.example"));
+  EXPECT_THAT(r.out, HasSubstr("10.1.2.3"));
+  EXPECT_THAT(r.out, HasSubstr("localhost"));
+  EXPECT_THAT(r.out, HasSubstr("--tls-cert " + tls + "/server.pem"));
+  struct stat st;
+  ASSERT_EQ(::stat(tls.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  for (const auto& [name, mode] : {std::pair{"ca.key", 0600u}, std::pair{"server.key", 0600u},
+                                   std::pair{"ca.pem", 0644u}, std::pair{"server.pem", 0644u}}) {
+    ASSERT_EQ(::stat((tls + "/" + name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 0777, mode) << name;
+  }
+  const std::string before = ReadFileOrEmpty(tls + "/server.pem");
+  r = runner.Run({"configure", "init", "tls", tls});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--force"));
+  EXPECT_EQ(ReadFileOrEmpty(tls + "/server.pem"), before);
+  r = runner.Run({"configure", "init", "tls", tls, "--force"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(ReadFileOrEmpty(tls + "/server.pem"), before);
 }
 
 TEST(CliUnreachableTest, BadMetaAddressFailsFastWithAClearMessage) {

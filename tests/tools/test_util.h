@@ -50,13 +50,18 @@ inline void WriteFile(const std::string& path, const std::string& data) {
 
 // A status file as mount.nighfs writes it: proto3 JSON of MountStatus.
 inline std::string StatusJson(const std::string& mount_point, pid_t pid, const std::string& volume,
-                              const std::string& meta_address = "127.0.0.1:7420") {
+                              const std::string& meta_address = "127.0.0.1:7420",
+                              const std::string& meta_ca_file = "") {
   status::v1::MountStatus s;
   s.set_mount_point(mount_point);
   s.set_volume(volume);
   s.set_volume_id(5);
   s.set_pid(static_cast<uint32_t>(pid));
   s.set_meta_address(meta_address);
+  if (!meta_ca_file.empty()) {
+    s.set_meta_url("https://" + meta_address);
+    s.set_meta_ca_file(meta_ca_file);
+  }
   s.set_store_url("file:///srv/blocks");
   s.set_block_size(4 << 20);
   s.set_session_id(77);
