@@ -77,9 +77,11 @@ absl::StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeServerTlsContext(
                                                    " is not a PEM certificate chain: ",
                                                    DrainOpenSslErrors()));
   }
+  // OpenSSL checks here already that the key belongs to the certificate.
   if (SSL_CTX_use_PrivateKey_file(c, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TLS key ", key_file, " is not a PEM private key: ", DrainOpenSslErrors()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS key ", key_file, " is not a PEM private key, or does not belong to ",
+                     "certificate ", cert_file, ": ", DrainOpenSslErrors()));
   }
   if (SSL_CTX_check_private_key(c) != 1) {
     return absl::InvalidArgumentError(absl::StrCat("TLS key ", key_file,

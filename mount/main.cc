@@ -283,6 +283,10 @@ int RunMount(MountOptions opts) {
   MetaClientOptions mo;
   mo.address = opts.meta_address;
   mo.ca_file = opts.ca_file;
+  if (NormalizeMetaAddress(opts.meta_address).rfind("http://", 0) == 0) {
+    NIGHFS_LOG(WARNING) << "metadata server " << opts.meta_address
+                        << " over plain HTTP: requests can be read and changed on the network";
+  }
   mo.op_timeout = opts.mount_timeout;
   mo.call_timeout = std::min(opts.mount_timeout, absl::Seconds(10));
   absl::StatusOr<std::unique_ptr<MetaApi>> probe = NewMetaClient(mo);

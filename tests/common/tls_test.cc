@@ -208,7 +208,10 @@ TEST_F(TlsTest, SilentPeersDoNotBlockOthersAndAreDroppedAfterTheHandshakeTimeout
     EXPECT_TRUE(eof);
   }
   EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "silent peers were not dropped";
-  EXPECT_EQ(server_->load().connections, 0);
+  // A session is forgotten when its last handler returns, just after the socket closes.
+  EXPECT_TRUE(testing::WaitFor([&] { return server_->load().connections == 0; },
+                               absl::Seconds(2)))
+      << server_->load().connections;
 }
 
 TEST_F(TlsTest, BodyLimitAndConnectionCapsHoldOverTls) {
@@ -217,16 +220,16 @@ TEST_F(TlsTest, BodyLimitAndConnectionCapsHoldOverTls) {
   options.max_connections = 1;
   ASSERT_NO_FATAL_FAILURE(StartServer(Lab(), options));
   std::unique_ptr<HttpClient> first = Client(Lab());
-  absl::StatusOr<HttpResponse> r = Get(*first, Url(), std::string(2000, 'x'));
-  ASSERT_OK(r);
-  EXPECT_EQ(r->status, 413);
-  r = Get(*first, Url());  // a new kept-alive connection: the one slot
+  absl::StatusOr<HttpResponse> r = Get(*first, Url());  // holds the one slot, kept alive
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 200);
   r = Get(*Client(Lab()), Url());  // a second connection while the first is open
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 503);
   EXPECT_FALSE(r->Header("Retry-After").empty());
+  r = Get(*first, Url(), std::string(2000, 'x'));  // on the kept-alive connection
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 413);
   EXPECT_EQ(calls_.load(), 1);
 }
 
@@ -277,8 +280,9 @@ TEST_F(TlsTest, LabFilesAreWrittenOnceAndPrivate) {
 }
 
 // Figures for the report: small requests per second on kept-alive connections, TLS against
-// plain HTTP, and with a new connection (full handshake) per request. The assertion guards
-// connection reuse: without it every TLS request pays a handshake and the ratio collapses.
+// plain HTTP, and with a new client (new TLS context, connection and full handshake) per
+// request. The assertion guards connection reuse over TLS: without it every request pays a
+// handshake, which is 10 to 30 times the cost of a request on this machine.
 TEST_F(TlsTest, KeptAliveTlsCostsLittleOverPlainHttp) {
   auto rate = [](HttpClient& c, const std::string& url, bool fresh) {
     const absl::Time end = absl::Now() + absl::Milliseconds(500);
@@ -313,8 +317,7 @@ TEST_F(TlsTest, KeptAliveTlsCostsLittleOverPlainHttp) {
               plain_rps, tls_rps, handshake_rps, handshake_rps > 0 ? 1000.0 / handshake_rps : 0);
   ASSERT_GT(plain_rps, 0);
   ASSERT_GT(handshake_rps, 0);
-  EXPECT_GT(tls_rps, plain_rps / 3) << "TLS requests do not reuse their connection";
-  EXPECT_GT(tls_rps, handshake_rps * 1.5);
+  EXPECT_GT(tls_rps, handshake_rps * 4) << "TLS requests do not reuse their connection";
 }
 
 }  // namespace

@@ -301,8 +301,10 @@ TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
   ASSERT_NO_FATAL_FAILURE(StopServer());
 
   ASSERT_NO_FATAL_FAILURE(StartServer());  // --insecure-plaintext
-  EXPECT_THAT(server_->ReadLog(), HasSubstr("WARNING"));
-  EXPECT_THAT(server_->ReadLog(), HasSubstr("--insecure-plaintext: serving plain HTTP"));
+  // Logged at warning level ("W" lines).
+  EXPECT_THAT(server_->ReadLog(),
+              ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ main.cc:[0-9]+\\] --insecure-plaintext: "
+                                       "serving plain HTTP"));
   ASSERT_NO_FATAL_FAILURE(StopServer());
 }
 
