@@ -1,5 +1,7 @@
 #include "mount/mount_options.h"
 
+#include <filesystem>
+
 #include "gtest/gtest.h"
 #include "tests/testing/test_status.h"
 
@@ -45,6 +47,19 @@ TEST(MountOptionsTest, WritebackRetryOptions) {
   EXPECT_EQ(o->fs.spill_dir, "/var/s");
   EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "retry_max=0"}).ok());
   EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "flush_timeout=x"}).ok());
+}
+
+TEST(MountOptionsTest, CaFileIsMadeAbsoluteAndPlainHttpAddressesAreKept) {
+  absl::StatusOr<MountOptions> o =
+      ParseMountArgs({"vol@http://10.0.0.5:7420", "/mnt/v", "-o", "ca_file=tls/ca.pem"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->meta_address, "http://10.0.0.5:7420");
+  EXPECT_EQ(o->ca_file, std::filesystem::current_path().string() + "/tls/ca.pem");
+  o = ParseMountArgs({"vol@10.0.0.5", "/mnt/v", "-o", "ca_file=/etc/nighfs/ca.pem"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->meta_address, "10.0.0.5:7420");
+  EXPECT_EQ(o->ca_file, "/etc/nighfs/ca.pem");
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/mnt/v", "-o", "ca_file="}).ok());
 }
 
 TEST(MountOptionsTest, BadInputNamesTheProblem) {
