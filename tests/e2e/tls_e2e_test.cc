@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/tls_certs.h"
@@ -38,12 +39,17 @@ class TlsE2eTest : public ClusterTest {
     return rc;
   }
 
+  // `nighfs status MP`, once the mount has written its first status file (just after the
+  // mount goes live).
   std::string StatusText(const FuseMount& m) {
     std::string text;
-    EXPECT_EQ(RunShell(absl::StrCat("NIGHFS_RUN_DIR=", m.path(), ".run ", BuildRoot(),
-                                    "/tools/nighfs status ", m.path()),
-                       &text),
-              0)
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return RunShell(absl::StrCat("NIGHFS_RUN_DIR=", m.path(), ".run ", BuildRoot(),
+                                       "/tools/nighfs status ", m.path()),
+                          &text) == 0;
+        },
+        absl::Seconds(10)))
         << text;
     return text;
   }
@@ -105,7 +111,10 @@ TEST_F(TlsE2eTest, StatusShowsTlsWithTheCaFile) {
 
 TEST_F(TlsE2eTest, StatusShowsPlaintext) {
   ASSERT_NO_FATAL_FAILURE(StartMeta({"--insecure-plaintext"}));
-  EXPECT_THAT(meta_->log(), HasSubstr("--insecure-plaintext"));
+  // Logged just after the port opens, which is what StartMeta waits for.
+  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(meta_->log(), "--insecure-plaintext"); },
+                      absl::Seconds(10)))
+      << meta_->log();
   ASSERT_OK(CreateVolume(meta_->address(), "vol", BlocksUrl()));
   FuseMount* m = MountVolume("vol", "plain");
   ASSERT_NE(m, nullptr);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -297,11 +298,16 @@ TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
   absl::StatusOr<pb::ListVolumesResponse> plain = (*c)->ListVolumes(pb::ListVolumesRequest());
   EXPECT_FALSE(plain.ok());
   EXPECT_THAT(std::string(plain.status().message()), HasSubstr("HTTPS only"));
-  EXPECT_THAT(server_->ReadLog(), HasSubstr("serving https"));
+  // Logged just after the port file is written.
+  EXPECT_TRUE(WaitFor([&] { return absl::StrContains(server_->ReadLog(), "serving https"); },
+                      absl::Seconds(10)))
+      << server_->ReadLog();
   ASSERT_NO_FATAL_FAILURE(StopServer());
 
   ASSERT_NO_FATAL_FAILURE(StartServer());  // --insecure-plaintext
-  // Logged at warning level ("W" lines).
+  // Logged at warning level ("W" lines), just after the port file is written.
+  WaitFor([&] { return absl::StrContains(server_->ReadLog(), "serving http "); },
+          absl::Seconds(10));
   EXPECT_THAT(server_->ReadLog(),
               ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ main.cc:[0-9]+\\] --insecure-plaintext: "
                                        "serving plain HTTP"));
