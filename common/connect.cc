@@ -89,7 +89,10 @@ ServerResponse ConnectErrorResponse(const absl::Status& status) {
 }
 
 void ConnectRouter::AddRaw(std::string path, RawHandler handler) {
-  handlers_[std::move(path)] = std::move(handler);
+  handlers_[std::move(path)] = [handler = std::move(handler)](const ServerRequest& r,
+                                                              std::string* out) {
+    return handler(r.body, out);
+  };
 }
 
 ServerResponse ConnectRouter::Handle(const ServerRequest& request) const {
@@ -122,7 +125,7 @@ ServerResponse ConnectRouter::Handle(const ServerRequest& request) const {
     if (absl::Status s = auth_(request); !s.ok()) return ConnectErrorResponse(s);
   }
   ServerResponse resp;
-  absl::Status s = it->second(request.body, &resp.body);
+  absl::Status s = it->second(request, &resp.body);
   if (!s.ok()) {
     if (s.code() == absl::StatusCode::kInternal || s.code() == absl::StatusCode::kUnknown) {
       NIGHFS_LOG(ERROR) << path << ": " << s;

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -26,6 +27,7 @@
 #include "common/connect.h"
 #include "common/http_server.h"
 #include "common/logging.h"
+#include "meta/auth.h"
 #include "meta/meta_service.h"
 #include "metadata_client/meta_client.h"
 
@@ -85,6 +87,8 @@ int main(int argc, char** argv) {
   int64_t max_request_replies = 1'000'000;
   std::string log_level = "info";
   std::string port_file;
+  std::string admin_token_file;
+  std::vector<std::string> allow_file_roots;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("--state-dir", state_dir, "folder of the database (DIR/meta.db)")
@@ -122,6 +126,19 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warning or error")
       ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port here once listening");
+  app.add_option("--admin-token-file", admin_token_file,
+                 "the admin token (made 0600 on first start when missing; default "
+                 "STATE/admin.token, or beside --db)");
+  app.add_option("--allow-file-root", allow_file_roots,
+                 "a folder file:// block stores may lie in (repeatable); file:// stores "
+                 "elsewhere are refused")
+      ->type_name("DIR");
+  // `nighfs-meta init`: write the admin token (and the state folder) and exit.
+  CLI::App* init = app.add_subcommand(
+      "init", "create the state folder and the admin token file, print its path and exit");
+  bool rotate_admin = false;
+  init->add_flag("--rotate-admin-token", rotate_admin,
+                 "replace an existing admin token with a new one (restart the server after)");
   // Overload protection (HttpServerOptions): bounded memory and sockets, 503 beyond.
   double max_buffered_mib = 128;
   double budget_wait_s = 10;
@@ -167,6 +184,22 @@ int main(int argc, char** argv) {
                                std::strerror(errno)));
     }
     db_path = state_dir + "/meta.db";
+    if (admin_token_file.empty()) admin_token_file = state_dir + "/admin.token";
+  }
+  if (admin_token_file.empty()) {
+    admin_token_file =
+        (std::filesystem::path(db_path).parent_path() / "admin.token").string();
+  }
+  bool admin_created = false;
+  absl::StatusOr<std::string> admin_token =
+      nighfs::meta::LoadOrCreateAdminToken(admin_token_file, rotate_admin, &admin_created);
+  if (!admin_token.ok()) return Fail(std::string(admin_token.status().message()));
+  if (init->parsed()) {
+    std::printf("%s admin token: %s\n", admin_created ? "wrote" : "kept", admin_token_file.c_str());
+    return 0;
+  }
+  if (admin_created) {
+    NIGHFS_LOG(INFO) << "wrote a new admin token to " << admin_token_file;
   }
 
   // Every thread started from here on inherits the mask, so only sigwait below sees them.
@@ -186,6 +219,7 @@ int main(int argc, char** argv) {
   options.gc_interval = absl::Seconds(gc_interval_s);
   options.allow_test_stores = allow_test_stores;
   options.max_request_replies = max_request_replies;
+  options.allowed_file_roots = allow_file_roots;
   if (const char* crash = std::getenv("NIGHFS_TEST_CRASH_AFTER_COMMIT"); crash != nullptr) {
     int64_t n = 0;
     if (!absl::SimpleAtoi(crash, &n) || n < 1) {
@@ -203,8 +237,12 @@ int main(int argc, char** argv) {
       nighfs::meta::MetaService::Open(options);
   if (!service.ok()) return Fail(std::string(service.status().message()));
 
+  nighfs::meta::MetaAuthOptions auth_options;
+  auth_options.admin_token = *std::move(admin_token);
+  nighfs::meta::MetaAuthorizer authorizer(service->get(), std::move(auth_options));
   nighfs::ConnectRouter router;
-  nighfs::RegisterMetaService(service->get(), &router);
+  // Every call authenticated and authorized (meta/auth.h); only /healthz answers anyone.
+  nighfs::meta::RegisterMetaServiceWithAuth(service->get(), &authorizer, &router);
   nighfs::HttpServerOptions http;
   http.bind_address = host;
   http.port = port;
