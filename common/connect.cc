@@ -154,6 +154,7 @@ absl::Status ConnectClient::CallOnce(const std::string& url, const std::string& 
   if (!options_.bearer_token.empty()) {
     req.headers.push_back({"Authorization", "Bearer " + options_.bearer_token});
   }
+  if (options_.add_headers) options_.add_headers(&req.headers);
   req.body = body;
   req.timeout = timeout;
   absl::StatusOr<HttpResponse> resp = http_->Do(req);

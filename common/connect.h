@@ -80,6 +80,8 @@ class ConnectRouter {
 struct ConnectClientOptions {
   std::string base_url;       // e.g. "http://127.0.0.1:7420"
   std::string bearer_token;   // sent as "Authorization: Bearer ..." when set
+  // Adds headers to every attempt (read at each attempt: they may change between calls).
+  std::function<void(HttpHeaders*)> add_headers;
   absl::Duration call_timeout = absl::Seconds(30);  // one attempt
   // Transport errors and 5xx/429 are retried; retry.deadline bounds the whole call, every
   // attempt and backoff included.

@@ -1,6 +1,6 @@
 // The metadata server's logic: volumes, sessions, the POSIX namespace, block maps and block
 // garbage collection, kept in one SQL database (meta/sql.h; SQLite today). nighfs-meta serves it
-// over HTTP with RegisterMetaService; tests and tools drive it directly.
+// over HTTP with RegisterMetaServiceWithAuth (meta/auth.h); tests and tools drive it directly.
 //
 // Every operation runs in one database transaction, so a crash leaves either all or none of it,
 // and a change is on disk before the call returns.
