@@ -351,7 +351,9 @@ TEST_P(CloudE2eTest, WrongCredentialsFailTheMountClearly) {
   auto try_mount = [&](const std::string& creds_file, std::string* log) -> int {
     const std::string log_path = absl::StrCat(mp, ".", ++attempt, ".log");
     auto p = ChildProcess::Start({BuildRoot() + "/mount/mount.nighfs", "vol@" + meta_->address(),
-                                  mp, "-f", "-o", "credentials=" + creds_file},
+                                  mp, "-f", "-o",
+                                  "credentials=" + creds_file +
+                                      ",token_file=" + meta_->admin_token_file()},
                                  log_path, {{"NIGHFS_RUN_DIR", mp + ".run"}});
     if (!p.ok()) {
       ADD_FAILURE() << p.status();

@@ -39,7 +39,8 @@ class MetaServerTest : public ::testing::Test {
   std::vector<std::string> Argv(const std::string& port_file, const std::string& listen) {
     return {BuildRoot() + "/meta/nighfs-meta", "--listen",     listen,
             "--state-dir",                     state_dir(),    "--port-file",
-            port_file,                         "--log-level",  "debug"};
+            port_file,                         "--log-level",  "debug",
+            "--allow-file-root",               dir_.path()};
   }
 
   // Starts nighfs-meta on a free port and waits until it has written its port file.
@@ -57,14 +58,26 @@ class MetaServerTest : public ::testing::Test {
         },
         absl::Seconds(20));
     ASSERT_TRUE(up) << "nighfs-meta did not write its port file; log:\n" << server_->ReadLog();
+    // The admin's client (nighfs-meta wrote the token at its first start).
+    admin_token_ = std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(admin_token_file())));
+    ASSERT_FALSE(admin_token_.empty());
+    client_ = Client(admin_token_);
+  }
+
+  // A client of the running server presenting `token` ("" = none).
+  std::unique_ptr<MetaApi> Client(const std::string& token,
+                                  std::shared_ptr<MetaSessionKey> session_key = nullptr) {
     MetaClientOptions o;
     o.address = absl::StrCat("127.0.0.1:", port_);
     o.op_timeout = absl::Seconds(10);
     o.call_timeout = absl::Seconds(10);
+    o.bearer_token = token;
+    o.session_key = std::move(session_key);
     absl::StatusOr<std::unique_ptr<MetaApi>> c = NewMetaClient(o);
-    ASSERT_OK(c);
-    client_ = std::move(*c);
+    EXPECT_OK(c);
+    return c.ok() ? *std::move(c) : nullptr;
   }
+  std::string admin_token_file() const { return state_dir() + "/admin.token"; }
 
   void StopServer() {
     absl::StatusOr<int> st = server_->Stop(SIGTERM, absl::Seconds(20));
@@ -82,7 +95,8 @@ class MetaServerTest : public ::testing::Test {
   int starts_ = 0;
   int port_ = 0;
   std::unique_ptr<ChildProcess> server_;
-  std::unique_ptr<MetaApi> client_;
+  std::string admin_token_;
+  std::unique_ptr<MetaApi> client_;  // as admin
 };
 
 TEST_F(MetaServerTest, ServesTheApiAndKeepsStateAcrossRestarts) {
@@ -194,7 +208,7 @@ TEST_F(MetaServerTest, StateIsPrivateInAPreExistingFolder) {
   struct stat st;
   ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  for (const char* name : {"meta.db", "meta.db-wal", "meta.db-shm", "meta.db.lock"}) {
+  for (const char* name : {"meta.db", "meta.db-wal", "meta.db-shm", "meta.db.lock", "admin.token"}) {
     const std::string path = state_dir() + "/" + name;
     ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
