@@ -2,6 +2,7 @@
 // real process against a real nighfs-meta for the volume commands.
 #include "tools/cli.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -277,7 +279,8 @@ class CliMetaTest : public ::testing::Test {
     const std::string port_file = dir_.path() + "/meta.port";
     const std::string state = dir_.path() + "/state";
     auto child = ChildProcess::Start(
-        {binary, "--listen", "127.0.0.1:0", "--port-file", port_file, "--state-dir", state},
+        {binary, "--listen", "127.0.0.1:0", "--port-file", port_file, "--state-dir", state,
+         "--allow-file-root", dir_.path(), "--allow-file-root", blocks_.path()},
         dir_.path() + "/meta.log");
     ASSERT_OK(child);
     meta_ = std::move(*child);
@@ -292,6 +295,7 @@ class CliMetaTest : public ::testing::Test {
     ASSERT_OK(::nighfs::testing::WaitForTcpPort(port, absl::Seconds(10)));
     address_ = absl::StrCat("127.0.0.1:", port);
     store_ = "file://" + blocks_.path();
+    admin_token_file_ = state + "/admin.token";
   }
 
   void TearDown() override {
@@ -301,7 +305,7 @@ class CliMetaTest : public ::testing::Test {
   }
 
   CliResult Nighfs(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
-    args.insert(args.begin(), {"--meta", address_});
+    args.insert(args.begin(), {"--meta", address_, "--admin-token-file", admin_token_file_});
     return runner_.Run(args, std::move(env));
   }
 
@@ -311,6 +315,7 @@ class CliMetaTest : public ::testing::Test {
   std::unique_ptr<ChildProcess> meta_;
   std::string address_;
   std::string store_;
+  std::string admin_token_file_;
 };
 
 TEST_F(CliMetaTest, CreateListDuplicateAndDelete) {
@@ -389,11 +394,14 @@ TEST_F(CliMetaTest, StoreCheckFailureIsReported) {
 }
 
 TEST_F(CliMetaTest, MetaFromEnvironmentAndGlobalOptionsAfterSubcommand) {
-  CliResult r = runner_.Run({"configure", "list", "volumes"}, {{"NIGHFS_META", address_}});
+  CliResult r = runner_.Run({"configure", "list", "volumes"},
+                            {{"NIGHFS_META", address_},
+                             {"NIGHFS_ADMIN_TOKEN_FILE", admin_token_file_}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "no volumes\n");
 
-  r = runner_.Run({"configure", "list", "volumes", "--meta", "http://" + address_});
+  r = runner_.Run({"configure", "list", "volumes", "--meta", "http://" + address_,
+                   "--admin-token-file", admin_token_file_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "no volumes\n");
 }
@@ -407,6 +415,57 @@ TEST_F(CliMetaTest, StatusProbesTheMountsMetadataServer) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith(mnt.path() + "\n"));
   EXPECT_THAT(r.out, HasSubstr("from here:       reachable ("));
+}
+
+// Issue 11: volume tokens from the command line; the secret is shown once or written 0600.
+TEST_F(CliMetaTest, TokensCreateListRevokeAndNeedTheAdminToken) {
+  ASSERT_EQ(Nighfs({"configure", "create", "volume", "v", "--store", store_}).exit_code, 0);
+  const std::string out_file = dir_.path() + "/w.token";
+  CliResult r = Nighfs({"configure", "create", "token", "--volume", "v", "--access", "write",
+                        "--name", "ci", "--expires", "30d", "--out", out_file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string secret(absl::StripAsciiWhitespace(ReadFileOrEmpty(out_file)));
+  EXPECT_THAT(secret, StartsWith("nighfs-token-"));
+  EXPECT_EQ(secret.size(), std::string("nighfs-token-").size() + 64);
+  EXPECT_THAT(r.out, Not(HasSubstr(secret))) << "--out: the secret goes to the file only";
+  struct stat st;
+  ASSERT_EQ(::stat(out_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  r = Nighfs({"configure", "create", "token", "--volume", "v", "--access", "read"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("nighfs-token-")) << "without --out the secret is printed once";
+
+  r = Nighfs({"configure", "list", "tokens", "--volume", "v"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ci"));
+  EXPECT_THAT(r.out, HasSubstr("write"));
+  EXPECT_THAT(r.out, HasSubstr("read"));
+  EXPECT_THAT(r.out, Not(HasSubstr("nighfs-token-"))) << "a listing never shows a secret";
+
+  r = Nighfs({"configure", "revoke", "token", "ci"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "tokens"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("ci")));
+  EXPECT_EQ(Nighfs({"configure", "revoke", "token", "ci"}).exit_code, 1);
+
+  // Without the admin token: refused by the server (401), nothing created.
+  r = runner_.Run({"--meta", address_, "--admin-token-file", out_file, "configure", "create",
+                   "volume", "w", "--store", store_ + "/w"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("token"));
+  // An admin token file others may read is refused before any call, as ssh does.
+  const std::string loose = dir_.path() + "/loose.token";
+  WriteFile(loose, ReadFileOrEmpty(admin_token_file_));
+  ASSERT_EQ(::chmod(loose.c_str(), 0644), 0);
+  r = runner_.Run({"--meta", address_, "--admin-token-file", loose, "configure", "list",
+                   "volumes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("chmod 600"));
+  r = Nighfs({"configure", "list", "volumes"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr(" w ")));
 }
 
 TEST(CliUnreachableTest, BadMetaAddressFailsFastWithAClearMessage) {
