@@ -133,6 +133,12 @@ int main(int argc, char** argv) {
                  "a folder file:// block stores may lie in (repeatable); file:// stores "
                  "elsewhere are refused")
       ->type_name("DIR");
+  double token_cache_s = 10;
+  app.add_option("--token-cache-ttl", token_cache_s,
+                 "seconds a verified volume token is trusted before it is checked again (a "
+                 "revocation takes effect within this time; at most 30)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 30.0));
   // `nighfs-meta init`: write the admin token (and the state folder) and exit.
   CLI::App* init = app.add_subcommand(
       "init", "create the state folder and the admin token file, print its path and exit");
@@ -239,6 +245,7 @@ int main(int argc, char** argv) {
 
   nighfs::meta::MetaAuthOptions auth_options;
   auth_options.admin_token = *std::move(admin_token);
+  auth_options.cache_ttl = absl::Seconds(token_cache_s);
   nighfs::meta::MetaAuthorizer authorizer(service->get(), std::move(auth_options));
   nighfs::ConnectRouter router;
   // Every call authenticated and authorized (meta/auth.h); only /healthz answers anyone.
