@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -17,6 +18,7 @@
 #include "common/logging.h"
 #include "google/protobuf/descriptor.h"
 #include "metadata_client/meta_api.h"
+#include "metadata_client/scoped_meta.h"
 
 namespace nighfs::meta {
 namespace {
@@ -40,12 +42,6 @@ std::string SessionKey(const ServerRequest& http) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return "";
   }
   return absl::HexStringToBytes(hex);
-}
-
-bool IsInodeField(const FieldDescriptor* f) {
-  if (f->is_repeated() || f->type() != FieldDescriptor::TYPE_UINT64) return false;
-  const std::string& n = f->name();
-  return n == "ino" || n == "parent" || absl::EndsWith(n, "_ino") || absl::EndsWith(n, "_parent");
 }
 
 }  // namespace
@@ -131,8 +127,7 @@ bool MetaAuthorizer::NeedsWrite(std::string_view method,
                                 const google::protobuf::Message& request) {
   // Mount carries a request id (a retry must not open a second session) but changes no file:
   // a read-only token mounts too.
-  if (method == "Mount") return false;
-  return request.GetDescriptor()->FindFieldByName("request_id") != nullptr;
+  return IsMutation(method, request);
 }
 
 absl::StatusOr<TokenGrant> MetaAuthorizer::LookupToken(const std::string& secret) {
@@ -233,10 +228,19 @@ absl::Status MetaAuthorizer::Authorize(std::string_view method, const ServerRequ
   if (NeedsWrite(method, request) && !principal->can_write) {
     return absl::PermissionDeniedError("read-only token: this call changes the volume");
   }
+  std::vector<uint64_t> inodes;
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
     if (!IsInodeField(f)) continue;
-    const uint64_t ino = r->GetUInt64(request, f);
+    if (f->is_repeated()) {
+      for (int j = 0; j < r->FieldSize(request, f); ++j) {
+        inodes.push_back(r->GetRepeatedUInt64(request, f, j));
+      }
+    } else {
+      inodes.push_back(r->GetUInt64(request, f));
+    }
+  }
+  for (uint64_t ino : inodes) {
     if (ino == 0) continue;
     absl::StatusOr<bool> inside =
         service_->InSubtree(principal->volume_id, ino, principal->root_ino, principal->token_id);

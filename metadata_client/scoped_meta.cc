@@ -13,17 +13,6 @@ namespace {
 
 using google::protobuf::FieldDescriptor;
 
-bool IsInodeField(const FieldDescriptor* f) {
-  if (f->type() != FieldDescriptor::TYPE_UINT64) return false;
-  const std::string& n = f->name();
-  return n == "ino" || n == "parent" || absl::EndsWith(n, "_ino") || absl::EndsWith(n, "_parent");
-}
-
-// Calls that change the volume carry a request id; Mount does too but changes nothing.
-bool Changes(std::string_view method, const google::protobuf::Message& request) {
-  return method != "Mount" && request.GetDescriptor()->FindFieldByName("request_id") != nullptr;
-}
-
 class ScopedMetaApi : public MetaApi {
  public:
   ScopedMetaApi(MetaApi* inner, uint64_t root_ino, bool read_only)
@@ -31,7 +20,7 @@ class ScopedMetaApi : public MetaApi {
 
 #define NIGHFS_SCOPED_META_CALL(M, Req, Resp)                                        \
   absl::StatusOr<pb::Resp> M(const pb::Req& request) override {                      \
-    if (read_only_ && Changes(#M, request)) {                                        \
+    if (read_only_ && IsMutation(#M, request)) {                                        \
       return PosixError(EROFS, "read-only token: the volume is mounted read-only");  \
     }                                                                                \
     if (root_ino_ == 1) return inner_->M(request);                                   \
@@ -51,6 +40,16 @@ class ScopedMetaApi : public MetaApi {
 };
 
 }  // namespace
+
+bool IsInodeField(const FieldDescriptor* f) {
+  if (f->type() != FieldDescriptor::TYPE_UINT64) return false;
+  const std::string& n = f->name();
+  return n == "ino" || n == "parent" || absl::EndsWith(n, "_ino") || absl::EndsWith(n, "_parent");
+}
+
+bool IsMutation(std::string_view method, const google::protobuf::Message& request) {
+  return method != "Mount" && request.GetDescriptor()->FindFieldByName("request_id") != nullptr;
+}
 
 void SwapRootIno(google::protobuf::Message* message, uint64_t root_ino) {
   if (root_ino == 1) return;

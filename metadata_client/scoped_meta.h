@@ -11,9 +11,19 @@
 #include <cstdint>
 #include <memory>
 
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "metadata_client/meta_api.h"
 
 namespace nighfs {
+
+// Field conventions of proto/meta.proto that both ends of a token's scope apply (the server's
+// checks in meta/auth.cc and this wrapper), so a new request is covered by naming its fields:
+// an inode number is a uint64 field named `ino`, `parent`, `*_ino` or `*_parent`;
+bool IsInodeField(const google::protobuf::FieldDescriptor* field);
+// a call changes the volume when its request has `request_id`, except Mount (which carries one
+// so a retry opens no second session, but changes no file).
+bool IsMutation(std::string_view method, const google::protobuf::Message& request);
 
 // `inner` must outlive the result. root_ino 1 and !read_only give a plain forwarder.
 std::unique_ptr<MetaApi> NewScopedMetaApi(MetaApi* inner, uint64_t root_ino, bool read_only);
