@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 30.0));
   // `nighfs-meta init`: write the admin token (and the state folder) and exit.
+  app.fallthrough();  // `nighfs-meta init --state-dir DIR` as well as before "init"
   CLI::App* init = app.add_subcommand(
       "init", "create the state folder and the admin token file, print its path and exit");
   bool rotate_admin = false;

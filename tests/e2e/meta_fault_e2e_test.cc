@@ -153,6 +153,7 @@ absl::StatusOr<std::set<std::string>> ReferencedObjects(const std::string& meta_
                                                         const std::vector<std::string>& names) {
   MetaClientOptions o;
   o.address = meta_address;
+  o.bearer_token = AdminTokenFor(meta_address);  // reads the whole namespace
   o.op_timeout = absl::Seconds(20);
   auto client = NewMetaClient(o);
   if (!client.ok()) return client.status();
