@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
   http.max_connections = max_connections;
   http.max_connections_per_peer = max_connections_per_peer;
   absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
-      http, [&router](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
+      http, [&router, &authorizer](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
         std::string_view path = req.target;
         path = path.substr(0, path.find('?'));
         if (path == "/healthz" && (req.method == "GET" || req.method == "HEAD")) {
@@ -271,6 +271,11 @@ int main(int argc, char** argv) {
           r.content_type = "text/plain";
           r.body = "ok";
           return r;
+        }
+        // Nothing else answers an anonymous request, not even with 404 (no method list for
+        // strangers); each method authenticates and authorizes again for itself.
+        if (absl::Status who = authorizer.Authenticate(req).status(); !who.ok()) {
+          return nighfs::ConnectErrorResponse(who);
         }
         return router.Handle(req);
       });

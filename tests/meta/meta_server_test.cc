@@ -182,7 +182,17 @@ TEST_F(MetaServerTest, HealthAndMalformedRequests) {
   post.url = base_url() + "/nighfs.meta.v1.MetaService/Lookup";
   post.headers = {{"Content-Type", "application/proto"}};
   post.body = garbage;
+  // Anonymous: 401 before anything else, also for a method that does not exist.
   absl::StatusOr<HttpResponse> r = http->Do(post);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 401);
+  post.url = base_url() + "/nighfs.meta.v1.MetaService/NoSuchMethod";
+  r = http->Do(post);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 401);
+  post.url = base_url() + "/nighfs.meta.v1.MetaService/Lookup";
+  post.headers.push_back({"Authorization", "Bearer " + admin_token_});
+  r = http->Do(post);
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 400);
   EXPECT_THAT(r->body, HasSubstr("invalid_argument"));
