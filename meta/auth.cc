@@ -150,6 +150,25 @@ absl::StatusOr<TokenGrant> MetaAuthorizer::LookupToken(const std::string& secret
   return **found;
 }
 
+absl::Status MetaAuthorizer::CheckSession(uint64_t session_id, const std::string& key,
+                                          uint64_t token_id) {
+  const std::string hash = Sha256(key);
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(session_id);
+    if (it != sessions_.end() && now - it->second.fetched < options_.cache_ttl &&
+        it->second.token_id == token_id && SameHash(it->second.key_hash, hash)) {
+      return absl::OkStatus();
+    }
+  }
+  if (absl::Status s = service_->CheckSessionKey(session_id, key, token_id); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  if (sessions_.size() >= options_.cache_entries) sessions_.clear();
+  sessions_[session_id] = Bound{hash, token_id, now};
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Principal> MetaAuthorizer::Authenticate(const ServerRequest& http,
                                                        std::string* volume_name) {
   const std::string header = http.Header("authorization");
@@ -259,7 +278,7 @@ absl::Status MetaAuthorizer::Authorize(std::string_view method, const ServerRequ
             std::string(method), " names session ", id, " but no session key came (header ",
             std::string(kSessionHeader), ")"));
       }
-      if (absl::Status s = service_->CheckSessionKey(id, key, principal->token_id); !s.ok()) {
+      if (absl::Status s = CheckSession(id, key, principal->token_id); !s.ok()) {
         return s;
       }
       principal->session_id = id;

@@ -77,6 +77,9 @@ class MetaAuthorizer {
 
  private:
   absl::StatusOr<TokenGrant> LookupToken(const std::string& secret);
+  // MetaService::CheckSessionKey, with successes remembered for cache_ttl (session ids are
+  // never reused, so a remembered binding cannot stand for another session).
+  absl::Status CheckSession(uint64_t session_id, const std::string& key, uint64_t token_id);
 
   MetaService* const service_;
   const std::string admin_hash_;
@@ -88,6 +91,12 @@ class MetaAuthorizer {
   absl::Mutex mu_;
   // By the SHA-256 of the secret: the cache holds no secret either.
   absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  struct Bound {
+    std::string key_hash;
+    uint64_t token_id;
+    absl::Time fetched;
+  };
+  absl::flat_hash_map<uint64_t, Bound> sessions_ ABSL_GUARDED_BY(mu_);
 };
 
 // Serves `service` on `router` under /nighfs.meta.v1.MetaService/*, every call authenticated
