@@ -90,7 +90,10 @@ ServerResponse ConnectErrorResponse(const absl::Status& status) {
 }
 
 void ConnectRouter::AddRaw(std::string path, RawHandler handler) {
-  handlers_[std::move(path)] = std::move(handler);
+  handlers_[std::move(path)] = [handler = std::move(handler)](const ServerRequest& r,
+                                                              std::string* out) {
+    return handler(r.body, out);
+  };
 }
 
 ServerResponse ConnectRouter::Handle(const ServerRequest& request) const {
@@ -123,7 +126,7 @@ ServerResponse ConnectRouter::Handle(const ServerRequest& request) const {
     if (absl::Status s = auth_(request); !s.ok()) return ConnectErrorResponse(s);
   }
   ServerResponse resp;
-  absl::Status s = it->second(request.body, &resp.body);
+  absl::Status s = it->second(request, &resp.body);
   if (!s.ok()) {
     if (s.code() == absl::StatusCode::kInternal || s.code() == absl::StatusCode::kUnknown) {
       NIGHFS_LOG(ERROR) << path << ": " << s;
@@ -152,6 +155,7 @@ absl::Status ConnectClient::CallOnce(const std::string& url, const std::string& 
   if (!options_.bearer_token.empty()) {
     req.headers.push_back({"Authorization", "Bearer " + options_.bearer_token});
   }
+  if (options_.add_headers) options_.add_headers(&req.headers);
   req.body = body;
   req.timeout = timeout;
   absl::StatusOr<HttpResponse> resp = http_->Do(req);

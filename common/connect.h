@@ -48,6 +48,23 @@ class ConnectRouter {
       return absl::OkStatus();
     });
   }
+  // As Add, with the HTTP request (its headers: credentials) at hand: the hook of an auth
+  // layer that checks each decoded request (meta/auth.h).
+  template <class Req, class Resp>
+  void AddWithRequest(std::string path,
+                      std::function<absl::StatusOr<Resp>(const ServerRequest&, const Req&)> fn) {
+    handlers_[std::move(path)] = [fn = std::move(fn)](const ServerRequest& http,
+                                                      std::string* out) -> absl::Status {
+      Req req;
+      if (!req.ParseFromArray(http.body.data(), static_cast<int>(http.body.size()))) {
+        return absl::InvalidArgumentError("request body is not a valid " + req.GetTypeName());
+      }
+      absl::StatusOr<Resp> resp = fn(http, req);
+      if (!resp.ok()) return resp.status();
+      resp->SerializeToString(out);
+      return absl::OkStatus();
+    };
+  }
   void AddRaw(std::string path, RawHandler handler);
   void SetAuthenticator(Authenticator auth) { auth_ = std::move(auth); }
 
@@ -55,13 +72,16 @@ class ConnectRouter {
   ServerResponse Handle(const ServerRequest& request) const;
 
  private:
-  std::map<std::string, RawHandler, std::less<>> handlers_;
+  using ContextHandler = std::function<absl::Status(const ServerRequest&, std::string* out)>;
+  std::map<std::string, ContextHandler, std::less<>> handlers_;
   Authenticator auth_;
 };
 
 struct ConnectClientOptions {
   std::string base_url;       // e.g. "http://127.0.0.1:7420"
   std::string bearer_token;   // sent as "Authorization: Bearer ..." when set
+  // Adds headers to every attempt (read at each attempt: they may change between calls).
+  std::function<void(HttpHeaders*)> add_headers;
   absl::Duration call_timeout = absl::Seconds(30);  // one attempt
   // Transport errors and 5xx/429 are retried; retry.deadline bounds the whole call, every
   // attempt and backoff included.

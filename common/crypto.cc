@@ -1,6 +1,7 @@
 #include "common/crypto.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <cstdlib>
 
@@ -67,6 +68,14 @@ std::string Base64Encode(std::string_view bytes) { return absl::Base64Escape(Abs
 std::optional<std::string> Base64Decode(std::string_view text) {
   std::string out;
   if (!absl::Base64Unescape(AbslView(text), &out)) return std::nullopt;
+  return out;
+}
+
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (n > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    std::abort();
+  }
   return out;
 }
 

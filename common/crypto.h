@@ -33,6 +33,10 @@ std::string Base64Encode(std::string_view bytes);
 // hand and lose it.
 std::optional<std::string> Base64Decode(std::string_view text);
 
+// `n` bytes from OpenSSL's CSPRNG (RAND_bytes): secrets, session keys. Aborts if the CSPRNG
+// cannot produce them (no entropy), which is not a state to hand out secrets from.
+std::string RandomBytes(size_t n);
+
 }  // namespace nighfs
 
 #endif  // NIGHFS_COMMON_CRYPTO_H_

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -26,6 +27,7 @@
 #include "common/connect.h"
 #include "common/http_server.h"
 #include "common/logging.h"
+#include "meta/auth.h"
 #include "meta/meta_service.h"
 #include "metadata_client/meta_client.h"
 
@@ -85,6 +87,8 @@ int main(int argc, char** argv) {
   int64_t max_request_replies = 1'000'000;
   std::string log_level = "info";
   std::string port_file;
+  std::string admin_token_file;
+  std::vector<std::string> allow_file_roots;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("--state-dir", state_dir, "folder of the database (DIR/meta.db)")
@@ -133,6 +137,26 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure-plaintext", insecure_plaintext,
                "serve plain HTTP without TLS: anyone on the network path can read and change "
                "every request (tests and closed labs only)");
+  app.add_option("--admin-token-file", admin_token_file,
+                 "the admin token (made 0600 on first start when missing; default "
+                 "STATE/admin.token, or beside --db)");
+  app.add_option("--allow-file-root", allow_file_roots,
+                 "a folder file:// block stores may lie in (repeatable); file:// stores "
+                 "elsewhere are refused")
+      ->type_name("DIR");
+  double token_cache_s = 10;
+  app.add_option("--token-cache-ttl", token_cache_s,
+                 "seconds a verified volume token is trusted before it is checked again (a "
+                 "revocation takes effect within this time; at most 30)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 30.0));
+  // `nighfs-meta init`: write the admin token (and the state folder) and exit.
+  app.fallthrough();  // `nighfs-meta init --state-dir DIR` as well as before "init"
+  CLI::App* init = app.add_subcommand(
+      "init", "create the state folder and the admin token file, print its path and exit");
+  bool rotate_admin = false;
+  init->add_flag("--rotate-admin-token", rotate_admin,
+                 "replace an existing admin token with a new one (restart the server after)");
   // Overload protection (HttpServerOptions): bounded memory and sockets, 503 beyond.
   double max_buffered_mib = 128;
   double budget_wait_s = 10;
@@ -188,6 +212,22 @@ int main(int argc, char** argv) {
                                std::strerror(errno)));
     }
     db_path = state_dir + "/meta.db";
+    if (admin_token_file.empty()) admin_token_file = state_dir + "/admin.token";
+  }
+  if (admin_token_file.empty()) {
+    admin_token_file =
+        (std::filesystem::path(db_path).parent_path() / "admin.token").string();
+  }
+  bool admin_created = false;
+  absl::StatusOr<std::string> admin_token =
+      nighfs::meta::LoadOrCreateAdminToken(admin_token_file, rotate_admin, &admin_created);
+  if (!admin_token.ok()) return Fail(std::string(admin_token.status().message()));
+  if (init->parsed()) {
+    std::printf("%s admin token: %s\n", admin_created ? "wrote" : "kept", admin_token_file.c_str());
+    return 0;
+  }
+  if (admin_created) {
+    NIGHFS_LOG(INFO) << "wrote a new admin token to " << admin_token_file;
   }
 
   // Every thread started from here on inherits the mask, so only sigwait below sees them.
@@ -207,6 +247,7 @@ int main(int argc, char** argv) {
   options.gc_interval = absl::Seconds(gc_interval_s);
   options.allow_test_stores = allow_test_stores;
   options.max_request_replies = max_request_replies;
+  options.allowed_file_roots = allow_file_roots;
   if (const char* crash = std::getenv("NIGHFS_TEST_CRASH_AFTER_COMMIT"); crash != nullptr) {
     int64_t n = 0;
     if (!absl::SimpleAtoi(crash, &n) || n < 1) {
@@ -224,8 +265,13 @@ int main(int argc, char** argv) {
       nighfs::meta::MetaService::Open(options);
   if (!service.ok()) return Fail(std::string(service.status().message()));
 
+  nighfs::meta::MetaAuthOptions auth_options;
+  auth_options.admin_token = *std::move(admin_token);
+  auth_options.cache_ttl = absl::Seconds(token_cache_s);
+  nighfs::meta::MetaAuthorizer authorizer(service->get(), std::move(auth_options));
   nighfs::ConnectRouter router;
-  nighfs::RegisterMetaService(service->get(), &router);
+  // Every call authenticated and authorized (meta/auth.h); only /healthz answers anyone.
+  nighfs::meta::RegisterMetaServiceWithAuth(service->get(), &authorizer, &router);
   nighfs::HttpServerOptions http;
   http.bind_address = host;
   http.port = port;
@@ -239,7 +285,7 @@ int main(int argc, char** argv) {
   http.tls_cert_file = tls_cert;
   http.tls_key_file = tls_key;
   absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
-      http, [&router](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
+      http, [&router, &authorizer](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
         std::string_view path = req.target;
         path = path.substr(0, path.find('?'));
         if (path == "/healthz" && (req.method == "GET" || req.method == "HEAD")) {
@@ -248,6 +294,11 @@ int main(int argc, char** argv) {
           r.content_type = "text/plain";
           r.body = "ok";
           return r;
+        }
+        // Nothing else answers an anonymous request, not even with 404 (no method list for
+        // strangers); each method authenticates and authorizes again for itself.
+        if (absl::Status who = authorizer.Authenticate(req).status(); !who.ok()) {
+          return nighfs::ConnectErrorResponse(who);
         }
         return router.Handle(req);
       });

@@ -125,6 +125,8 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
   if (absl::Status s = MigrateSchema(writer->get()); !s.ok()) {
     return fail(absl::Status(s.code(), absl::StrCat(opts.db_path, ": ", s.message())));
   }
+  absl::StatusOr<std::string> secret_key = internal::LoadOrCreateSecretKey(writer->get());
+  if (!secret_key.ok()) return fail(secret_key.status());
   std::vector<std::unique_ptr<Connection>> readers;
   for (int i = 0; i < opts.read_connections; ++i) {
     sql::SqliteOptions ro;
@@ -134,7 +136,8 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     readers.push_back(*std::move(r));
   }
   return std::unique_ptr<MetaService>(
-      new MetaServiceImpl(std::move(opts), *std::move(writer), std::move(readers), lock_fd));
+      new MetaServiceImpl(std::move(opts), *std::move(writer), std::move(readers), lock_fd,
+                          *std::move(secret_key)));
 }
 
 }  // namespace nighfs::meta

@@ -1,6 +1,6 @@
 // The metadata server's logic: volumes, sessions, the POSIX namespace, block maps and block
 // garbage collection, kept in one SQL database (meta/sql.h; SQLite today). nighfs-meta serves it
-// over HTTP with RegisterMetaService; tests and tools drive it directly.
+// over HTTP with RegisterMetaServiceWithAuth (meta/auth.h); tests and tools drive it directly.
 //
 // Every operation runs in one database transaction, so a crash leaves either all or none of it,
 // and a change is on disk before the call returns.
@@ -10,7 +10,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -58,9 +61,24 @@ struct MetaServiceOptions {
   // Accept volumes in mem:// stores, which keep blocks in this process's memory and lose them
   // when it exits: for tests only (nighfs-meta --allow-test-stores).
   bool allow_test_stores = false;
+  // Folders file:// stores must lie in (nighfs-meta --allow-file-root): a store URL outside
+  // every one is refused before anything touches the path, with one message whether or not it
+  // exists. nullopt = no confinement (in-process tests and tools); nighfs-meta always sets it.
+  std::optional<std::vector<std::string>> allowed_file_roots;
   // The clock of every timestamp, session expiry and GC grace, in ns since the Unix epoch.
   // Default: the real time.
   std::function<int64_t()> now_ns;
+};
+
+// A volume token as the RPC layer (meta/auth.h) sees it once its secret matched.
+struct TokenGrant {
+  uint64_t id = 0;
+  uint64_t volume_id = 0;
+  std::string volume_name;
+  bool can_write = false;
+  uint64_t root_ino = 1;   // the subtree root (1 = the whole volume)
+  int64_t expires_ns = 0;  // 0 = never
+  bool revoked = false;
 };
 
 // Implements every MetaApi call (see proto/meta.proto and the errno list in meta_api.h). All
@@ -86,7 +104,29 @@ class MetaService : public MetaApi {
   // Forgets the recorded replies older than request_reply_ttl and the oldest beyond
   // max_request_replies. Returns how many were forgotten.
   virtual absl::StatusOr<int64_t> ExpireRequestRepliesOnce() = 0;
+
+  // ---- for the RPC layer's checks (meta/auth.h); not RPCs ----
+  // The token whose secret is `secret`, or nullopt (also for a volume since deleted).
+  virtual absl::StatusOr<std::optional<TokenGrant>> FindToken(std::string_view secret) = 0;
+  // Whether inode `ino` of volume `volume_id` lies in the subtree rooted at directory
+  // `root_ino`: the root itself, a directory below it, a non-directory with at least one name
+  // below it, or a nameless inode (unlinked while open) kept by a session of token `token_id`.
+  // True for an inode that does not exist (the call then answers ENOENT) and always when
+  // root_ino is the volume's root.
+  virtual absl::StatusOr<bool> InSubtree(uint64_t volume_id, uint64_t ino, uint64_t root_ino,
+                                         uint64_t token_id) = 0;
+  // OK when session `session_id` exists, `key` is its key and it was opened by token
+  // `token_id` (0 = by the admin or in-process); NotFound when the session does not exist
+  // (expired or unmounted: the mount registers again); PermissionDenied otherwise.
+  virtual absl::Status CheckSessionKey(uint64_t session_id, std::string_view key,
+                                       uint64_t token_id) = 0;
+  // The service's clock (MetaServiceOptions::now_ns), in ns since the Unix epoch.
+  virtual int64_t NowNs() const = 0;
 };
+
+// Volume token secrets and session keys (meta/tokens.cc).
+inline constexpr std::string_view kVolumeTokenPrefix = "nighfs-token-";
+inline constexpr size_t kSessionKeyBytes = 16;
 
 }  // namespace nighfs::meta
 

@@ -70,6 +70,9 @@ absl::StatusOr<int64_t> GetMetaInt(Connection* db, std::string_view key, int64_t
 
 absl::Status SetMetaInt(Connection* db, std::string_view key, int64_t value);
 
+// The database's secret key (MetaServiceImpl::secret_key_), made on first open.
+absl::StatusOr<std::string> LoadOrCreateSecretKey(Connection* db);
+
 struct Inode {
   uint64_t ino = 0;
   uint32_t mode = 0;
@@ -215,8 +218,10 @@ struct Tx {
 class MetaServiceImpl final : public MetaService {
  public:
   MetaServiceImpl(MetaServiceOptions options, std::unique_ptr<Connection> writer,
-                  std::vector<std::unique_ptr<Connection>> readers, int lock_fd)
-      : options_(std::move(options)), lock_fd_(lock_fd), writer_(std::move(writer)),
+                  std::vector<std::unique_ptr<Connection>> readers, int lock_fd,
+                  std::string secret_key)
+      : options_(std::move(options)), lock_fd_(lock_fd), secret_key_(std::move(secret_key)),
+        writer_(std::move(writer)),
         idle_readers_(std::move(readers)) {
     use_readers_ = !idle_readers_.empty();
     if (options_.run_background) background_ = std::thread([this] { BackgroundLoop(); });
@@ -266,6 +271,16 @@ class MetaServiceImpl final : public MetaService {
   absl::StatusOr<pb::ListXattrResponse> ListXattr(const pb::ListXattrRequest& req) override;
   absl::StatusOr<pb::RemoveXattrResponse> RemoveXattr(const pb::RemoveXattrRequest& req) override;
   absl::StatusOr<pb::StatFsResponse> StatFs(const pb::StatFsRequest& req) override;
+  absl::StatusOr<pb::CreateTokenResponse> CreateToken(const pb::CreateTokenRequest& req) override;
+  absl::StatusOr<pb::ListTokensResponse> ListTokens(const pb::ListTokensRequest& req) override;
+  absl::StatusOr<pb::RevokeTokenResponse> RevokeToken(const pb::RevokeTokenRequest& req) override;
+
+  absl::StatusOr<std::optional<TokenGrant>> FindToken(std::string_view secret) override;
+  absl::StatusOr<bool> InSubtree(uint64_t volume_id, uint64_t ino, uint64_t root_ino,
+                                 uint64_t token_id) override;
+  absl::Status CheckSessionKey(uint64_t session_id, std::string_view key,
+                               uint64_t token_id) override;
+  int64_t NowNs() const override { return Now(); }
 
   absl::StatusOr<int64_t> RunGcOnce() override;
   absl::StatusOr<int64_t> ExpireSessionsOnce() override;
@@ -354,10 +369,19 @@ class MetaServiceImpl final : public MetaService {
                                                const std::string* target);
 
   absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> GetStore(const std::string& url);
+
+  // A secret that a retry of the same request must see again without it being recorded in
+  // request_replies: derived from the request id under secret_key_ (random when there is no
+  // id). `purpose` separates the uses ("token", "session").
+  std::string DeriveSecret(std::string_view purpose, const std::string& request_id,
+                           size_t bytes) const;
   void BackgroundLoop();
 
   const MetaServiceOptions options_;
   const int lock_fd_;
+  // Random, made once per database and kept in its meta table (meta/tokens.cc): the key of
+  // DeriveSecret. Never leaves the server.
+  const std::string secret_key_;
 
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_PT_GUARDED_BY(write_mu_);

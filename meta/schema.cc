@@ -151,6 +151,29 @@ CREATE INDEX block_id_ranges_by_session ON block_id_ranges(session_id);
 CREATE INDEX block_id_ranges_by_end ON block_id_ranges(reclaimed, ended_ns);
 )sql";
 
+// Version 5: volume tokens (meta/tokens.cc) and sessions bound to the token that opened them.
+// Only the SHA-256 of a token's secret and of a session's key is kept. A name is unique among
+// the live tokens of a volume. token_id 0 = a session opened by the admin or in-process.
+constexpr char kV5Tokens[] = R"sql(
+CREATE TABLE tokens (
+  id {ID},
+  volume_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  secret_hash {BLOB} NOT NULL UNIQUE,
+  access INTEGER NOT NULL,
+  root_path TEXT NOT NULL,
+  root_ino INTEGER NOT NULL,
+  created_ns INTEGER NOT NULL,
+  expires_ns INTEGER NOT NULL,
+  revoked_ns INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tokens_by_volume ON tokens(volume_id);
+CREATE UNIQUE INDEX tokens_by_live_name ON tokens(volume_id, name)
+    WHERE name <> '' AND revoked_ns = 0;
+ALTER TABLE sessions ADD COLUMN token_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN key_hash {BLOB};
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
   auto expand = [&d](const char* script) {
@@ -158,7 +181,7 @@ std::vector<std::string> Migrations(const sql::Dialect& d) {
                                         {"{BLOB}", std::string(d.blob_type)}});
   };
   return {expand(kSchemaV1), kV2StoredBytes, expand(kV3RequestReplies),
-          kV4BlockIdRanges};
+          kV4BlockIdRanges, expand(kV5Tokens)};
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include "meta/meta_service_impl.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -14,11 +16,44 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "blockstore/block_store.h"
+#include "common/crypto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "meta/alloc_gc.h"
+#include "meta/principal.h"
 
 namespace nighfs::meta::internal {
+namespace {
+
+// Whether `path` is `root` or below it, compared lexically and after resolving the symlinks
+// of the parts that exist (so a link inside a root cannot point out of it).
+bool Under(const std::filesystem::path& path, const std::filesystem::path& root) {
+  auto inside = [](const std::filesystem::path& p, const std::filesystem::path& r) {
+    auto [rit, pit] = std::mismatch(r.begin(), r.end(), p.begin(), p.end());
+    return rit == r.end() || (std::next(rit) == r.end() && rit->empty());
+  };
+  const std::filesystem::path lp = path.lexically_normal(), lr = root.lexically_normal();
+  if (!inside(lp, lr)) return false;
+  std::error_code ec1, ec2;
+  const std::filesystem::path cp = std::filesystem::weakly_canonical(lp, ec1);
+  const std::filesystem::path cr = std::filesystem::weakly_canonical(lr, ec2);
+  return !ec1 && !ec2 && inside(cp, cr);
+}
+
+// One message whatever the path is (missing, a file, a link, unreadable): no existence oracle.
+absl::Status CheckFileRoot(const std::string& path, const std::vector<std::string>& roots) {
+  if (!path.empty() && path.front() == '/') {
+    for (const std::string& root : roots) {
+      if (Under(path, root)) return absl::OkStatus();
+    }
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "file:// store ", path, " is outside the folders this server allows for file stores",
+      roots.empty() ? " (none: start nighfs-meta with --allow-file-root DIR)"
+                    : " (nighfs-meta --allow-file-root)"));
+}
+
+}  // namespace
 
 absl::StatusOr<pb::CreateVolumeResponse> MetaServiceImpl::CreateVolume(
     const pb::CreateVolumeRequest& req) {
@@ -39,6 +74,10 @@ absl::StatusOr<pb::CreateVolumeResponse> MetaServiceImpl::CreateVolume(
     return absl::InvalidArgumentError(absl::StrCat(
         "volume ", req.name(), ": mem:// stores keep blocks in the metadata server's memory and "
         "lose them when it stops; they are for tests only (nighfs-meta --allow-test-stores)"));
+  }
+
+  if (url->scheme == "file" && options_.allowed_file_roots) {
+    RETURN_IF_ERROR(CheckFileRoot(url->path, *options_.allowed_file_roots));
   }
 
   // Reach the store before touching the database: a volume whose blocks cannot be written is
@@ -144,7 +183,8 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
                          "INSERT INTO gc_blocks (volume_id, block_id, object_size, freed_ns) "
                          "SELECT volume_id, block_id, object_size, ? FROM blocks WHERE volume_id = ?",
                          tx.now, id));
-    for (const char* sql : {"DELETE FROM sustained WHERE volume_id = ?",
+    for (const char* sql : {"DELETE FROM tokens WHERE volume_id = ?",
+                            "DELETE FROM sustained WHERE volume_id = ?",
                             "DELETE FROM sessions WHERE volume_id = ?",
                             "DELETE FROM blocks WHERE volume_id = ?",
                             "DELETE FROM xattrs WHERE volume_id = ?",
@@ -165,24 +205,55 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
 }
 
 absl::StatusOr<pb::MountResponse> MetaServiceImpl::Mount(const pb::MountRequest& req) {
-  return WriteOnce("Mount", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::MountResponse> {
-    ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.volume_name()));
-    if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.volume_name()));
-    RETURN_IF_ERROR(Exec(tx.db,
-                         "INSERT INTO sessions (volume_id, hostname, mount_point, pid, created_ns, "
-                         "last_heartbeat_ns) VALUES (?, ?, ?, ?, ?, ?)",
-                         v->id, Text{req.hostname()}, Text{req.mount_point()}, req.pid(), tx.now,
-                         tx.now));
-    pb::MountResponse r;
-    r.set_session_id(static_cast<uint64_t>(tx.db->LastInsertId()));
-    *r.mutable_volume() = v->Proto();
-    ASSIGN_OR_RETURN(Inode root, tx.GetInode(v->id, kRootIno));
-    *r.mutable_root() = root.Proto();
-    NIGHFS_LOG(INFO) << "session " << r.session_id() << ": " << req.hostname() << ":"
-                     << req.mount_point() << " (pid " << req.pid() << ") mounted volume "
-                     << v->name;
-    return r;
-  });
+  const Principal& who = CurrentPrincipal();
+  // The session key is returned, never recorded: a retry derives the same one (tokens.cc).
+  const std::string key = DeriveSecret("session", req.request_id(), kSessionKeyBytes);
+  ASSIGN_OR_RETURN(
+      pb::MountResponse resp,
+      WriteOnce("Mount", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::MountResponse> {
+        ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.volume_name()));
+        const bool by_token = who.kind == Principal::Kind::kVolumeToken;
+        if (by_token && (!v || v->id != who.volume_id)) {
+          return absl::PermissionDeniedError(
+              absl::StrCat("this token is not valid for volume ", req.volume_name()));
+        }
+        if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.volume_name()));
+        pb::MountResponse r;
+        std::string root_path = "/";
+        uint64_t root_ino = kRootIno;
+        if (by_token) {
+          root_ino = who.root_ino;
+          ASSIGN_OR_RETURN(auto st, Query(tx.db, "SELECT root_path FROM tokens WHERE id = ?",
+                                          who.token_id));
+          ASSIGN_OR_RETURN(bool row, st->Step());
+          if (row) root_path = st->ColumnText(0);
+        }
+        ASSIGN_OR_RETURN(std::optional<Inode> root, tx.FindInode(v->id, root_ino));
+        if (!root || !root->IsDir()) {
+          return FsError(ENOENT, absl::StrCat("the token's subtree ", root_path, " of volume ",
+                                              v->name, " no longer exists"));
+        }
+        RETURN_IF_ERROR(Exec(tx.db,
+                             "INSERT INTO sessions (volume_id, hostname, mount_point, pid, "
+                             "created_ns, last_heartbeat_ns, token_id, key_hash) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             v->id, Text{req.hostname()}, Text{req.mount_point()}, req.pid(),
+                             tx.now, tx.now, by_token ? who.token_id : 0, Blob{Sha256(key)}));
+        r.set_session_id(static_cast<uint64_t>(tx.db->LastInsertId()));
+        *r.mutable_volume() = v->Proto();
+        *r.mutable_root() = root->Proto();
+        r.set_access(!by_token || who.can_write ? pb::ACCESS_WRITE : pb::ACCESS_READ);
+        r.set_root_path(root_path);
+        NIGHFS_LOG(INFO) << "session " << r.session_id() << ": " << req.hostname() << ":"
+                         << req.mount_point() << " (pid " << req.pid() << ") mounted volume "
+                         << v->name << (by_token ? absl::StrCat(" with token ", who.token_id,
+                                                                " (", root_path, ", ",
+                                                                pb::Access_Name(r.access()), ")")
+                                                 : std::string(" as admin"));
+        return r;
+      }));
+  resp.set_session_key(key);
+  return resp;
 }
 
 absl::StatusOr<pb::HeartbeatResponse> MetaServiceImpl::Heartbeat(const pb::HeartbeatRequest& req) {

@@ -42,7 +42,10 @@ namespace pb = ::nighfs::meta::v1;
   X(GetXattr, GetXattrRequest, GetXattrResponse)                \
   X(ListXattr, ListXattrRequest, ListXattrResponse)             \
   X(RemoveXattr, RemoveXattrRequest, RemoveXattrResponse)       \
-  X(StatFs, StatFsRequest, StatFsResponse)
+  X(StatFs, StatFsRequest, StatFsResponse)                      \
+  X(CreateToken, CreateTokenRequest, CreateTokenResponse)       \
+  X(ListTokens, ListTokensRequest, ListTokensResponse)          \
+  X(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)
 
 // Every method is safe to call from many threads at once. File-system failures carry their
 // errno (common/errno_status.h): ENOENT, EEXIST, ENOTEMPTY, ENOTDIR, EISDIR, EINVAL, ENODATA...

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/random/random.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
@@ -84,19 +85,17 @@ absl::StatusOr<std::unique_ptr<MetaApi>> NewMetaClient(const MetaClientOptions& 
   ConnectClientOptions copts;
   copts.base_url = NormalizeMetaAddress(options.address);
   copts.bearer_token = options.bearer_token;
+  if (options.session_key != nullptr) {
+    copts.add_headers = [key = options.session_key](HttpHeaders* headers) {
+      const std::string k = key->Get();
+      if (!k.empty()) headers->push_back({"Nighfs-Session", absl::BytesToHexString(k)});
+    };
+  }
   copts.call_timeout = options.call_timeout;
   copts.retry.max_attempts = 0;
   copts.retry.deadline = options.op_timeout;
   copts.retry.max_backoff = absl::Seconds(2);
   return std::make_unique<HttpMetaClient>(std::move(http), std::move(copts));
-}
-
-void RegisterMetaService(MetaApi* api, ConnectRouter* router) {
-#define NIGHFS_REGISTER_META_CALL(M, Req, Resp)                                      \
-  router->Add<pb::Req, pb::Resp>(MetaMethodPath(#M),                                 \
-                                 [api](const pb::Req& r) { return api->M(r); });
-  NIGHFS_META_METHODS(NIGHFS_REGISTER_META_CALL)
-#undef NIGHFS_REGISTER_META_CALL
 }
 
 }  // namespace nighfs

@@ -7,11 +7,30 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/connect.h"
 #include "metadata_client/meta_api.h"
 
 namespace nighfs {
+
+// The session key a mount got from Mount, sent with every later call (header
+// Nighfs-Session, hex). Thread-safe: the mount sets it again when it re-registers.
+class MetaSessionKey {
+ public:
+  void Set(std::string key) {
+    absl::MutexLock lock(&mu_);
+    key_ = std::move(key);
+  }
+  std::string Get() const {
+    absl::MutexLock lock(&mu_);
+    return key_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string key_ ABSL_GUARDED_BY(mu_);
+};
 
 struct MetaClientOptions {
   // "https://host:port", "host:port" (the same: TLS unless said otherwise) or
@@ -20,7 +39,11 @@ struct MetaClientOptions {
   // PEM file of the CA(s) that signed the server's certificate; empty: the system store.
   // The server's chain and host name are always verified; a failure is final (not retried).
   std::string ca_file;
-  std::string bearer_token;   // per-volume credential seam; empty for none
+  // The admin token or a volume token, sent as "Authorization: Bearer ..."; empty for none
+  // (the server then refuses every call).
+  std::string bearer_token;
+  // Set by the mount after Mount; null = no session header.
+  std::shared_ptr<MetaSessionKey> session_key;
   // How long one operation keeps retrying an unreachable or silent server before failing
   // (EIO). A hard bound: every attempt is cut to the time left.
   absl::Duration op_timeout = absl::Seconds(60);
@@ -33,8 +56,6 @@ std::string NormalizeMetaAddress(std::string_view address);
 
 absl::StatusOr<std::unique_ptr<MetaApi>> NewMetaClient(const MetaClientOptions& options);
 
-// Serves `api` on `router` under /nighfs.meta.v1.MetaService/*. `api` must outlive the router.
-void RegisterMetaService(MetaApi* api, ConnectRouter* router);
 
 }  // namespace nighfs
 

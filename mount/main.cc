@@ -25,7 +25,9 @@
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "google/protobuf/util/json_util.h"
+#include "common/token_file.h"
 #include "metadata_client/meta_client.h"
+#include "metadata_client/scoped_meta.h"
 #include "mount/fuse_adapter.h"
 #include "mount/mount_options.h"
 #include "status.pb.h"
@@ -132,8 +134,12 @@ void FillDirectRoute(const blockstore::CountingStore& store, status::v1::Route* 
 class MountKeeper {
  public:
   MountKeeper(MetaApi* meta, FileSystem* fs, const MountOptions& opts, const pb::Volume& volume,
-              const blockstore::CountingStore* store, uint64_t session_id)
+              const blockstore::CountingStore* store, uint64_t session_id,
+              std::shared_ptr<MetaSessionKey> session_key, const pb::MountResponse& mounted)
       : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_(store),
+        session_key_(std::move(session_key)),
+        token_access_(mounted.access() == pb::ACCESS_READ ? "read" : "write"),
+        token_path_(mounted.root_path().empty() ? "/" : mounted.root_path()),
         store_desc_(store->Describe()), session_id_(session_id),
         started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
@@ -185,6 +191,7 @@ class MountKeeper {
       return;
     }
     NIGHFS_LOG(WARNING) << "metadata session expired; new session " << mr->session_id();
+    session_key_->Set(mr->session_key());
     session_id_.store(mr->session_id());
     fs_->SetSessionId(mr->session_id());
     SetMetaState(true, "");
@@ -211,6 +218,8 @@ class MountKeeper {
     s.set_started_ns(started_ns_);
     s.set_updated_ns(absl::ToUnixNanos(absl::Now()));
     s.set_version("0.1.0");
+    s.set_token_access(token_access_);
+    s.set_token_path(token_path_);
     {
       absl::MutexLock l(&mu_);
       s.set_meta_reachable(meta_ok_);
@@ -240,6 +249,9 @@ class MountKeeper {
   const MountOptions& opts_;
   const pb::Volume volume_;
   const blockstore::CountingStore* const store_;
+  const std::shared_ptr<MetaSessionKey> session_key_;
+  const std::string token_access_;
+  const std::string token_path_;
   const std::string store_desc_;
   std::atomic<uint64_t> session_id_;
   const int64_t started_ns_;
@@ -287,6 +299,14 @@ int RunMount(MountOptions opts) {
     NIGHFS_LOG(WARNING) << "metadata server " << opts.meta_address
                         << " over plain HTTP: requests can be read and changed on the network";
   }
+  if (opts.token_file.empty()) {
+    return Fail("no volume token: pass -o token_file=FILE (make one with: nighfs configure "
+                "create token --volume " + opts.volume + " --access write --out FILE)");
+  }
+  absl::StatusOr<std::string> token = ReadPrivateTokenFile(opts.token_file);
+  if (!token.ok()) return Fail(std::string(token.status().message()));
+  mo.bearer_token = *std::move(token);
+  mo.session_key = std::make_shared<MetaSessionKey>();
   mo.op_timeout = opts.mount_timeout;
   mo.call_timeout = std::min(opts.mount_timeout, absl::Seconds(10));
   absl::StatusOr<std::unique_ptr<MetaApi>> probe = NewMetaClient(mo);
@@ -298,6 +318,12 @@ int RunMount(MountOptions opts) {
   mreq.set_pid(::getpid());
   absl::StatusOr<pb::MountResponse> mounted = (*probe)->Mount(mreq);
   if (!mounted.ok()) {
+    if (mounted.status().code() == absl::StatusCode::kUnauthenticated ||
+        mounted.status().code() == absl::StatusCode::kPermissionDenied) {
+      return Fail("metadata server " + opts.meta_address + " refused the token in " +
+                  opts.token_file + " for volume '" + opts.volume +
+                  "': " + std::string(mounted.status().message()));
+    }
     if (mounted.status().code() == absl::StatusCode::kNotFound) {
       return Fail("metadata server " + opts.meta_address + " has no volume named '" +
                   opts.volume + "' (create it with: nighfs configure create volume " +
@@ -307,6 +333,15 @@ int RunMount(MountOptions opts) {
                 std::string(mounted.status().message()));
   }
   const pb::Volume volume = mounted->volume();
+  mo.session_key->Set(mounted->session_key());
+  // A read-only token mounts read-only: the kernel refuses writes (EROFS) and so does the
+  // scoped client below, whatever -o rw says.
+  const bool token_read_only = mounted->access() == pb::ACCESS_READ;
+  if (token_read_only && !opts.read_only) {
+    NIGHFS_LOG(INFO) << "the token gives read access only: mounting read-only";
+    opts.read_only = true;
+  }
+  const uint64_t root_ino = mounted->root().ino() == 0 ? 1 : mounted->root().ino();
   // From here on, every way out that does not reach the FUSE loop ends the session.
   SessionGuard session_guard(probe->get(), mounted->session_id());
 
@@ -381,8 +416,10 @@ int RunMount(MountOptions opts) {
     NIGHFS_LOG(ERROR) << meta.status();
     rc = 1;
   } else {
+    // The token's scope at one place: its subtree root is the mount's inode 1.
+    std::unique_ptr<MetaApi> scoped = NewScopedMetaApi(meta->get(), root_ino, opts.read_only);
     absl::StatusOr<std::unique_ptr<FileSystem>> fs =
-        FileSystem::Create(meta->get(), store.get(), volume, mounted->session_id(), opts.fs);
+        FileSystem::Create(scoped.get(), store.get(), volume, mounted->session_id(), opts.fs);
     if (!fs.ok()) {
       NIGHFS_LOG(ERROR) << fs.status();
       rc = 1;
@@ -390,7 +427,7 @@ int RunMount(MountOptions opts) {
       ctx.fs = fs->get();
       {
         MountKeeper keeper(meta->get(), fs->get(), opts, volume, store.get(),
-                           mounted->session_id());
+                           mounted->session_id(), mo.session_key, *mounted);
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_max_threads(cfg, 64);
         fuse_loop_cfg_set_idle_threads(cfg, 16);

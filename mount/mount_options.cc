@@ -65,6 +65,13 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
     if (ec) return BadOption(opt, ec.message());
     return absl::OkStatus();
   }
+  if (key == "token_file") {
+    if (!need_value().ok()) return need_value();
+    std::error_code ec;  // absolute, as ca_file
+    o->token_file = std::filesystem::absolute(value, ec).lexically_normal().string();
+    if (ec) return BadOption(opt, ec.message());
+    return absl::OkStatus();
+  }
   if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; o->credentials_given = true; return absl::OkStatus(); }
   if (key == "attr_timeout" || key == "entry_timeout" || key == "meta_timeout" ||
       key == "mount_timeout" || key == "flush_timeout" || key == "retry_max") {
@@ -175,7 +182,8 @@ std::string MountUsage() {
          "options: ro, rw, allow_other (default), attr_timeout=S, entry_timeout=S,\n"
          "  cache_size=MiB, readahead=BLOCKS, writeback_limit=MiB, io_threads=N,\n"
          "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S, spill_dir=PATH,\n"
-         "  credentials=FILE, ca_file=PEM, log_level=LEVEL, log_file=PATH, fsname=NAME, allow_stacked,\n"
+         "  token_file=FILE (the volume token, mode 0600), credentials=FILE, ca_file=PEM,\n"
+         "  log_level=LEVEL, log_file=PATH, fsname=NAME, allow_stacked,\n"
          "  foreground, debug, and the generic mount flags (nosuid, nodev, noexec, noatime,\n"
          "  ...). See man mount.nighfs.\n";
 }

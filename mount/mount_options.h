@@ -27,6 +27,8 @@ struct MountOptions {
   absl::Duration mount_timeout = absl::Seconds(10);
   std::string credentials_file = "/etc/nighfs/credentials";
   bool credentials_given = false;  // -o credentials=FILE: then the file must exist
+  // -o token_file=PATH: the volume token (mode 0600, else refused); required by the server.
+  std::string token_file;
   std::string log_level;
   std::string log_file;  // "" = default for background mounts
   std::string fsname;

@@ -75,7 +75,7 @@ NULL_PID=""      # nullfs
 NIGHFS_MNT=""
 NULL_MNT=""
 
-# is_mounted, stop_pid, unmount_fuse, start_meta
+# is_mounted, stop_pid, unmount_fuse, start_meta, make_token
 source "$REPO/scripts/lib/processes.sh"
 
 cleanup() {
@@ -141,10 +141,11 @@ log "starting nighfs-meta"
 start_meta
 "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume bench --store "file://$T/store" \
   --block-size 4M >/dev/null
+make_token bench "$T/bench.token"
 
 mount_nighfs() {
-  NIGHFS_RUN_DIR=$T/run "$MOUNT_BIN" "bench@$META_ADDR" "$NIGHFS_MNT" -f -o "ca_file=$META_CA" \
-    >>"$T/mount.log" 2>&1 &
+  NIGHFS_RUN_DIR=$T/run "$MOUNT_BIN" "bench@$META_ADDR" "$NIGHFS_MNT" -f \
+    -o "ca_file=$META_CA,token_file=$T/bench.token" >>"$T/mount.log" 2>&1 &
   MOUNT_PID=$!
   local i
   for ((i = 0; i < 300; i++)); do

@@ -41,8 +41,11 @@ cli=("$bin/tools/nighfs" --meta "$meta" --ca-file "$ca")
 if [ -f "$state/meta.pid" ] && kill -0 "$(cat "$state/meta.pid")" 2>/dev/null; then
   echo "nighfs-meta already running (pid $(cat "$state/meta.pid"))"
 else
+  # Writes the admin token to $state/meta/admin.token (0600) on its first start; file://
+  # stores only under $state/blocks.
   nohup "$bin/meta/nighfs-meta" --listen "$meta" --state-dir "$state/meta" \
-    --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" >>"$state/meta.log" 2>&1 &
+    --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" \
+    --allow-file-root "$state/blocks" >>"$state/meta.log" 2>&1 &
   echo $! >"$state/meta.pid"
   for _ in $(seq 1 100); do
     curl -sf --cacert "$ca" "https://$meta/healthz" >/dev/null 2>&1 && break
@@ -52,14 +55,22 @@ else
   echo "nighfs-meta listening on https://$meta (pid $(cat "$state/meta.pid"), database $state/meta/meta.db)"
 fi
 
+# Administration needs the admin token; the mount gets a volume token of its own.
+export NIGHFS_ADMIN_TOKEN_FILE="$state/meta/admin.token"
+for _ in $(seq 1 50); do [ -s "$NIGHFS_ADMIN_TOKEN_FILE" ] && break; sleep 0.1; done
 if ! "${cli[@]}" configure list volumes | grep -q '^demo '; then
   "${cli[@]}" configure create volume demo --store "file://$state/blocks"
+fi
+token="$state/demo-write.token"
+if [ ! -s "$token" ]; then
+  "${cli[@]}" configure create token --volume demo --access write \
+    --name quickstart --out "$token"
 fi
 
 if grep -qs " $mnt fuse" /proc/mounts; then
   echo "demo is already mounted at $mnt"
 else
-  "$bin/mount/mount.nighfs" "demo@$meta" "$mnt" -o "ca_file=$ca,log_file=$state/mount.log"
+  "$bin/mount/mount.nighfs" "demo@$meta" "$mnt" -o "ca_file=$ca,log_file=$state/mount.log,token_file=$token"
 fi
 
 cat <<MSG
@@ -75,4 +86,7 @@ Unmount and stop:
   fusermount3 -u $mnt      (or: umount $mnt)
   bash scripts/quickstart.sh stop
 Logs: $state/meta.log, $state/mount.log
+Credentials (mode 0600): admin token $state/meta/admin.token, volume token $token
+  (more: NIGHFS_ADMIN_TOKEN_FILE=$state/meta/admin.token $bin/tools/nighfs --meta $meta \\
+         configure create token --volume demo --access read --path /sub --out FILE)
 MSG

@@ -67,7 +67,7 @@ SAMPLER_PID=""
 MNT=""
 LOAD_PIDS=()
 
-# is_mounted, stop_pid, unmount_fuse, start_meta
+# is_mounted, stop_pid, unmount_fuse, start_meta, make_token
 source "$REPO/scripts/lib/processes.sh"
 
 cleanup() {
@@ -103,9 +103,10 @@ mkdir -p "$MNT" "$T/meta" "$T/store" "$T/run"
 start_meta
 "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume soak --store "file://$T/store" \
   --block-size 4M >/dev/null
+make_token soak "$T/soak.token"
 
 NIGHFS_RUN_DIR=$T/run "$MOUNT_BIN" "soak@$META_ADDR" "$MNT" -f \
-  -o "ca_file=$META_CA,cache_size=$CACHE_MIB,writeback_limit=$WB_MIB" >>"$T/mount.log" 2>&1 &
+  -o "ca_file=$META_CA,cache_size=$CACHE_MIB,writeback_limit=$WB_MIB,token_file=$T/soak.token" >>"$T/mount.log" 2>&1 &
 MOUNT_PID=$!
 for ((i = 0; i < 300; i++)); do
   is_mounted "$MNT" && break

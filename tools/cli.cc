@@ -2,7 +2,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -12,12 +18,14 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/http_client.h"
 #include "common/logging.h"
 #include "common/tls_certs.h"
+#include "common/token_file.h"
 #include "metadata_client/meta_client.h"
 #include "tools/mount_status.h"
 #include "tools/render.h"
@@ -41,7 +49,10 @@ struct Globals {
   std::string meta;  // as the user wrote it, for messages
   std::string ca_file;  // --ca-file or $NIGHFS_CA_FILE; empty: the system CA store
   absl::Duration timeout;
+  std::string admin_token_file;  // "" = $NIGHFS_ADMIN_TOKEN_FILE, else kDefaultAdminTokenFile
 };
+
+constexpr char kDefaultAdminTokenFile[] = "/var/lib/nighfs/admin.token";
 
 std::string MetaBaseUrl(const std::string& address) {
   std::string url = NormalizeMetaAddress(address);
@@ -96,6 +107,17 @@ absl::StatusOr<std::unique_ptr<MetaApi>> ConnectMeta(const Globals& g) {
   MetaClientOptions options;
   options.address = g.meta;
   options.ca_file = g.ca_file;
+  // Every configure command is administration: it needs the admin token.
+  const std::string path = g.admin_token_file.empty() ? kDefaultAdminTokenFile
+                                                      : g.admin_token_file;
+  absl::StatusOr<std::string> token = ReadPrivateTokenFile(path);
+  if (!token.ok()) {
+    return absl::Status(token.status().code(),
+                        absl::StrCat(token.status().message(),
+                                     " (configure commands need the admin token: "
+                                     "--admin-token-file PATH or $NIGHFS_ADMIN_TOKEN_FILE)"));
+  }
+  options.bearer_token = *std::move(token);
   // Transient failures (a server restarting, 503s) are still retried, within --timeout.
   options.op_timeout = g.timeout;
   options.call_timeout = g.timeout;
@@ -190,6 +212,128 @@ int InitTls(const std::string& dir, const std::vector<std::string>& hosts, bool 
       << "  " << kLabServerKey << "  its key (0600)\n"
       << "start the server with: nighfs-meta --tls-cert " << Printable(dir) << "/" << kLabServerCert
       << " --tls-key " << Printable(dir) << "/" << kLabServerKey << "\n";
+// "30d", "12h", "90m", "45s", "1h30m" (absl durations plus days), or plain seconds.
+absl::StatusOr<absl::Duration> ParseExpiry(const std::string& text) {
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::SimpleAtod(text, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else if (!text.empty() && text.back() == 'd' &&
+             absl::SimpleAtod(text.substr(0, text.size() - 1), &seconds)) {
+    d = absl::Hours(24 * seconds);
+  } else if (!absl::ParseDuration(text, &d)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a duration (e.g. 30d, 12h, 90m)"));
+  }
+  if (d <= absl::ZeroDuration()) return absl::InvalidArgumentError("must be positive");
+  return d;
+}
+
+// Written 0600 whatever the umask, replacing a file that exists (after making it 0600).
+absl::Status WriteSecretFile(const std::string& path, const std::string& secret) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  const std::string line = secret + "\n";
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  const int err = errno;
+  ::close(fd);
+  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(err)));
+  return absl::OkStatus();
+}
+
+struct CreateTokenArgs {
+  std::string volume, access, path, expires, name, out_file;
+};
+
+int CreateToken(const Globals& g, const CreateTokenArgs& a, std::ostream& out, std::ostream& err) {
+  metapb::CreateTokenRequest request;
+  request.set_volume(a.volume);
+  if (a.access == "read") {
+    request.set_access(metapb::ACCESS_READ);
+  } else if (a.access == "write") {
+    request.set_access(metapb::ACCESS_WRITE);
+  } else {
+    return Fail(err, absl::StrCat("--access: '", a.access, "' is neither read nor write"));
+  }
+  request.set_path(a.path);
+  request.set_name(a.name);
+  if (!a.expires.empty()) {
+    absl::StatusOr<absl::Duration> d = ParseExpiry(a.expires);
+    if (!d.ok()) return Fail(err, absl::StrCat("--expires: ", Message(d.status())));
+    request.set_expires_ns(absl::ToUnixNanos(absl::Now() + *d));
+  }
+  absl::StatusOr<std::unique_ptr<MetaApi>> api = ConnectMeta(g);
+  if (!api.ok()) return Fail(err, Message(api.status()));
+  absl::StatusOr<metapb::CreateTokenResponse> response = (*api)->CreateToken(request);
+  if (!response.ok()) {
+    return Fail(err, absl::StrCat("cannot create a token for volume \"", a.volume, "\": ",
+                                  Message(response.status())));
+  }
+  out << RenderCreatedToken(response->token());
+  if (!a.out_file.empty()) {
+    if (absl::Status s = WriteSecretFile(a.out_file, response->secret()); !s.ok()) {
+      // The token exists but nobody has its secret: revoke it rather than leave it behind.
+      metapb::RevokeTokenRequest revoke;
+      revoke.set_id(response->token().id());
+      (void)(*api)->RevokeToken(revoke);
+      return Fail(err, absl::StrCat(Message(s), " (the token was revoked)"));
+    }
+    out << "secret written to " << Printable(a.out_file) << " (mode 0600)\n";
+  } else {
+    out << "secret (shown only now; mount with -o token_file=FILE holding it, mode 0600):\n"
+        << response->secret() << "\n";
+  }
+  return kExitOk;
+}
+
+absl::StatusOr<std::vector<metapb::Token>> FetchTokens(MetaApi& api, const std::string& volume) {
+  metapb::ListTokensRequest request;
+  request.set_volume(volume);
+  absl::StatusOr<metapb::ListTokensResponse> response = api.ListTokens(request);
+  if (!response.ok()) return response.status();
+  return std::vector<metapb::Token>(response->tokens().begin(), response->tokens().end());
+}
+
+int ListTokens(const Globals& g, const std::string& volume, bool json, std::ostream& out,
+               std::ostream& err) {
+  absl::StatusOr<std::unique_ptr<MetaApi>> api = ConnectMeta(g);
+  if (!api.ok()) return Fail(err, Message(api.status()));
+  absl::StatusOr<std::vector<metapb::Token>> tokens = FetchTokens(**api, volume);
+  if (!tokens.ok()) return Fail(err, absl::StrCat("cannot list tokens: ", Message(tokens.status())));
+  out << (json ? RenderTokensJson(*tokens) : RenderTokenTable(*tokens));
+  return kExitOk;
+}
+
+int RevokeToken(const Globals& g, const std::string& which, const std::string& volume,
+                std::ostream& out, std::ostream& err) {
+  absl::StatusOr<std::unique_ptr<MetaApi>> api = ConnectMeta(g);
+  if (!api.ok()) return Fail(err, Message(api.status()));
+  uint64_t id = 0;
+  if (!absl::SimpleAtoi(which, &id)) {
+    // A name: unique per volume, so it must name exactly one live token.
+    absl::StatusOr<std::vector<metapb::Token>> tokens = FetchTokens(**api, volume);
+    if (!tokens.ok()) return Fail(err, absl::StrCat("cannot list tokens: ", Message(tokens.status())));
+    int found = 0;
+    for (const auto& t : *tokens) {
+      if (t.name() == which) {
+        id = t.id();
+        ++found;
+      }
+    }
+    if (found == 0) return Fail(err, absl::StrCat("no live token named \"", which, "\""));
+    if (found > 1) {
+      return Fail(err, absl::StrCat("several volumes have a token named \"", which,
+                                    "\"; add --volume or give its id"));
+    }
+  }
+  metapb::RevokeTokenRequest request;
+  request.set_id(id);
+  absl::StatusOr<metapb::RevokeTokenResponse> response = (*api)->RevokeToken(request);
+  if (!response.ok()) {
+    return Fail(err, absl::StrCat("cannot revoke token ", which, ": ", Message(response.status())));
+  }
+  out << "revoked token " << id << " (mounts using it are refused within 10 s)\n";
   return kExitOk;
 }
 
@@ -319,9 +463,17 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
       ->type_name("SECONDS")
       ->capture_default_str();
   app.add_flag("-v,--verbose", verbose, "log retries and other details to stderr");
+  std::string admin_token_file;
+  app.add_option("--admin-token-file", admin_token_file,
+                 absl::StrCat("the metadata server's admin token, needed by configure commands "
+                              "(default: $NIGHFS_ADMIN_TOKEN_FILE, else ",
+                              kDefaultAdminTokenFile, ")"))
+      ->type_name("PATH");
 
   CLI::App* configure =
-      app.add_subcommand("configure", "create, list and delete volumes on the metadata server");
+      app.add_subcommand(
+      "configure", "create, list and delete volumes and tokens on the metadata server "
+                   "(needs the admin token)");
   configure->require_subcommand(1);
 
   CLI::App* create = configure->add_subcommand("create", "create an object");
@@ -354,12 +506,41 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
                        "localhost, 127.0.0.1, ::1 and this host's name are always included")
       ->type_name("NAME");
   init_tls->add_flag("--force", tls_force, "replace existing files");
+  CLI::App* create_token = create->add_subcommand(
+      "token", "create a volume token (its secret is shown once) for mounts: -o token_file=");
+  CreateTokenArgs token_args;
+  create_token->add_option("--volume", token_args.volume, "the volume")->required();
+  create_token->add_option("--access", token_args.access, "read or write")
+      ->required()
+      ->check(CLI::IsMember({"read", "write"}));
+  create_token->add_option("--path", token_args.path,
+                           "confine it to this directory of the volume (default /)");
+  create_token->add_option("--expires", token_args.expires,
+                           "lifetime, e.g. 30d, 12h, 90m (default: never expires)");
+  create_token->add_option("--name", token_args.name, "a label, unique per volume");
+  create_token->add_option("--out", token_args.out_file,
+                           "write the secret to this file (mode 0600) instead of printing it")
+      ->type_name("FILE");
 
   CLI::App* list = configure->add_subcommand("list", "list objects");
   list->require_subcommand(1);
   CLI::App* list_volumes = list->add_subcommand("volumes", "list the volumes");
   bool list_json = false;
   list_volumes->add_flag("--json", list_json, "print JSON instead of a table");
+
+  CLI::App* list_tokens = list->add_subcommand("tokens", "list the live volume tokens");
+  std::string list_tokens_volume;
+  bool list_tokens_json = false;
+  list_tokens->add_option("--volume", list_tokens_volume, "only this volume's");
+  list_tokens->add_flag("--json", list_tokens_json, "print JSON instead of a table");
+
+  CLI::App* revoke = configure->add_subcommand("revoke", "revoke an object");
+  revoke->require_subcommand(1);
+  CLI::App* revoke_token = revoke->add_subcommand(
+      "token", "revoke a volume token (mounts using it are refused within 10 s)");
+  std::string revoke_which, revoke_volume;
+  revoke_token->add_option("TOKEN", revoke_which, "the token's id or name")->required();
+  revoke_token->add_option("--volume", revoke_volume, "the volume (for a name)");
 
   CLI::App* del = configure->add_subcommand("delete", "delete an object");
   del->require_subcommand(1);
@@ -417,12 +598,23 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
     return kExitUsage;
   }
   g.timeout = absl::Seconds(timeout_seconds);
+  if (!admin_token_file.empty()) {
+    g.admin_token_file = admin_token_file;
+  } else if (const char* env = std::getenv("NIGHFS_ADMIN_TOKEN_FILE");
+             env != nullptr && *env != '\0') {
+    g.admin_token_file = env;
+  }
 
   if (init_tls->parsed()) return InitTls(tls_dir, tls_hosts, tls_force, out, err);
   if (create_volume->parsed()) {
     return CreateVolume(g, create_name, create_store, create_block_size, out, err);
   }
   if (list_volumes->parsed()) return ListVolumes(g, list_json, out, err);
+  if (create_token->parsed()) return CreateToken(g, token_args, out, err);
+  if (list_tokens->parsed()) {
+    return ListTokens(g, list_tokens_volume, list_tokens_json, out, err);
+  }
+  if (revoke_token->parsed()) return RevokeToken(g, revoke_which, revoke_volume, out, err);
   if (delete_volume->parsed()) return DeleteVolume(g, delete_name, delete_yes, out, err);
   if (status->parsed()) return Status(g, status_mount, status_json, out, err);
   if (version->parsed()) {

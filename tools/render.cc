@@ -144,6 +144,57 @@ std::string RenderVolumesJson(const std::vector<meta::v1::Volume>& volumes) {
   return json;
 }
 
+namespace {
+
+std::string AccessName(meta::v1::Access a) {
+  switch (a) {
+    case meta::v1::ACCESS_READ: return "read";
+    case meta::v1::ACCESS_WRITE: return "write";
+    default: return "?";
+  }
+}
+
+std::string Expiry(int64_t expires_ns) {
+  return expires_ns == 0 ? std::string("never") : FormatTime(expires_ns);
+}
+
+}  // namespace
+
+std::string RenderCreatedToken(const meta::v1::Token& t) {
+  KeyValues kv(2);
+  kv.Add("id", absl::StrCat(t.id()));
+  if (!t.name().empty()) kv.Add("name", t.name());
+  kv.Add("volume", t.volume());
+  kv.Add("access", AccessName(t.access()));
+  kv.Add("subtree", t.path().empty() ? std::string("/") : t.path());
+  kv.Add("expires", Expiry(t.expires_ns()));
+  return absl::StrCat("created token ", t.id(), "\n", kv.Render());
+}
+
+std::string RenderTokenTable(const std::vector<meta::v1::Token>& tokens) {
+  if (tokens.empty()) return "no tokens\n";
+  Table table({"ID", "NAME", "VOLUME", "ACCESS", "SUBTREE", "CREATED", "EXPIRES"});
+  for (const auto& t : tokens) {
+    table.AddRow({absl::StrCat(t.id()), t.name(), t.volume(), AccessName(t.access()),
+                  t.path().empty() ? std::string("/") : t.path(), FormatTime(t.created_ns()),
+                  Expiry(t.expires_ns())});
+  }
+  return table.Render();
+}
+
+std::string RenderTokensJson(const std::vector<meta::v1::Token>& tokens) {
+  meta::v1::ListTokensResponse list;
+  for (const auto& t : tokens) *list.add_tokens() = t;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(list, &json, options);
+  if (json.empty() || json.back() != '\n') json += '\n';
+  return json;
+}
+
 std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe& probe,
                               absl::Time now) {
   std::string out = absl::StrCat(Printable(s.mount_point()), "\n");
@@ -174,6 +225,10 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
                : absl::StrCat("UNREACHABLE: ", s.last_meta_error()));
   }
   kv.Add("session", absl::StrCat(s.session_id()));
+  if (!s.token_access().empty()) {
+    kv.Add("token", absl::StrCat(s.token_access(), " access, subtree ",
+                                 s.token_path().empty() ? std::string("/") : s.token_path()));
+  }
   kv.Add("mount pid", absl::StrCat(s.pid()));
   kv.Add("uptime", s.started_ns() > 0
                        ? HumanDuration(now - absl::FromUnixNanos(s.started_ns()))

@@ -31,6 +31,11 @@ std::string RenderVolumeTable(const std::vector<meta::v1::Volume>& volumes);
 // names (block_size, store_url), every field present.
 std::string RenderVolumesJson(const std::vector<meta::v1::Volume>& volumes);
 
+// A token just created (never its secret), a table of tokens, and the same as JSON.
+std::string RenderCreatedToken(const meta::v1::Token& token);
+std::string RenderTokenTable(const std::vector<meta::v1::Token>& tokens);
+std::string RenderTokensJson(const std::vector<meta::v1::Token>& tokens);
+
 // What `nighfs status` learned by asking the metadata server itself (GET /healthz).
 struct MetaProbe {
   enum class Result { kHealthy, kUnhealthy, kUnreachable };

@@ -34,8 +34,9 @@ unmount_fuse() {  # mount point, daemon PID
   if [[ -n $mp ]] && is_mounted "$mp"; then umount -l "$mp" 2>/dev/null || true; fi
 }
 
-# Starts nighfs-meta on a free loopback port with its state in $T/meta; sets META_PID and
-# META_ADDR. Needs META_BIN and T.
+# Starts nighfs-meta on a free loopback port with its state in $T/meta (file:// stores allowed
+# under $T); sets META_PID and META_ADDR, and exports NIGHFS_ADMIN_TOKEN_FILE (the admin token
+# nighfs-meta wrote) for the nighfs CLI. Needs META_BIN and T.
 # Over TLS, as users run it: a lab CA in $T/tls; META_CA is the file clients must trust
 # (nighfs --ca-file, mount.nighfs -o ca_file=).
 start_meta() {
@@ -44,7 +45,7 @@ start_meta() {
   META_CA=$T/tls/ca.pem
   "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
     --tls-cert "$T/tls/server.pem" --tls-key "$T/tls/server.key" \
-    --gc-grace 5 >"$T/meta.log" 2>&1 &
+    --allow-file-root "$T" --gc-grace 5 >"$T/meta.log" 2>&1 &
   META_PID=$!
   for ((i = 0; i < 100; i++)); do
     [[ -s $T/meta.port ]] && break
@@ -53,4 +54,12 @@ start_meta() {
   done
   [[ -s $T/meta.port ]] || die "nighfs-meta did not start: $(tail -5 "$T/meta.log")"
   META_ADDR=127.0.0.1:$(<"$T/meta.port")
+  export NIGHFS_ADMIN_TOKEN_FILE=$T/meta/admin.token
+}
+
+# Writes a write token for volume $1 to file $2 (mode 0600) for mount -o token_file=. Needs
+# CLI_BIN, META_ADDR and start_meta's NIGHFS_ADMIN_TOKEN_FILE.
+make_token() {
+  "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create token --volume "$1" --access write \
+    --out "$2" >/dev/null || die "cannot create a token for volume $1"
 }

@@ -352,7 +352,8 @@ TEST_P(CloudE2eTest, WrongCredentialsFailTheMountClearly) {
     const std::string log_path = absl::StrCat(mp, ".", ++attempt, ".log");
     auto p = ChildProcess::Start({BuildRoot() + "/mount/mount.nighfs", "vol@" + meta_->address(),
                                   mp, "-f", "-o",
-                                  "credentials=" + creds_file + ",ca_file=" + LabCaFile()},
+                                  "credentials=" + creds_file + ",ca_file=" + LabCaFile() +
+                                      ",token_file=" + meta_->admin_token_file()},
                                  log_path, {{"NIGHFS_RUN_DIR", mp + ".run"}});
     if (!p.ok()) {
       ADD_FAILURE() << p.status();

@@ -1,5 +1,6 @@
 #include "tests/e2e/cluster.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,7 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/tls_certs.h"
@@ -20,6 +23,58 @@
 #include "tests/testing/test_status.h"
 
 namespace nighfs::testing {
+
+namespace {
+
+absl::Mutex admin_mu;
+std::map<std::string, std::string>& AdminTokens() {
+  static auto* tokens = new std::map<std::string, std::string>();
+  return *tokens;
+}
+
+absl::StatusOr<std::unique_ptr<MetaApi>> AdminClient(const std::string& meta_address) {
+  MetaClientOptions o;
+  o.address = meta_address;
+  o.ca_file = LabCaFile();
+  o.op_timeout = absl::Seconds(20);
+  o.bearer_token = AdminTokenFor(meta_address);
+  return NewMetaClient(o);
+}
+
+}  // namespace
+
+void RegisterMetaAdmin(const std::string& meta_address, const std::string& admin_token_file) {
+  std::string token(absl::StripAsciiWhitespace(ReadFileOrEmpty(admin_token_file)));
+  absl::MutexLock lock(&admin_mu);
+  AdminTokens()[meta_address] = token;
+}
+
+std::string AdminTokenFor(const std::string& meta_address) {
+  absl::MutexLock lock(&admin_mu);
+  auto it = AdminTokens().find(meta_address);
+  return it == AdminTokens().end() ? std::string() : it->second;
+}
+
+absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
+                                         const std::string& volume, const std::string& access,
+                                         const std::string& path, const std::string& file) {
+  auto client = AdminClient(meta_address);
+  if (!client.ok()) return client.status();
+  meta::v1::CreateTokenRequest req;
+  req.set_volume(volume);
+  req.set_access(access == "read" ? meta::v1::ACCESS_READ : meta::v1::ACCESS_WRITE);
+  req.set_path(path);
+  auto r = (*client)->CreateToken(req);
+  if (!r.ok()) return r.status();
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError("cannot create " + file);
+  const std::string line = r->secret() + "\n";
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!ok) return absl::InternalError("cannot write " + file);
+  return r->token().id();
+}
 
 bool CanMountFuse() { return ::geteuid() == 0 && ::access("/dev/fuse", R_OK | W_OK) == 0; }
 
@@ -72,6 +127,9 @@ absl::StatusOr<std::unique_ptr<MetaServer>> MetaServer::Start(const std::string&
 absl::Status MetaServer::Launch() {
   std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
                                    absl::StrCat("127.0.0.1:", port_), "--state-dir", state_dir_};
+  // file:// stores of a test live beside its state folder, in the test's temporary root.
+  argv.push_back("--allow-file-root");
+  argv.push_back(std::filesystem::path(state_dir_).parent_path().string());
   for (const auto& a : extra_args_) argv.push_back(a);
   if (!Plaintext(extra_args_)) {
     for (const auto& a : LabTlsServerArgs()) argv.push_back(a);
@@ -86,6 +144,7 @@ absl::Status MetaServer::Launch() {
   if (!up || !p->Running()) {
     return absl::InternalError(absl::StrCat("nighfs-meta did not start: ", log()));
   }
+  RegisterMetaAdmin(address(), admin_token_file());
   return absl::OkStatus();
 }
 
@@ -115,11 +174,7 @@ std::string MetaServer::log() const { return ReadFileOrEmpty(state_dir_ + "/meta
 
 absl::Status CreateVolume(const std::string& meta_address, const std::string& name,
                           const std::string& store_url, uint32_t block_size) {
-  MetaClientOptions o;
-  o.address = meta_address;
-  o.ca_file = LabCaFile();
-  o.op_timeout = absl::Seconds(20);
-  auto client = NewMetaClient(o);
+  auto client = AdminClient(meta_address);
   if (!client.ok()) return client.status();
   meta::v1::CreateVolumeRequest req;
   req.set_name(name);
@@ -156,11 +211,23 @@ absl::StatusOr<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& s
                                                             const std::string& options) {
   std::unique_ptr<FuseMount> m(new FuseMount());
   m->mount_point_ = mount_point;
-  std::vector<std::string> argv = {BuildRoot() + "/mount/mount.nighfs", spec, mount_point, "-f",
-                                   "-o"};
-  argv.push_back(options.find("ca_file=") != std::string::npos
-                     ? options
-                     : absl::StrCat(options, options.empty() ? "" : ",", "ca_file=", LabCaFile()));
+  std::vector<std::string> argv = {BuildRoot() + "/mount/mount.nighfs", spec, mount_point, "-f"};
+  std::string opts = options;
+  if (opts.find("ca_file=") == std::string::npos) {
+    absl::StrAppend(&opts, opts.empty() ? "" : ",", "ca_file=", LabCaFile());
+  }
+  if (opts.find("token_file=") == std::string::npos) {
+    // "VOLUME@HOST:PORT": a write token for the volume, made as the server's admin.
+    const size_t at = spec.rfind('@');
+    if (at != std::string::npos) {
+      const std::string token_file = mount_point + ".token";
+      auto id = CreateTokenFile(spec.substr(at + 1), spec.substr(0, at), "write", "", token_file);
+      if (!id.ok()) return id.status();
+      absl::StrAppend(&opts, ",token_file=", token_file);
+    }
+  }
+  argv.push_back("-o");
+  argv.push_back(opts);
   auto p = ChildProcess::Start(argv, mount_point + ".log",
                                {{"NIGHFS_RUN_DIR", mount_point + ".run"}});
   if (!p.ok()) return p.status();

@@ -46,6 +46,8 @@ class MetaServer {
   // "127.0.0.1:PORT" (TLS), or "http://127.0.0.1:PORT" with --insecure-plaintext.
   std::string address() const;
   std::string log() const;
+  // The admin token file nighfs-meta wrote in its state folder.
+  std::string admin_token_file() const { return state_dir_ + "/admin.token"; }
 
  private:
   MetaServer() = default;
@@ -57,14 +59,32 @@ class MetaServer {
   std::unique_ptr<ChildProcess> proc_;
 };
 
-// Runs the nighfs CLI-equivalent: creates a volume through the metadata API.
+// Security harness convention (issue 11): MetaServer starts nighfs-meta with
+// --allow-file-root set to the parent of its state folder (the test's temporary root) and
+// registers its admin token under its address. CreateVolume and CreateTokenFile act as admin
+// with the token registered for the address; FuseMount::Start gives a mount without a
+// token_file= option a fresh write token for its volume. A test that starts nighfs-meta by
+// itself calls RegisterMetaAdmin(address, STATE/admin.token) once it listens.
+void RegisterMetaAdmin(const std::string& meta_address, const std::string& admin_token_file);
+// The admin token registered for `meta_address` ("" if none).
+std::string AdminTokenFor(const std::string& meta_address);
+
+// Runs the nighfs CLI-equivalent: creates a volume through the metadata API, as admin.
 absl::Status CreateVolume(const std::string& meta_address, const std::string& name,
                           const std::string& store_url, uint32_t block_size = 0);
+
+// Creates a volume token as admin and writes its secret to `file` (mode 0600). `access` is
+// "read" or "write"; `path` "" or "/" = the whole volume. Returns the token id.
+absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
+                                         const std::string& volume, const std::string& access,
+                                         const std::string& path, const std::string& file);
 
 class FuseMount {
  public:
   // Runs `mount.nighfs SPEC MOUNTPOINT -f -o OPTIONS` and waits until the mount is live.
   // OPTIONS without a ca_file get ca_file=LabCaFile().
+  // Without token_file= in OPTIONS, a write token for the volume is made (as admin, see
+  // RegisterMetaAdmin) in MOUNTPOINT.token and passed.
   static absl::StatusOr<std::unique_ptr<FuseMount>> Start(const std::string& spec,
                                                           const std::string& mount_point,
                                                           const std::string& options = "");

@@ -487,7 +487,7 @@ TEST_F(E2eTest, BackgroundMountAsMountHelper) {
   // The way mount(8) calls a helper: spec, dir, -o with generic and fstab options.
   int rc = RunShell("NIGHFS_RUN_DIR=" + run + " " + BuildRoot() + "/mount/mount.nighfs vol@" +
                         meta_->address() + " " + mp + " -n -o rw,nosuid,nodev,_netdev,noatime,ca_file=" + LabCaFile() +
-                        ",log_file=" + root_ + "/helper.log",
+                        ",log_file=" + root_ + "/helper.log,token_file=" + meta_->admin_token_file(),
                     &out);
   ASSERT_EQ(rc, 0) << out;
   ASSERT_TRUE(IsMounted(mp));
@@ -512,13 +512,16 @@ TEST_F(E2eTest, BackgroundMountAsMountHelper) {
 TEST_F(E2eTest, MountFailsClearly) {
   std::string out;
   stdfs::create_directories(root_ + "/bad");
+  // The admin token (it may mount any volume), so the answer is about the volume.
+  const std::string token_opt = "token_file=" + meta_->admin_token_file();
   int rc = RunShell(BuildRoot() + "/mount/mount.nighfs nosuchvol@" + meta_->address() + " " +
-                        root_ + "/bad -f -o ca_file=" + LabCaFile(),
+                        root_ + "/bad -f -o ca_file=" + LabCaFile() + "," + token_opt,
                     &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("no volume named 'nosuchvol'"), std::string::npos) << out;
   rc = RunShell(BuildRoot() + "/mount/mount.nighfs vol@127.0.0.1:" +
-                    std::to_string(FreeLoopbackPort()) + " " + root_ + "/bad -f -o mount_timeout=1",
+                    std::to_string(FreeLoopbackPort()) + " " + root_ + "/bad -f -o mount_timeout=1," +
+                    token_opt,
                 &out);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("cannot reach metadata server"), std::string::npos) << out;

@@ -46,13 +46,16 @@ class InfraE2eTest : public ClusterTest {
                            const std::string& mp, const std::string& options = "") const {
     // In the foreground; `timeout` ends a mount that wrongly succeeds, so the test fails
     // instead of hanging.
+    // The admin token mounts any volume (the server trusts it fully).
+    const std::string token = "token_file=" + meta_->admin_token_file();
     return absl::StrCat("timeout 30 ", BuildRoot(), "/mount/mount.nighfs ", volume, "@", address,
-                        " ", mp, " -f -o ca_file=", LabCaFile(),
-                        options.empty() ? "" : "," + options);
+                        " ", mp, " -f -o ca_file=", LabCaFile(), ",",
+                        options.empty() ? token : options + "," + token);
   }
 
   std::string Cli(const std::string& args) const {
-    return absl::StrCat(BuildRoot(), "/tools/nighfs --meta ", meta_->address(), " ", args);
+    return absl::StrCat(BuildRoot(), "/tools/nighfs --meta ", meta_->address(),
+                        " --admin-token-file ", meta_->admin_token_file(), " ", args);
   }
 };
 
@@ -124,11 +127,12 @@ TEST_F(InfraE2eTest, MetaTimeoutIsAHardBoundWhenTheServerBlackHoles) {
   const int port = FreeLoopbackPort();
   auto server = ChildProcess::Start({BuildRoot() + "/meta/nighfs-meta", "--listen",
                                      absl::StrCat("127.0.0.1:", port), "--state-dir", state,
-                                     "--insecure-plaintext"},
+                                     "--insecure-plaintext", "--allow-file-root", root_},
                                     state + "/meta.log");
   ASSERT_OK(server);
   ASSERT_OK(WaitForTcpPort(port, absl::Seconds(20)));
   const std::string address = absl::StrCat("http://127.0.0.1:", port);
+  RegisterMetaAdmin(address, state + "/admin.token");
   ASSERT_OK(CreateVolume(address, "vol", "file://" + root_ + "/blocks"));
   const std::string mp = root_ + "/bh";
   stdfs::create_directories(mp);

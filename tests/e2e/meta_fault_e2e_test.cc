@@ -154,6 +154,7 @@ absl::StatusOr<std::set<std::string>> ReferencedObjects(const std::string& meta_
   MetaClientOptions o;
   o.address = meta_address;
   o.ca_file = LabCaFile();
+  o.bearer_token = AdminTokenFor(meta_address);  // reads the whole namespace
   o.op_timeout = absl::Seconds(20);
   auto client = NewMetaClient(o);
   if (!client.ok()) return client.status();

@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/errno_status.h"
@@ -18,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "metadata_client/meta_client.h"
+#include "tests/testing/fault_proxy.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
 
@@ -30,6 +33,7 @@ using ::nighfs::testing::ReadFileOrEmpty;
 using ::nighfs::testing::TempDir;
 using ::nighfs::testing::WaitFor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class MetaServerTest : public ::testing::Test {
  protected:
@@ -42,7 +46,8 @@ class MetaServerTest : public ::testing::Test {
     return {BuildRoot() + "/meta/nighfs-meta", "--listen",     listen,
             "--state-dir",                     state_dir(),    "--port-file",
             port_file,                         "--log-level",  "debug",
-            "--insecure-plaintext"};
+            "--allow-file-root",               dir_.path(),    "--token-cache-ttl",
+            "1",                               "--insecure-plaintext"};  // last: see TlsOr...
   }
 
   // Starts nighfs-meta on a free port and waits until it has written its port file.
@@ -60,14 +65,26 @@ class MetaServerTest : public ::testing::Test {
         },
         absl::Seconds(20));
     ASSERT_TRUE(up) << "nighfs-meta did not write its port file; log:\n" << server_->ReadLog();
+    // The admin's client (nighfs-meta wrote the token at its first start).
+    admin_token_ = std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(admin_token_file())));
+    ASSERT_FALSE(admin_token_.empty());
+    client_ = Client(admin_token_);
+  }
+
+  // A client of the running server presenting `token` ("" = none).
+  std::unique_ptr<MetaApi> Client(const std::string& token,
+                                  std::shared_ptr<MetaSessionKey> session_key = nullptr) {
     MetaClientOptions o;
     o.address = absl::StrCat("http://127.0.0.1:", port_);
     o.op_timeout = absl::Seconds(10);
     o.call_timeout = absl::Seconds(10);
+    o.bearer_token = token;
+    o.session_key = std::move(session_key);
     absl::StatusOr<std::unique_ptr<MetaApi>> c = NewMetaClient(o);
-    ASSERT_OK(c);
-    client_ = std::move(*c);
+    EXPECT_OK(c);
+    return c.ok() ? *std::move(c) : nullptr;
   }
+  std::string admin_token_file() const { return state_dir() + "/admin.token"; }
 
   void StopServer() {
     absl::StatusOr<int> st = server_->Stop(SIGTERM, absl::Seconds(20));
@@ -85,7 +102,8 @@ class MetaServerTest : public ::testing::Test {
   int starts_ = 0;
   int port_ = 0;
   std::unique_ptr<ChildProcess> server_;
-  std::unique_ptr<MetaApi> client_;
+  std::string admin_token_;
+  std::unique_ptr<MetaApi> client_;  // as admin
 };
 
 TEST_F(MetaServerTest, ServesTheApiAndKeepsStateAcrossRestarts) {
@@ -166,7 +184,17 @@ TEST_F(MetaServerTest, HealthAndMalformedRequests) {
   post.url = base_url() + "/nighfs.meta.v1.MetaService/Lookup";
   post.headers = {{"Content-Type", "application/proto"}};
   post.body = garbage;
+  // Anonymous: 401 before anything else, also for a method that does not exist.
   absl::StatusOr<HttpResponse> r = http->Do(post);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 401);
+  post.url = base_url() + "/nighfs.meta.v1.MetaService/NoSuchMethod";
+  r = http->Do(post);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 401);
+  post.url = base_url() + "/nighfs.meta.v1.MetaService/Lookup";
+  post.headers.push_back({"Authorization", "Bearer " + admin_token_});
+  r = http->Do(post);
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 400);
   EXPECT_THAT(r->body, HasSubstr("invalid_argument"));
@@ -197,7 +225,7 @@ TEST_F(MetaServerTest, StateIsPrivateInAPreExistingFolder) {
   struct stat st;
   ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  for (const char* name : {"meta.db", "meta.db-wal", "meta.db-shm", "meta.db.lock"}) {
+  for (const char* name : {"meta.db", "meta.db-wal", "meta.db-shm", "meta.db.lock", "admin.token"}) {
     const std::string path = state_dir() + "/" + name;
     ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << path;
@@ -287,6 +315,7 @@ TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
   MetaClientOptions o;
   o.address = absl::StrCat("127.0.0.1:", port_);  // bare host:port is https
   o.ca_file = tls + "/ca.pem";
+  o.bearer_token = std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(admin_token_file())));
   o.op_timeout = absl::Seconds(10);
   absl::StatusOr<std::unique_ptr<MetaApi>> c = NewMetaClient(o);
   ASSERT_OK(c);
@@ -312,6 +341,379 @@ TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
               ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ main.cc:[0-9]+\\] --insecure-plaintext: "
                                        "serving plain HTTP"));
   ASSERT_NO_FATAL_FAILURE(StopServer());
+
+// ---- issue 11: authentication and authorization over HTTP ----
+
+class MetaAuthTest : public MetaServerTest {
+ protected:
+  void SetUp() override {
+    MetaServerTest::SetUp();
+    ASSERT_NO_FATAL_FAILURE(StartServer());
+    pb::CreateVolumeRequest cv;
+    cv.set_name("v");
+    cv.set_store_url(store_url_);
+    absl::StatusOr<pb::CreateVolumeResponse> v = client_->CreateVolume(cv);
+    ASSERT_OK(v);
+    vol_ = v->volume().id();
+  }
+  void TearDown() override {
+    if (server_ != nullptr && server_->Running()) {
+      // No secret in the server's log, at debug level: checked after every test.
+      const std::string log = server_->ReadLog();
+      EXPECT_THAT(log, Not(HasSubstr(admin_token_)));
+      for (const std::string& s : secrets_) EXPECT_THAT(log, Not(HasSubstr(s)));
+      StopServer();
+    }
+  }
+
+  absl::StatusOr<pb::CreateTokenResponse> Token(pb::Access access, const std::string& path = "",
+                                                int64_t expires_ns = 0,
+                                                const std::string& volume = "v") {
+    pb::CreateTokenRequest req;
+    req.set_volume(volume);
+    req.set_access(access);
+    req.set_path(path);
+    req.set_expires_ns(expires_ns);
+    absl::StatusOr<pb::CreateTokenResponse> r = client_->CreateToken(req);
+    if (r.ok()) secrets_.push_back(r->secret());
+    return r;
+  }
+
+  // A raw POST of `request` to `method` with `bearer` ("" = no Authorization header).
+  int RawStatus(const std::string& method, const google::protobuf::Message& request,
+                const std::string& bearer) {
+    std::unique_ptr<HttpClient> http = HttpClient::Create();
+    const std::string body = request.SerializeAsString();
+    HttpRequest post;
+    post.method = "POST";
+    post.url = base_url() + "/nighfs.meta.v1.MetaService/" + method;
+    post.headers = {{"Content-Type", "application/proto"}};
+    if (!bearer.empty()) post.headers.push_back({"Authorization", "Bearer " + bearer});
+    post.body = body;
+    absl::StatusOr<HttpResponse> r = http->Do(post);
+    EXPECT_OK(r);
+    return r.ok() ? r->status : -1;
+  }
+
+  std::vector<std::string> Names(uint64_t dir) {
+    pb::ReadDirRequest rd;
+    rd.set_volume_id(vol_);
+    rd.set_ino(dir);
+    absl::StatusOr<pb::ReadDirResponse> r = client_->ReadDir(rd);
+    EXPECT_OK(r);
+    std::vector<std::string> names;
+    if (r.ok()) for (const auto& e : r->entries()) names.push_back(e.name());
+    return names;
+  }
+
+  pb::Attr Mkdir(uint64_t parent, const std::string& name) {
+    pb::MkdirRequest mk;
+    mk.set_volume_id(vol_);
+    mk.set_parent(parent);
+    mk.set_name(name);
+    mk.set_mode(0755);
+    absl::StatusOr<pb::EntryResponse> r = client_->Mkdir(mk);
+    EXPECT_OK(r);
+    return r.ok() ? r->attr() : pb::Attr();
+  }
+
+  pb::MkdirRequest MkdirReq(uint64_t parent, const std::string& name) {
+    pb::MkdirRequest mk;
+    mk.set_volume_id(vol_);
+    mk.set_parent(parent);
+    mk.set_name(name);
+    mk.set_mode(0755);
+    return mk;
+  }
+
+  uint64_t vol_ = 0;
+  std::vector<std::string> secrets_;
+};
+
+TEST_F(MetaAuthTest, AnonymousWrongExpiredAndRevokedTokensGet401AndChangeNothing) {
+  const pb::MkdirRequest mk = MkdirReq(1, "x");
+  pb::CreateVolumeRequest cv;
+  cv.set_name("evil");
+  cv.set_store_url(store_url_ + "/evil");
+  EXPECT_EQ(RawStatus("Mkdir", mk, ""), 401);
+  EXPECT_EQ(RawStatus("ListVolumes", pb::ListVolumesRequest(), ""), 401);
+  EXPECT_EQ(RawStatus("CreateVolume", cv, ""), 401);
+  EXPECT_EQ(RawStatus("Mkdir", mk, "nighfs-token-" + std::string(64, '0')), 401);
+  EXPECT_EQ(RawStatus("Mkdir", mk, "nighfs-admin-" + std::string(64, '0')), 401);
+  EXPECT_EQ(RawStatus("Mkdir", mk, "garbage"), 401);
+
+  // Expired: refused once its time has passed.
+  absl::StatusOr<pb::CreateTokenResponse> soon =
+      Token(pb::ACCESS_WRITE, "", absl::ToUnixNanos(absl::Now() + absl::Seconds(1)));
+  ASSERT_OK(soon);
+  absl::SleepFor(absl::Milliseconds(1200));
+  EXPECT_EQ(RawStatus("Mkdir", mk, soon->secret()), 401);
+  EXPECT_THAT(Client(soon->secret())->Mkdir(mk), StatusIs(absl::StatusCode::kUnauthenticated));
+
+  // Revoked: works, then is refused within the cache interval (--token-cache-ttl 1 here).
+  absl::StatusOr<pb::CreateTokenResponse> rev = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(rev);
+  pb::MkdirRequest ok = MkdirReq(1, "before-revoke");
+  EXPECT_EQ(RawStatus("Mkdir", ok, rev->secret()), 200);
+  pb::RevokeTokenRequest rt;
+  rt.set_id(rev->token().id());
+  ASSERT_OK(client_->RevokeToken(rt));
+  const absl::Time revoked = absl::Now();
+  // (Probed with a read: until the cache interval passes the token still works.)
+  pb::GetAttrRequest probe;
+  probe.set_volume_id(vol_);
+  probe.set_ino(1);
+  EXPECT_TRUE(WaitFor([&] { return RawStatus("GetAttr", probe, rev->secret()) == 401; },
+                      absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - revoked, absl::Seconds(3));
+  EXPECT_EQ(RawStatus("Mkdir", mk, rev->secret()), 401);
+
+  // Nothing changed: no "x", no volume "evil"; the admin's listing is intact.
+  EXPECT_THAT(Names(1), ::testing::ElementsAre("before-revoke"));
+  absl::StatusOr<pb::ListVolumesResponse> lv = client_->ListVolumes(pb::ListVolumesRequest());
+  ASSERT_OK(lv);
+  ASSERT_EQ(lv->volumes_size(), 1);
+  EXPECT_EQ(lv->volumes(0).name(), "v");
+  // /healthz still answers anyone.
+  std::unique_ptr<HttpClient> http = HttpClient::Create();
+  HttpRequest health;
+  health.url = base_url() + "/healthz";
+  absl::StatusOr<HttpResponse> h = http->Do(health);
+  ASSERT_OK(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+TEST_F(MetaAuthTest, ReadTokenAndVolumeTokensGet403ForWhatTheyMayNotDo) {
+  absl::StatusOr<pb::CreateTokenResponse> ro = Token(pb::ACCESS_READ);
+  ASSERT_OK(ro);
+  std::unique_ptr<MetaApi> c = Client(ro->secret(), std::make_shared<MetaSessionKey>());
+  pb::MountRequest mr;
+  mr.set_volume_name("v");
+  absl::StatusOr<pb::MountResponse> m = c->Mount(mr);
+  ASSERT_OK(m);
+  EXPECT_EQ(m->access(), pb::ACCESS_READ);
+  EXPECT_EQ(m->root_path(), "/");
+  EXPECT_EQ(m->session_key().size(), 16u);
+  secrets_.push_back(absl::BytesToHexString(m->session_key()));
+  pb::GetAttrRequest ga;
+  ga.set_volume_id(vol_);
+  ga.set_ino(1);
+  EXPECT_OK(c->GetAttr(ga));
+  // Writes: 403, and the raw status is 403 too.
+  const pb::MkdirRequest mk = MkdirReq(1, "x");
+  EXPECT_THAT(c->Mkdir(mk), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(RawStatus("Mkdir", mk, ro->secret()), 403);
+  pb::SetAttrRequest sa;
+  sa.set_volume_id(vol_);
+  sa.set_ino(1);
+  sa.set_valid(pb::SETATTR_MODE);
+  sa.set_mode(0777);
+  EXPECT_EQ(RawStatus("SetAttr", sa, ro->secret()), 403);
+  // Admin calls: 403 for any volume token, write included.
+  absl::StatusOr<pb::CreateTokenResponse> rw = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(rw);
+  for (const std::string& secret : {ro->secret(), rw->secret()}) {
+    EXPECT_EQ(RawStatus("ListVolumes", pb::ListVolumesRequest(), secret), 403);
+    pb::CreateTokenRequest ct;
+    ct.set_volume("v");
+    ct.set_access(pb::ACCESS_WRITE);
+    EXPECT_EQ(RawStatus("CreateToken", ct, secret), 403);
+    pb::DeleteVolumeRequest dv;
+    dv.set_name("v");
+    EXPECT_EQ(RawStatus("DeleteVolume", dv, secret), 403);
+  }
+  // Another volume: 403, also to Mount it.
+  pb::CreateVolumeRequest cv;
+  cv.set_name("w");
+  cv.set_store_url(store_url_ + "/w");
+  absl::StatusOr<pb::CreateVolumeResponse> w = client_->CreateVolume(cv);
+  ASSERT_OK(w);
+  pb::GetAttrRequest other = ga;
+  other.set_volume_id(w->volume().id());
+  EXPECT_EQ(RawStatus("GetAttr", other, rw->secret()), 403);
+  pb::MountRequest mw;
+  mw.set_volume_name("w");
+  EXPECT_EQ(RawStatus("Mount", mw, rw->secret()), 403);
+  EXPECT_THAT(Names(1), ::testing::IsEmpty());
+}
+
+TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
+  const pb::Attr a = Mkdir(1, "a");
+  const pb::Attr in = Mkdir(a.ino(), "in");
+  const pb::Attr b = Mkdir(1, "b");
+  pb::MknodRequest mn;
+  mn.set_volume_id(vol_);
+  mn.set_parent(b.ino());
+  mn.set_name("secret");
+  mn.set_mode(S_IFREG | 0600);
+  absl::StatusOr<pb::EntryResponse> secret = client_->Mknod(mn);
+  ASSERT_OK(secret);
+  absl::StatusOr<pb::CreateTokenResponse> t = Token(pb::ACCESS_WRITE, "/a/");
+  ASSERT_OK(t);
+  EXPECT_EQ(t->token().path(), "/a");
+  std::unique_ptr<MetaApi> c = Client(t->secret(), std::make_shared<MetaSessionKey>());
+  pb::MountRequest mr;
+  mr.set_volume_name("v");
+  absl::StatusOr<pb::MountResponse> m = c->Mount(mr);
+  ASSERT_OK(m);
+  EXPECT_EQ(m->root().ino(), a.ino());
+  EXPECT_EQ(m->root_path(), "/a");
+
+  auto denied = [](const auto& r) {
+    return !r.ok() && r.status().code() == absl::StatusCode::kPermissionDenied;
+  };
+  pb::GetAttrRequest ga;
+  ga.set_volume_id(vol_);
+  ga.set_ino(in.ino());
+  EXPECT_OK(c->GetAttr(ga));
+  for (uint64_t outside : {uint64_t{1}, b.ino(), secret->attr().ino()}) {
+    ga.set_ino(outside);
+    EXPECT_TRUE(denied(c->GetAttr(ga))) << outside;
+  }
+  pb::LookupRequest lk;
+  lk.set_volume_id(vol_);
+  lk.set_parent(1);
+  lk.set_name("b");
+  EXPECT_TRUE(denied(c->Lookup(lk)));
+  // ".." is no name the server resolves, at the subtree root or anywhere.
+  lk.set_parent(a.ino());
+  lk.set_name("..");
+  EXPECT_EQ(StatusToErrno(c->Lookup(lk).status()), EINVAL);
+  // A hard link into the subtree of a file outside it.
+  pb::LinkRequest ln;
+  ln.set_volume_id(vol_);
+  ln.set_ino(secret->attr().ino());
+  ln.set_new_parent(a.ino());
+  ln.set_new_name("stolen");
+  EXPECT_TRUE(denied(c->Link(ln)));
+  // Renames out of it, into it from outside, and of its root.
+  pb::RenameRequest rn;
+  rn.set_volume_id(vol_);
+  rn.set_parent(a.ino());
+  rn.set_name("in");
+  rn.set_new_parent(b.ino());
+  rn.set_new_name("in");
+  EXPECT_TRUE(denied(c->Rename(rn)));
+  rn.set_parent(b.ino());
+  rn.set_name("secret");
+  rn.set_new_parent(a.ino());
+  rn.set_new_name("secret");
+  EXPECT_TRUE(denied(c->Rename(rn)));
+  rn.set_parent(1);
+  rn.set_name("a");
+  rn.set_new_parent(a.ino());
+  rn.set_new_name("x");
+  EXPECT_TRUE(denied(c->Rename(rn)));
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(1);
+  rd.set_name("a");
+  EXPECT_TRUE(denied(c->Rmdir(rd)));
+  // Inside it, all works: a symlink whose target is absolute is only text (the kernel of the
+  // mount resolves it, in the client's namespace).
+  pb::SymlinkRequest sl;
+  sl.set_volume_id(vol_);
+  sl.set_parent(a.ino());
+  sl.set_name("abs");
+  sl.set_target("/b/secret");
+  absl::StatusOr<pb::EntryResponse> link = c->Symlink(sl);
+  ASSERT_OK(link);
+  pb::ReadlinkRequest rl;
+  rl.set_volume_id(vol_);
+  rl.set_ino(link->attr().ino());
+  absl::StatusOr<pb::ReadlinkResponse> target = c->Readlink(rl);
+  ASSERT_OK(target);
+  EXPECT_EQ(target->target(), "/b/secret");
+  // Nothing outside changed.
+  EXPECT_THAT(Names(1), ::testing::UnorderedElementsAre("a", "b"));
+  EXPECT_THAT(Names(b.ino()), ::testing::ElementsAre("secret"));
+  EXPECT_THAT(Names(a.ino()), ::testing::UnorderedElementsAre("in", "abs"));
+}
+
+TEST_F(MetaAuthTest, SessionsAreBoundToTheirTokenAndKey) {
+  absl::StatusOr<pb::CreateTokenResponse> t1 = Token(pb::ACCESS_WRITE);
+  absl::StatusOr<pb::CreateTokenResponse> t2 = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(t1);
+  ASSERT_OK(t2);
+  auto key1 = std::make_shared<MetaSessionKey>();
+  auto key2 = std::make_shared<MetaSessionKey>();
+  std::unique_ptr<MetaApi> c1 = Client(t1->secret(), key1);
+  std::unique_ptr<MetaApi> c2 = Client(t2->secret(), key2);
+  pb::MountRequest mr;
+  mr.set_volume_name("v");
+  absl::StatusOr<pb::MountResponse> m1 = c1->Mount(mr);
+  absl::StatusOr<pb::MountResponse> m2 = c2->Mount(mr);
+  ASSERT_OK(m1);
+  ASSERT_OK(m2);
+  EXPECT_NE(m1->session_key(), m2->session_key());
+  secrets_.push_back(absl::BytesToHexString(m1->session_key()));
+  secrets_.push_back(absl::BytesToHexString(m2->session_key()));
+  pb::HeartbeatRequest hb;
+  hb.set_session_id(m1->session_id());
+  pb::UnmountRequest um;
+  um.set_session_id(m1->session_id());
+  // No key yet: refused.
+  EXPECT_THAT(c1->Heartbeat(hb), StatusIs(absl::StatusCode::kPermissionDenied));
+  key1->Set(m1->session_key());
+  key2->Set(m2->session_key());
+  EXPECT_OK(c1->Heartbeat(hb));
+  // Another token with its own valid key, and the right token with a wrong key: refused.
+  EXPECT_THAT(c2->Heartbeat(hb), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(c2->Unmount(um), StatusIs(absl::StatusCode::kPermissionDenied));
+  auto wrong = std::make_shared<MetaSessionKey>();
+  wrong->Set(std::string(16, 'k'));
+  EXPECT_THAT(Client(t1->secret(), wrong)->Unmount(um),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  // The same key with another token (stolen key): refused.
+  EXPECT_THAT(Client(t2->secret(), key1)->Unmount(um),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  // AllocBlockIds and Release name a session too.
+  pb::AllocBlockIdsRequest ab;
+  ab.set_volume_id(vol_);
+  ab.set_count(1);
+  ab.set_session_id(m1->session_id());
+  EXPECT_THAT(c2->AllocBlockIds(ab), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_OK(c1->AllocBlockIds(ab));
+  // The session survived all that; its owner ends it.
+  EXPECT_OK(c1->Heartbeat(hb));
+  EXPECT_OK(c1->Unmount(um));
+  EXPECT_THAT(c1->Heartbeat(hb), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(MetaAuthTest, CreateVolumeWithoutTheAdminTokenContactsNoStore) {
+  absl::StatusOr<std::unique_ptr<testing::FaultProxy>> store =
+      testing::FaultProxy::Start(absl::StrCat("http://127.0.0.1:", testing::FreeLoopbackPort()));
+  ASSERT_OK(store);
+  pb::CreateVolumeRequest cv;
+  cv.set_name("s3");
+  cv.set_store_url("s3://bucket/p?region=us-east-1&endpoint=" + (*store)->url());
+  absl::StatusOr<pb::CreateTokenResponse> rw = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(rw);
+  EXPECT_EQ(RawStatus("CreateVolume", cv, ""), 401);
+  EXPECT_EQ(RawStatus("CreateVolume", cv, rw->secret()), 403);
+  EXPECT_EQ((*store)->requests_seen(), 0);
+  // The control: the admin's request does reach the store (and fails there).
+  EXPECT_FALSE(client_->CreateVolume(cv).ok());
+  EXPECT_GT((*store)->requests_seen(), 0);
+
+  // file:// outside every --allow-file-root: one message whether the path exists or not, and
+  // nothing is created.
+  const std::string missing = dir_.path() + "-outside/new";
+  absl::Status s1, s2;
+  cv.set_store_url("file://" + missing);
+  s1 = client_->CreateVolume(cv).status();
+  cv.set_store_url("file:///etc");
+  s2 = client_->CreateVolume(cv).status();
+  EXPECT_THAT(s1, StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(s2, StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(absl::StrReplaceAll(s1.message(), {{missing, "P"}}),
+            absl::StrReplaceAll(s2.message(), {{"/etc", "P"}}));
+  struct stat st;
+  EXPECT_NE(::stat((dir_.path() + "-outside").c_str(), &st), 0);
+  // A link inside an allowed root pointing out of it is outside too.
+  ASSERT_EQ(::symlink("/etc", (dir_.path() + "/escape").c_str()), 0);
+  cv.set_store_url("file://" + dir_.path() + "/escape/nighfs");
+  EXPECT_THAT(client_->CreateVolume(cv).status(), StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
 }  // namespace

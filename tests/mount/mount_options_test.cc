@@ -33,6 +33,17 @@ TEST(MountOptionsTest, UrlFormAndDefaults) {
   EXPECT_FALSE(o->credentials_given);
 }
 
+TEST(MountOptionsTest, TokenFile) {
+  auto o = ParseMountArgs({"v@h:1", "/m", "-o", "token_file=/etc/nighfs/v.token,ro"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->token_file, "/etc/nighfs/v.token");
+  EXPECT_TRUE(o->read_only);
+  EXPECT_FALSE(ParseMountArgs({"v@h:1", "/m", "-o", "token_file"}).ok()) << "needs a value";
+  auto none = ParseMountArgs({"v@h:1", "/m"});
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->token_file.empty());
+}
+
 TEST(MountOptionsTest, WritebackRetryOptions) {
   auto d = ParseMountArgs({"vol@h:1", "/m"});
   ASSERT_OK(d);

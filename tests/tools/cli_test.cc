@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -281,7 +282,8 @@ class CliMetaTest : public ::testing::Test {
     ASSERT_OK(WriteLabTls(tls_dir()));
     auto child = ChildProcess::Start(
         {binary, "--listen", "127.0.0.1:0", "--port-file", port_file, "--state-dir", state,
-         "--tls-cert", tls_dir() + "/server.pem", "--tls-key", tls_dir() + "/server.key"},
+         "--tls-cert", tls_dir() + "/server.pem", "--tls-key", tls_dir() + "/server.key",
+         "--allow-file-root", dir_.path(), "--allow-file-root", blocks_.path()},
         dir_.path() + "/meta.log");
     ASSERT_OK(child);
     meta_ = std::move(*child);
@@ -296,6 +298,7 @@ class CliMetaTest : public ::testing::Test {
     ASSERT_OK(::nighfs::testing::WaitForTcpPort(port, absl::Seconds(10)));
     address_ = absl::StrCat("127.0.0.1:", port);
     store_ = "file://" + blocks_.path();
+    admin_token_file_ = state + "/admin.token";
   }
 
   void TearDown() override {
@@ -305,7 +308,8 @@ class CliMetaTest : public ::testing::Test {
   }
 
   CliResult Nighfs(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
-    args.insert(args.begin(), {"--meta", address_, "--ca-file", ca_file()});
+    args.insert(args.begin(), {"--meta", address_, "--ca-file", ca_file(), "--admin-token-file",
+                               admin_token_file_});
     return runner_.Run(args, std::move(env));
   }
 
@@ -318,6 +322,7 @@ class CliMetaTest : public ::testing::Test {
   std::unique_ptr<ChildProcess> meta_;
   std::string address_;
   std::string store_;
+  std::string admin_token_file_;
 };
 
 TEST_F(CliMetaTest, CreateListDuplicateAndDelete) {
@@ -397,12 +402,13 @@ TEST_F(CliMetaTest, StoreCheckFailureIsReported) {
 
 TEST_F(CliMetaTest, MetaFromEnvironmentAndGlobalOptionsAfterSubcommand) {
   CliResult r = runner_.Run({"configure", "list", "volumes"},
-                             {{"NIGHFS_META", address_}, {"NIGHFS_CA_FILE", ca_file()}});
+                             {{"NIGHFS_META", address_}, {"NIGHFS_CA_FILE", ca_file()},
+                              {"NIGHFS_ADMIN_TOKEN_FILE", admin_token_file_}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "no volumes\n");
 
-  r = runner_.Run(
-      {"configure", "list", "volumes", "--meta", "https://" + address_, "--ca-file", ca_file()});
+  r = runner_.Run({"configure", "list", "volumes", "--meta", "https://" + address_, "--ca-file",
+                   ca_file(), "--admin-token-file", admin_token_file_});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "no volumes\n");
 }
@@ -467,6 +473,57 @@ TEST(CliInitTlsTest, WritesPrivateFilesAndRefusesToOverwrite) {
   r = runner.Run({"configure", "init", "tls", tls, "--force"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(ReadFileOrEmpty(tls + "/server.pem"), before);
+}
+
+// Issue 11: volume tokens from the command line; the secret is shown once or written 0600.
+TEST_F(CliMetaTest, TokensCreateListRevokeAndNeedTheAdminToken) {
+  ASSERT_EQ(Nighfs({"configure", "create", "volume", "v", "--store", store_}).exit_code, 0);
+  const std::string out_file = dir_.path() + "/w.token";
+  CliResult r = Nighfs({"configure", "create", "token", "--volume", "v", "--access", "write",
+                        "--name", "ci", "--expires", "30d", "--out", out_file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string secret(absl::StripAsciiWhitespace(ReadFileOrEmpty(out_file)));
+  EXPECT_THAT(secret, StartsWith("nighfs-token-"));
+  EXPECT_EQ(secret.size(), std::string("nighfs-token-").size() + 64);
+  EXPECT_THAT(r.out, Not(HasSubstr(secret))) << "--out: the secret goes to the file only";
+  struct stat st;
+  ASSERT_EQ(::stat(out_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  r = Nighfs({"configure", "create", "token", "--volume", "v", "--access", "read"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("nighfs-token-")) << "without --out the secret is printed once";
+
+  r = Nighfs({"configure", "list", "tokens", "--volume", "v"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ci"));
+  EXPECT_THAT(r.out, HasSubstr("write"));
+  EXPECT_THAT(r.out, HasSubstr("read"));
+  EXPECT_THAT(r.out, Not(HasSubstr("nighfs-token-"))) << "a listing never shows a secret";
+
+  r = Nighfs({"configure", "revoke", "token", "ci"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "tokens"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("ci")));
+  EXPECT_EQ(Nighfs({"configure", "revoke", "token", "ci"}).exit_code, 1);
+
+  // Without the admin token: refused by the server (401), nothing created.
+  r = runner_.Run({"--meta", address_, "--admin-token-file", out_file, "configure", "create",
+                   "volume", "w", "--store", store_ + "/w"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("token"));
+  // An admin token file others may read is refused before any call, as ssh does.
+  const std::string loose = dir_.path() + "/loose.token";
+  WriteFile(loose, ReadFileOrEmpty(admin_token_file_));
+  ASSERT_EQ(::chmod(loose.c_str(), 0644), 0);
+  r = runner_.Run({"--meta", address_, "--admin-token-file", loose, "configure", "list",
+                   "volumes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("chmod 600"));
+  r = Nighfs({"configure", "list", "volumes"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr(" w ")));
 }
 
 TEST(CliUnreachableTest, BadMetaAddressFailsFastWithAClearMessage) {
