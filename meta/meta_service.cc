@@ -16,6 +16,9 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/rand.h>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
@@ -54,6 +57,31 @@ void MetaServiceImpl::BackgroundLoop() {
   }
 }
 
+namespace {
+
+// The key of the open grants (meta/access.h): 32 random bytes made once and kept in the meta
+// table (hex), so grants handed out before a restart stay valid after it.
+absl::StatusOr<std::string> LoadOrCreateGrantKey(sql::Connection* db) {
+  ASSIGN_OR_RETURN(std::unique_ptr<sql::Transaction> txn, db->Begin(sql::TxMode::kWrite));
+  ASSIGN_OR_RETURN(auto st, Query(db, "SELECT value FROM meta WHERE key = 'grant_key'"));
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (row) {
+    std::string key = absl::HexStringToBytes(st->ColumnText(0));
+    if (key.size() != 32) return absl::DataLossError("meta.grant_key is not 32 bytes of hex");
+    return key;
+  }
+  st.reset();
+  std::string key(32, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1) {
+    return absl::InternalError("no random bytes for the grant key");
+  }
+  RETURN_IF_ERROR(Exec(db, "INSERT INTO meta (key, value) VALUES ('grant_key', ?)",
+                       Text{absl::BytesToHexString(key)}));
+  RETURN_IF_ERROR(txn->Commit());
+  return key;
+}
+
+}  // namespace
 }  // namespace internal
 
 using internal::MetaServiceImpl;
@@ -125,6 +153,8 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
   if (absl::Status s = MigrateSchema(writer->get()); !s.ok()) {
     return fail(absl::Status(s.code(), absl::StrCat(opts.db_path, ": ", s.message())));
   }
+  absl::StatusOr<std::string> grant_key = internal::LoadOrCreateGrantKey(writer->get());
+  if (!grant_key.ok()) return fail(grant_key.status());
   std::vector<std::unique_ptr<Connection>> readers;
   for (int i = 0; i < opts.read_connections; ++i) {
     sql::SqliteOptions ro;
@@ -134,7 +164,8 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     readers.push_back(*std::move(r));
   }
   return std::unique_ptr<MetaService>(
-      new MetaServiceImpl(std::move(opts), *std::move(writer), std::move(readers), lock_fd));
+      new MetaServiceImpl(std::move(opts), *std::move(writer), std::move(readers), lock_fd,
+                          *std::move(grant_key)));
 }
 
 }  // namespace nighfs::meta

@@ -27,7 +27,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "meta/access.h"
 #include "meta/meta_service.h"
+#include "meta/principal.h"
 #include "meta/request_dedup.h"
 #include "meta/sql.h"
 #include "meta/sql_util.h"
@@ -87,6 +89,8 @@ struct Inode {
   bool IsDir() const { return S_ISDIR(mode); }
   bool IsReg() const { return S_ISREG(mode); }
   bool IsLnk() const { return S_ISLNK(mode); }
+  // What the permission rules (meta/access.h) look at.
+  Node node() const { return Node{mode, uid, gid}; }
 
   void ToProto(pb::Attr* a) const {
     a->set_ino(ino);
@@ -215,8 +219,10 @@ struct Tx {
 class MetaServiceImpl final : public MetaService {
  public:
   MetaServiceImpl(MetaServiceOptions options, std::unique_ptr<Connection> writer,
-                  std::vector<std::unique_ptr<Connection>> readers, int lock_fd)
-      : options_(std::move(options)), lock_fd_(lock_fd), writer_(std::move(writer)),
+                  std::vector<std::unique_ptr<Connection>> readers, int lock_fd,
+                  std::string grant_key)
+      : options_(std::move(options)), lock_fd_(lock_fd), grant_key_(std::move(grant_key)),
+        writer_(std::move(writer)),
         idle_readers_(std::move(readers)) {
     use_readers_ = !idle_readers_.empty();
     if (options_.run_background) background_ = std::thread([this] { BackgroundLoop(); });
@@ -345,19 +351,41 @@ class MetaServiceImpl final : public MetaService {
     return !idle_readers_.empty();
   }
 
-  // Shared by Mknod, Mkdir and Symlink.
+  // Who a request acts for: its caller's credentials and the session of the principal (which
+  // open grants are bound to). Read on the receiving thread, before any transaction.
+  struct Asker {
+    Cred cred;
+    uint64_t session = 0;
+  };
+  template <class Req>
+  static absl::StatusOr<Asker> AskerOf(const Req& req) {
+    ASSIGN_OR_RETURN(Cred c, ResolveCaller(req.has_caller(), req.caller()));
+    return Asker{std::move(c), CurrentPrincipal().session_id};
+  }
+  // True if `grant` is an open grant of `a`'s session for (vol, ino) covering `need`.
+  bool Granted(const Asker& a, std::string_view grant, uint64_t vol, uint64_t ino,
+               int need) const {
+    return !grant.empty() && GrantCovers(grant_key_, grant, vol, ino, a.session, need);
+  }
+
+  // Shared by Mknod, Mkdir and Symlink. `open_access` (Mknod of a file being created open)
+  // asks for an open grant in the response.
   absl::StatusOr<pb::EntryResponse> CreateNode(std::string_view method,
                                                const std::string& request_id, uint64_t vol,
                                                uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint32_t uid, uint32_t gid, uint64_t rdev,
-                                               const std::string* target);
+                                               const std::string* target, const Asker& asker,
+                                               int open_access = 0);
 
   absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> GetStore(const std::string& url);
   void BackgroundLoop();
 
   const MetaServiceOptions options_;
   const int lock_fd_;
+  // The key of the open grants (meta/access.h), kept in the database so grants outlive a
+  // restart of the server.
+  const std::string grant_key_;
 
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_PT_GUARDED_BY(write_mu_);
