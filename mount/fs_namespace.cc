@@ -38,6 +38,7 @@ Req NewEntryRequest(uint64_t volume_id, const Caller& c, uint64_t parent,
   req.set_name(name);
   req.set_uid(c.uid);
   req.set_gid(c.gid);
+  ToProto(c, req.mutable_caller());
   return req;
 }
 
@@ -72,6 +73,13 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
   req.set_size(a.size);
   req.set_atime_ns(a.atime_ns);
   req.set_mtime_ns(a.mtime_ns);
+  if ((a.valid & pb::SETATTR_SIZE) && a.fh != 0) {
+    absl::StatusOr<std::shared_ptr<Handle>> h = GetHandle(a.fh);
+    if (h.ok() && (*h)->state->ino == ino && (OpenAccess((*h)->flags) & 2)) {
+      absl::MutexLock l(&(*h)->state->mu);
+      req.set_grant((*h)->state->write_grant);
+    }
+  }
   std::shared_ptr<FileState> st = OpenState(ino);
   if (st == nullptr) {
     ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
@@ -125,11 +133,20 @@ absl::StatusOr<std::string> FileSystemImpl::Readlink(uint64_t ino) {
 absl::StatusOr<pb::Attr> FileSystemImpl::Mknod(const Caller& c, uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint64_t rdev) {
+  return MakeNode(c, parent, name, mode, rdev, 0, nullptr);
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t parent,
+                                                  const std::string& name, uint32_t mode,
+                                                  uint64_t rdev, int open_access,
+                                                  std::string* grant) {
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::MknodRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
   req.set_rdev(rdev);
+  req.set_open_access(static_cast<uint32_t>(open_access));
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
+  if (grant != nullptr) *grant = resp.grant();
   return resp.attr();
 }
 
