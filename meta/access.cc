@@ -121,12 +121,26 @@ absl::Status CheckMknodType(const Cred& c, uint32_t mode) {
   return absl::OkStatus();
 }
 
-absl::Status CheckSetAttr(const Cred& c, const Node& n, uint32_t valid, uint32_t uid,
-                          uint32_t gid, bool size_granted) {
+absl::Status CheckSetAttr(const Cred& c, const Node& n, uint32_t valid, uint32_t mode,
+                          uint32_t uid, uint32_t gid, bool write_granted) {
   namespace pb = ::nighfs::meta::v1;
+  constexpr uint32_t kPrivs = S_ISUID | S_ISGID;
   // vfs_truncate()/do_sys_ftruncate(): write permission, or a descriptor open for writing.
-  if ((valid & pb::SETATTR_SIZE) && !size_granted) {
+  if ((valid & pb::SETATTR_SIZE) && !write_granted) {
     if (absl::Status s = CheckPermission(c, n, kMayWrite); !s.ok()) return s;
+  }
+  const uint32_t old_mode = n.mode & 07777;
+  mode &= 07777;
+  const bool kills_privs_only = (mode & ~kPrivs) == (old_mode & ~kPrivs) &&
+                                (mode & kPrivs & ~old_mode) == 0 &&
+                                (old_mode & kPrivs & ~mode) != 0;
+  if ((valid & pb::SETATTR_MODE) && kills_privs_only && !IsOwnerOrRoot(c, n)) {
+    if (!write_granted) {
+      if (absl::Status s = CheckPermission(c, n, kMayWrite); !s.ok()) {
+        return NotPermitted("only the owner changes a file's mode");
+      }
+    }
+    valid &= ~static_cast<uint32_t>(pb::SETATTR_MODE);  // checked: the rest goes on
   }
   // setattr_prepare(), in its order.
   if (c.IsRoot()) return absl::OkStatus();

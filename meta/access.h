@@ -77,10 +77,16 @@ absl::Status CheckRename(const Cred& c, const Node& old_dir, const Node& src, co
 absl::Status CheckMknodType(const Cred& c, uint32_t mode);
 
 // SetAttr (setattr_prepare() and the truncate and utimes callers). `valid` holds
-// SetAttrValid bits; `size_granted` says an open grant for writing covers a SIZE change
-// (ftruncate through a descriptor opened for writing).
-absl::Status CheckSetAttr(const Cred& c, const Node& n, uint32_t valid, uint32_t uid,
-                          uint32_t gid, bool size_granted);
+// SetAttrValid bits, `mode` the permission bits asked for; `write_granted` says the request
+// carries an open grant for writing the file (ftruncate through a descriptor opened for
+// writing needs no write permission now).
+//
+// A mode change by someone other than the owner that only clears S_ISUID/S_ISGID is allowed
+// to a writer (write permission or grant): it is the kernel stripping them on a write or
+// truncate by another user (file_remove_privs(), sent with ATTR_FORCE, which FUSE does not
+// carry), not a chmod.
+absl::Status CheckSetAttr(const Cred& c, const Node& n, uint32_t valid, uint32_t mode,
+                          uint32_t uid, uint32_t gid, bool write_granted);
 // The mode after a permitted SetAttr, given the mode as the request would set it (`mode`, the
 // file's type bits included) and its gid after the change: a chmod by a caller outside the
 // file's group (not root) drops S_ISGID; a chown or chgrp of a non-directory by anyone but

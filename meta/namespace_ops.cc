@@ -57,7 +57,7 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
         return FsError(EINVAL, absl::StrCat("inode ", n.ino, " is not a regular file"));
       }
     }
-    RETURN_IF_ERROR(CheckSetAttr(asker.cred, n.node(), valid, req.uid(), req.gid(),
+    RETURN_IF_ERROR(CheckSetAttr(asker.cred, n.node(), valid, req.mode(), req.uid(), req.gid(),
                                  Granted(asker, req.grant(), vol, n.ino, kMayWrite)));
     if (valid & pb::SETATTR_MODE) n.mode = (n.mode & S_IFMT) | (req.mode() & 07777);
     if (valid & pb::SETATTR_UID) n.uid = req.uid();

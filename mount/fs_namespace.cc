@@ -73,14 +73,20 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
   req.set_size(a.size);
   req.set_atime_ns(a.atime_ns);
   req.set_mtime_ns(a.mtime_ns);
+  std::shared_ptr<FileState> st = OpenState(ino);
+  // The write grant of this file goes with a size change through a handle open for writing
+  // (ftruncate after fchmod 0), and with a mode change, which the server accepts from a
+  // non-owner only as the kernel stripping suid/sgid for a writer (meta/access.h).
   if ((a.valid & pb::SETATTR_SIZE) && a.fh != 0) {
     absl::StatusOr<std::shared_ptr<Handle>> h = GetHandle(a.fh);
     if (h.ok() && (*h)->state->ino == ino && (OpenAccess((*h)->flags) & 2)) {
       absl::MutexLock l(&(*h)->state->mu);
       req.set_grant((*h)->state->write_grant);
     }
+  } else if ((a.valid & pb::SETATTR_MODE) && st != nullptr) {
+    absl::MutexLock l(&st->mu);
+    req.set_grant(st->write_grant);
   }
-  std::shared_ptr<FileState> st = OpenState(ino);
   if (st == nullptr) {
     ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
     return resp.attr();

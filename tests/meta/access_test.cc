@@ -94,20 +94,31 @@ TEST(AccessRules, RenameOfADirectoryToAnotherParentNeedsWriteOnIt) {
 TEST(AccessRules, SetAttr) {
   namespace pb = ::nighfs::meta::v1;
   const Node f{S_IFREG | 0644, 1000, 1000};
-  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_MODE, 0, 0, false)), EPERM);
-  EXPECT_OK(CheckSetAttr(kAlice, f, pb::SETATTR_MODE, 0, 0, false));
-  EXPECT_EQ(Errno(CheckSetAttr(kAlice, f, pb::SETATTR_UID, 1001, 0, false)), EPERM);
-  EXPECT_OK(CheckSetAttr(kAlice, f, pb::SETATTR_UID, 1000, 0, false));  // to itself
-  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_UID, 1000, 0, false)), EPERM);
-  EXPECT_OK(CheckSetAttr(kRoot, f, pb::SETATTR_UID | pb::SETATTR_GID, 7, 7, false));
-  EXPECT_EQ(Errno(CheckSetAttr(kAlice, f, pb::SETATTR_GID, 0, 50, false)), EPERM);
-  EXPECT_OK(CheckSetAttr(Cred{1000, 1000, {50}}, f, pb::SETATTR_GID, 0, 50, false));
-  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_SIZE, 0, 0, false)), EACCES);
-  EXPECT_OK(CheckSetAttr(kBob, f, pb::SETATTR_SIZE, 0, 0, /*size_granted=*/true));
-  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_MTIME, 0, 0, false)), EPERM);
-  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_MTIME_NOW, 0, 0, false)), EACCES);
-  EXPECT_OK(CheckSetAttr(kBob, Node{S_IFREG | 0664, 1000, 1000}, pb::SETATTR_MTIME_NOW, 0, 0,
+  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_MODE, 0, 0, 0, false)), EPERM);
+  EXPECT_OK(CheckSetAttr(kAlice, f, pb::SETATTR_MODE, 0, 0, 0, false));
+  EXPECT_EQ(Errno(CheckSetAttr(kAlice, f, pb::SETATTR_UID, 0, 1001, 0, false)), EPERM);
+  EXPECT_OK(CheckSetAttr(kAlice, f, pb::SETATTR_UID, 0, 1000, 0, false));  // to itself
+  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_UID, 0, 1000, 0, false)), EPERM);
+  EXPECT_OK(CheckSetAttr(kRoot, f, pb::SETATTR_UID | pb::SETATTR_GID, 0, 7, 7, false));
+  EXPECT_EQ(Errno(CheckSetAttr(kAlice, f, pb::SETATTR_GID, 0, 0, 50, false)), EPERM);
+  EXPECT_OK(CheckSetAttr(Cred{1000, 1000, {50}}, f, pb::SETATTR_GID, 0, 0, 50, false));
+  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_SIZE, 0, 0, 0, false)), EACCES);
+  EXPECT_OK(CheckSetAttr(kBob, f, pb::SETATTR_SIZE, 0, 0, 0, /*write_granted=*/true));
+  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_MTIME, 0, 0, 0, false)), EPERM);
+  EXPECT_EQ(Errno(CheckSetAttr(kBob, f, pb::SETATTR_MTIME_NOW, 0, 0, 0, false)), EACCES);
+  EXPECT_OK(CheckSetAttr(kBob, Node{S_IFREG | 0664, 1000, 1000}, pb::SETATTR_MTIME_NOW, 0, 0, 0,
                          false));
+  // The kernel stripping suid/sgid on another user's write: allowed to a writer, only that.
+  const Node suid{S_IFREG | 06766, 1000, 1000};
+  EXPECT_OK(CheckSetAttr(kEve, suid, pb::SETATTR_MODE, 0766, 0, 0, false));
+  EXPECT_OK(CheckSetAttr(kEve, suid, pb::SETATTR_MODE, 02766, 0, 0, false));
+  EXPECT_EQ(Errno(CheckSetAttr(kEve, suid, pb::SETATTR_MODE, 0777, 0, 0, false)), EPERM);
+  EXPECT_EQ(Errno(CheckSetAttr(kEve, suid, pb::SETATTR_MODE, 06766, 0, 0, false)), EPERM);
+  EXPECT_EQ(Errno(CheckSetAttr(kEve, Node{S_IFREG | 06744, 1000, 1000}, pb::SETATTR_MODE, 0744,
+                               0, 0, false)),
+            EPERM);
+  EXPECT_OK(CheckSetAttr(kEve, Node{S_IFREG | 06744, 1000, 1000}, pb::SETATTR_MODE, 0744, 0, 0,
+                         /*write_granted=*/true));
   // chmod g+s outside the file's group drops setgid; chown by a non-root clears suid/sgid.
   EXPECT_EQ(ModeAfterSetAttr(kAlice, pb::SETATTR_MODE, S_IFREG | 02755, 50), S_IFREG | 0755u);
   EXPECT_EQ(ModeAfterSetAttr(kAlice, pb::SETATTR_MODE, S_IFREG | 02755, 1000), S_IFREG | 02755u);
