@@ -328,6 +328,10 @@ class FileSystemImpl : public FileSystem {
   uint64_t next_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
   uint64_t end_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
 
+  // The read grant of the last listing started of each directory (see ReadDir).
+  absl::Mutex dir_grants_mu_;
+  absl::flat_hash_map<uint64_t, std::string> dir_grants_ ABSL_GUARDED_BY(dir_grants_mu_);
+
   absl::Mutex caps_mu_;
   absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);
 

@@ -257,7 +257,18 @@ absl::StatusOr<std::vector<DirEntryOut>> FileSystemImpl::ReadDir(
   req.set_cookie(offset >= kDotEntries ? offset - kDotEntries : 0);
   req.set_limit(static_cast<uint32_t>(std::min<size_t>(max_entries - out.size(), 2000)));
   req.set_plus(plus);
+  // A listing's permission is checked at its start (opendir checks it once in the kernel):
+  // its continuation presents the grant the start got.
+  if (req.cookie() != 0) {
+    absl::MutexLock l(&dir_grants_mu_);
+    if (auto it = dir_grants_.find(ino); it != dir_grants_.end()) req.set_grant(it->second);
+  }
   ASSIGN_OR_RETURN(pb::ReadDirResponse resp, Meta(&MetaApi::ReadDir, req));
+  if (!resp.grant().empty()) {
+    absl::MutexLock l(&dir_grants_mu_);
+    if (dir_grants_.size() >= 10000) dir_grants_.clear();  // bounded; refilled by listings
+    dir_grants_[ino] = resp.grant();
+  }
   for (const pb::DirEntry& de : resp.entries()) {
     DirEntryOut e;
     e.name = de.name();

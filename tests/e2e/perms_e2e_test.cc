@@ -3,6 +3,7 @@
 // kernel refuses stays refused, what POSIX allows through an open descriptor keeps working
 // (open grants), and a permission revoked by another mount is enforced by the server even
 // while this mount's kernel still holds the old attributes.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -106,6 +107,32 @@ TEST_F(PermsE2eTest, WritesThroughADescriptorAfterFchmodZero) {
               return ::close(fd) == 0 ? 0 : 3;
             }), 0);
   EXPECT_EQ(ReadFile(P("pub/ro")), "ro");
+}
+
+// An open directory keeps its access too: `ls` does not stop half-way when the mode changes.
+TEST_F(PermsE2eTest, ListingGoesOnAfterChmod) {
+  const std::string d = P("pub/d");
+  EXPECT_EQ(AsUser(kAlice, kAlice, [&] {
+              if (::mkdir(d.c_str(), 0755) != 0) return 1;
+              for (int i = 0; i < 400; ++i) {
+                int fd = ::open((d + "/entry" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY,
+                                0644);
+                if (fd < 0) return 2;
+                ::close(fd);
+              }
+              DIR* dir = ::opendir(d.c_str());
+              if (dir == nullptr) return 3;
+              int n = ::readdir(dir) != nullptr ? 1 : 0;
+              if (::chmod(d.c_str(), 0) != 0) return 4;
+              errno = 0;
+              while (::readdir(dir) != nullptr) ++n;
+              const int err = errno;
+              ::closedir(dir);
+              if (err != 0) return 5;
+              if (n != 402) return 6;
+              // A new listing is checked against the new mode.
+              return ::opendir(d.c_str()) == nullptr && errno == EACCES ? 0 : 7;
+            }), 0);
 }
 
 TEST_F(PermsE2eTest, StickyDirectory) {

@@ -468,6 +468,35 @@ TEST_F(ServerChecksTest, SearchAndReadOfDirectories) {
   EXPECT_EQ(Errno(svc_->ReadDir(q)), EACCES);
 }
 
+// An open directory, as an open file, keeps its access: a listing checked at its start goes on.
+TEST_F(ServerChecksTest, ListingGoesOnAfterChmodWithItsGrant) {
+  const uint64_t d = Make(1, "d", S_IFDIR | 0755, 1000, 1000);
+  Make(d, "a", S_IFREG | 0644, 1000, 1000);
+  Make(d, "b", S_IFREG | 0644, 1000, 1000);
+  ScopedPrincipal p(Token());
+  pb::ReadDirRequest q;
+  q.set_volume_id(vol_);
+  q.set_ino(d);
+  q.set_limit(1);
+  *q.mutable_caller() = bob_;
+  absl::StatusOr<pb::ReadDirResponse> first = svc_->ReadDir(q);
+  ASSERT_OK(first);
+  ASSERT_EQ(first->entries_size(), 1);
+  ASSERT_FALSE(first->grant().empty());
+  ASSERT_OK(SetAttr(alice_, d, pb::SETATTR_MODE, 0700));
+  q.set_cookie(first->entries(0).cookie());
+  EXPECT_EQ(Errno(svc_->ReadDir(q)), EACCES);
+  q.set_grant(first->grant());
+  absl::StatusOr<pb::ReadDirResponse> rest = svc_->ReadDir(q);
+  ASSERT_OK(rest);
+  EXPECT_EQ(rest->entries_size(), 1);
+  // The grant is for that directory only.
+  const uint64_t other = Make(1, "other", S_IFDIR | 0700, 1000, 1000);
+  q.set_ino(other);
+  q.set_cookie(0);
+  EXPECT_EQ(Errno(svc_->ReadDir(q)), EACCES);
+}
+
 TEST_F(ServerChecksTest, CreateRemoveAndRenameNeedWriteOnTheParent) {
   const uint64_t d = Make(1, "d", S_IFDIR | 0755, 1000, 1000);
   Make(d, "f", S_IFREG | 0666, 1000, 1000);
