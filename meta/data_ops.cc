@@ -28,10 +28,21 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
   const uint64_t end = (req.count() == 0 || req.count() > kMaxFileSize - first)
                            ? kMaxFileSize
                            : first + req.count();
+  const int open_access = static_cast<int>(req.open_access()) & (kMayRead | kMayWrite);
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return Read([&](Tx& tx) -> absl::StatusOr<pb::GetBlocksResponse> {
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(req.volume_id(), req.ino()));
     if (n.IsDir()) return FsError(EISDIR, absl::StrCat("inode ", n.ino, " is a directory"));
     pb::GetBlocksResponse r;
+    if (open_access != 0) {
+      // An open: checked now, and only now, for this descriptor (see open grants in access.h).
+      RETURN_IF_ERROR(CheckPermission(asker.cred, n.node(), open_access));
+      r.set_grant(MakeGrant(grant_key_, req.volume_id(), n.ino, asker.session, open_access));
+    } else if (!Granted(asker, req.grant(), req.volume_id(), n.ino, kMayRead) &&
+               !Granted(asker, req.grant(), req.volume_id(), n.ino, kMayWrite)) {
+      // A writer needs the map too (to merge partial blocks): any grant of the file will do.
+      RETURN_IF_ERROR(CheckPermission(asker.cred, n.node(), kMayRead));
+    }
     *r.mutable_attr() = n.Proto();
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT idx, block_id, length, object_size, crc32c FROM blocks "
@@ -74,6 +85,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
   if (req.min_size() > kMaxFileSize) {
     return FsError(EFBIG, absl::StrCat("size ", req.min_size(), " is too large"));
   }
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("CommitBlocks", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(vol));
@@ -114,6 +126,9 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
     Inode n = *found;
     if (n.IsDir()) return FsError(EISDIR, absl::StrCat("inode ", n.ino, " is a directory"));
     if (!n.IsReg()) return FsError(EINVAL, absl::StrCat("inode ", n.ino, " is not a regular file"));
+    if (!Granted(asker, req.grant(), vol, n.ino, kMayWrite)) {
+      RETURN_IF_ERROR(CheckPermission(asker.cred, n.node(), kMayWrite));
+    }
 
     // Punched holes: the entries go, their objects become garbage, the size stays.
     for (uint64_t idx : req.drop_indexes()) {

@@ -26,8 +26,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/crypto.h"
 #include "common/status_macros.h"
+#include "meta/access.h"
 #include "meta/meta_service.h"
+#include "meta/principal.h"
 #include "meta/request_dedup.h"
 #include "meta/sql.h"
 #include "meta/sql_util.h"
@@ -90,6 +93,8 @@ struct Inode {
   bool IsDir() const { return S_ISDIR(mode); }
   bool IsReg() const { return S_ISREG(mode); }
   bool IsLnk() const { return S_ISLNK(mode); }
+  // What the permission rules (meta/access.h) look at.
+  Node node() const { return Node{mode, uid, gid}; }
 
   void ToProto(pb::Attr* a) const {
     a->set_ino(ino);
@@ -221,6 +226,8 @@ class MetaServiceImpl final : public MetaService {
                   std::vector<std::unique_ptr<Connection>> readers, int lock_fd,
                   std::string secret_key)
       : options_(std::move(options)), lock_fd_(lock_fd), secret_key_(std::move(secret_key)),
+        // Its own key (domain separation), derived rather than stored: one secret per database.
+        grant_key_(HmacSha256(secret_key_, "nighfs open grant key v1")),
         writer_(std::move(writer)),
         idle_readers_(std::move(readers)) {
     use_readers_ = !idle_readers_.empty();
@@ -360,13 +367,32 @@ class MetaServiceImpl final : public MetaService {
     return !idle_readers_.empty();
   }
 
-  // Shared by Mknod, Mkdir and Symlink.
+  // Who a request acts for: its caller's credentials and the session of the principal (which
+  // open grants are bound to). Read on the receiving thread, before any transaction.
+  struct Asker {
+    Cred cred;
+    uint64_t session = 0;
+  };
+  template <class Req>
+  static absl::StatusOr<Asker> AskerOf(const Req& req) {
+    ASSIGN_OR_RETURN(Cred c, ResolveCaller(req.has_caller(), req.caller()));
+    return Asker{std::move(c), CurrentPrincipal().session_id};
+  }
+  // True if `grant` is an open grant of `a`'s session for (vol, ino) covering `need`.
+  bool Granted(const Asker& a, std::string_view grant, uint64_t vol, uint64_t ino,
+               int need) const {
+    return !grant.empty() && GrantCovers(grant_key_, grant, vol, ino, a.session, need);
+  }
+
+  // Shared by Mknod, Mkdir and Symlink. `open_access` (Mknod of a file being created open)
+  // asks for an open grant in the response.
   absl::StatusOr<pb::EntryResponse> CreateNode(std::string_view method,
                                                const std::string& request_id, uint64_t vol,
                                                uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint32_t uid, uint32_t gid, uint64_t rdev,
-                                               const std::string* target);
+                                               const std::string* target, const Asker& asker,
+                                               int open_access = 0);
 
   absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> GetStore(const std::string& url);
 
@@ -382,6 +408,9 @@ class MetaServiceImpl final : public MetaService {
   // Random, made once per database and kept in its meta table (meta/tokens.cc): the key of
   // DeriveSecret. Never leaves the server.
   const std::string secret_key_;
+  // The key of the open grants (meta/access.h), derived from secret_key_ so that grants outlive
+  // a restart of the server.
+  const std::string grant_key_;
 
   absl::Mutex write_mu_;
   std::unique_ptr<Connection> writer_ ABSL_PT_GUARDED_BY(write_mu_);

@@ -20,8 +20,10 @@ namespace nighfs::meta::internal {
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Lookup(const pb::LookupRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return Read([&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
-    RETURN_IF_ERROR(tx.GetDir(req.volume_id(), req.parent()).status());
+    ASSIGN_OR_RETURN(Inode dir, tx.GetDir(req.volume_id(), req.parent()));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(req.volume_id(), req.parent(), req.name()));
     ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(req.volume_id(), d.ino));
     pb::EntryResponse r;
@@ -31,6 +33,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Lookup(const pb::LookupReques
 }
 
 absl::StatusOr<pb::AttrResponse> MetaServiceImpl::GetAttr(const pb::GetAttrRequest& req) {
+  RETURN_IF_ERROR(AskerOf(req).status());  // stat needs no permission on the inode itself
   return Read([&](Tx& tx) -> absl::StatusOr<pb::AttrResponse> {
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(req.volume_id(), req.ino()));
     pb::AttrResponse r;
@@ -44,6 +47,7 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
   if ((valid & pb::SETATTR_SIZE) && req.size() > kMaxFileSize) {
     return FsError(EFBIG, absl::StrCat("size ", req.size(), " is too large"));
   }
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("SetAttr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::AttrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
@@ -53,9 +57,12 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
         return FsError(EINVAL, absl::StrCat("inode ", n.ino, " is not a regular file"));
       }
     }
+    RETURN_IF_ERROR(CheckSetAttr(asker.cred, n.node(), valid, req.mode(), req.uid(), req.gid(),
+                                 Granted(asker, req.grant(), vol, n.ino, kMayWrite)));
     if (valid & pb::SETATTR_MODE) n.mode = (n.mode & S_IFMT) | (req.mode() & 07777);
     if (valid & pb::SETATTR_UID) n.uid = req.uid();
     if (valid & pb::SETATTR_GID) n.gid = req.gid();
+    n.mode = ModeAfterSetAttr(asker.cred, valid, n.mode, n.gid);
     if (valid & pb::SETATTR_ATIME) n.atime_ns = req.atime_ns();
     if (valid & pb::SETATTR_ATIME_NOW) n.atime_ns = tx.now;
     if (valid & pb::SETATTR_MTIME) n.mtime_ns = req.mtime_ns();
@@ -116,14 +123,24 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view m
                                                               const std::string& name,
                                                               uint32_t mode, uint32_t uid,
                                                               uint32_t gid, uint64_t rdev,
-                                                              const std::string* target) {
+                                                              const std::string* target,
+                                                              const Asker& asker,
+                                                              int open_access) {
   RETURN_IF_ERROR(CheckName(name));
+  RETURN_IF_ERROR(CheckMknodType(asker.cred, mode));
+  // The kernel makes a new inode the caller's; only root may name another owner.
+  if (!asker.cred.IsRoot()) {
+    uid = asker.cred.uid;
+    gid = asker.cred.gid;
+  }
   return WriteOnce(method, request_id, [&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, parent));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
     ASSIGN_OR_RETURN(std::optional<Dentry> existing, tx.FindDentry(vol, parent, name));
     if (existing) {
       return FsError(EEXIST, absl::StrCat(Quote(name), " exists in directory ", parent));
     }
+    RETURN_IF_ERROR(CheckCreate(asker.cred, dir.node()));
     Inode n;
     ASSIGN_OR_RETURN(n.ino, tx.AllocIno(vol));
     n.mode = mode;
@@ -133,6 +150,11 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view m
     if (dir.mode & S_ISGID) {
       n.gid = dir.gid;
       if (S_ISDIR(mode)) n.mode |= S_ISGID;
+    }
+    // inode_init_owner(): no group-executable setgid file in a group the creator is not in.
+    if (!S_ISDIR(mode) && (n.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
+        !asker.cred.IsRoot() && !asker.cred.InGroup(n.gid)) {
+      n.mode &= ~static_cast<uint32_t>(S_ISGID);
     }
     n.rdev = rdev;
     n.nlink = S_ISDIR(mode) ? 2 : 1;
@@ -145,6 +167,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view m
     RETURN_IF_ERROR(tx.UpdateInode(vol, dir));
     pb::EntryResponse r;
     *r.mutable_attr() = n.Proto();
+    if (open_access != 0) r.set_grant(MakeGrant(grant_key_, vol, n.ino, asker.session, open_access));
     return r;
   });
 }
@@ -163,13 +186,16 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Mknod(const pb::MknodRequest&
       return FsError(EINVAL, absl::StrFormat("mknod cannot create file type %#o", type));
   }
   const uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev() : 0;
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
+  const int open_access = type == S_IFREG ? static_cast<int>(req.open_access()) : 0;
   return CreateNode("Mknod", req.request_id(), req.volume_id(), req.parent(), req.name(), type | (req.mode() & 07777),
-                    req.uid(), req.gid(), rdev, nullptr);
+                    req.uid(), req.gid(), rdev, nullptr, asker, open_access);
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Mkdir(const pb::MkdirRequest& req) {
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return CreateNode("Mkdir", req.request_id(), req.volume_id(), req.parent(), req.name(), S_IFDIR | (req.mode() & 07777),
-                    req.uid(), req.gid(), 0, nullptr);
+                    req.uid(), req.gid(), 0, nullptr, asker);
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Symlink(const pb::SymlinkRequest& req) {
@@ -181,15 +207,18 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Symlink(const pb::SymlinkRequ
   if (req.target().find('\0') != std::string::npos) {
     return FsError(EINVAL, "symlink target contains NUL");
   }
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return CreateNode("Symlink", req.request_id(), req.volume_id(), req.parent(), req.name(), S_IFLNK | 0777, req.uid(),
-                    req.gid(), 0, &req.target());
+                    req.gid(), 0, &req.target(), asker);
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& req) {
   RETURN_IF_ERROR(CheckName(req.new_name()));
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("Link", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::EntryResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.new_parent()));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
     ASSIGN_OR_RETURN(std::optional<Dentry> existing,
                      tx.FindDentry(vol, req.new_parent(), req.new_name()));
@@ -197,6 +226,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& r
       return FsError(EEXIST, absl::StrCat(Quote(req.new_name()), " exists in directory ",
                                           req.new_parent()));
     }
+    RETURN_IF_ERROR(CheckCreate(asker.cred, dir.node()));
     if (n.IsDir()) return FsError(EPERM, absl::StrCat("cannot link directory ", n.ino));
     // An unlinked file kept open cannot get a name back (linkat(2) gives ENOENT).
     if (n.nlink == 0) return FsError(ENOENT, absl::StrCat("inode ", n.ino, " has been unlinked"));
@@ -217,11 +247,14 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& r
 
 absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("Unlink", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
     ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
+    RETURN_IF_ERROR(CheckDelete(asker.cred, dir.node(), n.node()));
     if (n.IsDir()) return FsError(EISDIR, absl::StrCat(Quote(req.name()), " is a directory"));
     RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM dentries WHERE id = ?", d.id));
     ASSIGN_OR_RETURN(n, tx.DropLink(vol, n, req.session_id(), req.sustain(), options_.session_timeout));
@@ -235,11 +268,14 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
 
 absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("Rmdir", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
     ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
     ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
+    RETURN_IF_ERROR(CheckDelete(asker.cred, dir.node(), n.node()));
     if (!n.IsDir()) return FsError(ENOTDIR, absl::StrCat(Quote(req.name()), " is not a directory"));
     ASSIGN_OR_RETURN(bool empty, tx.DirIsEmpty(vol, n.ino));
     if (!empty) return FsError(ENOTEMPTY, absl::StrCat("directory ", Quote(req.name()), " is not empty"));
@@ -261,6 +297,7 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
   RETURN_IF_ERROR(CheckName(req.name()));
   RETURN_IF_ERROR(CheckName(req.new_name()));
   const bool exchange = flags & kRenameExchange;
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("Rename", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RenameResponse> {
     const uint64_t vol = req.volume_id();
     const uint64_t p_old = req.parent();
@@ -268,6 +305,8 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
     const bool same_parent = p_old == p_new;
     ASSIGN_OR_RETURN(Inode old_dir, tx.GetDir(vol, p_old));
     ASSIGN_OR_RETURN(Inode new_dir, tx.GetDir(vol, p_new));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, old_dir.node()));
+    RETURN_IF_ERROR(CheckSearch(asker.cred, new_dir.node()));
     ASSIGN_OR_RETURN(Dentry src_d, tx.GetDentry(vol, p_old, req.name()));
     ASSIGN_OR_RETURN(Inode src, tx.GetEntryInode(vol, src_d.ino));
     ASSIGN_OR_RETURN(std::optional<Dentry> dst_d, tx.FindDentry(vol, p_new, req.new_name()));
@@ -306,6 +345,9 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
                                             " into its own subtree"));
       }
     }
+    RETURN_IF_ERROR(CheckRename(asker.cred, old_dir.node(), src.node(), new_dir.node(),
+                                dst ? std::optional<Node>(dst->node()) : std::nullopt,
+                                same_parent, exchange));
 
     // nlink of the parents: each directory child holds a link to its parent ("..").
     int64_t old_dir_delta = 0;
@@ -379,9 +421,15 @@ absl::StatusOr<pb::ReadDirResponse> MetaServiceImpl::ReadDir(const pb::ReadDirRe
   // A cookie past INT64_MAX cannot have come from us: nothing follows it.
   const int64_t cookie = req.cookie() > kMaxFileSize ? std::numeric_limits<int64_t>::max()
                                                      : static_cast<int64_t>(req.cookie());
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return Read([&](Tx& tx) -> absl::StatusOr<pb::ReadDirResponse> {
     const uint64_t vol = req.volume_id();
-    RETURN_IF_ERROR(tx.GetDir(vol, req.ino()).status());
+    ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.ino()));
+    pb::ReadDirResponse r;
+    if (!Granted(asker, req.grant(), vol, dir.ino, kMayRead)) {
+      RETURN_IF_ERROR(CheckPermission(asker.cred, dir.node(), kMayRead));
+      r.set_grant(MakeGrant(grant_key_, vol, dir.ino, asker.session, kMayRead));
+    }
     // One row more than asked tells whether the listing is complete.
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT d.id, d.name, i.ino, i.mode, i.uid, i.gid, i.size, "
@@ -391,7 +439,6 @@ absl::StatusOr<pb::ReadDirResponse> MetaServiceImpl::ReadDir(const pb::ReadDirRe
                                     "WHERE d.volume_id = ? AND d.parent = ? AND d.id > ? "
                                     "ORDER BY d.id LIMIT ?",
                                     vol, req.ino(), cookie, limit + 1));
-    pb::ReadDirResponse r;
     r.set_eof(true);
     while (true) {
       ASSIGN_OR_RETURN(bool row, st->Step());
@@ -413,6 +460,7 @@ absl::StatusOr<pb::ReadDirResponse> MetaServiceImpl::ReadDir(const pb::ReadDirRe
 }
 
 absl::StatusOr<pb::ReadlinkResponse> MetaServiceImpl::Readlink(const pb::ReadlinkRequest& req) {
+  RETURN_IF_ERROR(AskerOf(req).status());  // readlink needs no permission on the link
   return Read([&](Tx& tx) -> absl::StatusOr<pb::ReadlinkResponse> {
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT mode, target FROM inodes WHERE volume_id = ? AND ino = ?",
@@ -430,15 +478,6 @@ absl::StatusOr<pb::ReadlinkResponse> MetaServiceImpl::Readlink(const pb::Readlin
 
 // ---- xattrs ----
 
-absl::Status CheckXattrName(std::string_view name) {
-  // Linux answers ERANGE for an empty name as for a too long one.
-  if (name.empty() || name.size() > kMaxXattrNameBytes) {
-    return FsError(ERANGE, absl::StrCat("xattr name of ", name.size(), " bytes is not in 1..",
-                                        kMaxXattrNameBytes));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<pb::SetXattrResponse> MetaServiceImpl::SetXattr(const pb::SetXattrRequest& req) {
   RETURN_IF_ERROR(CheckXattrName(req.name()));
   if (req.value().size() > kMaxXattrValueBytes) {
@@ -448,9 +487,11 @@ absl::StatusOr<pb::SetXattrResponse> MetaServiceImpl::SetXattr(const pb::SetXatt
   if ((req.flags() & ~(kXattrCreate | kXattrReplace)) != 0) {
     return FsError(EINVAL, absl::StrCat("unsupported xattr flags ", req.flags()));
   }
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("SetXattr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::SetXattrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
+    RETURN_IF_ERROR(CheckXattrAccess(asker.cred, n.node(), req.name(), /*write=*/true));
     ASSIGN_OR_RETURN(int64_t exists, QueryInt(tx.db, 0,
                                               "SELECT 1 FROM xattrs WHERE volume_id = ? AND "
                                               "ino = ? AND name = ?",
@@ -473,8 +514,10 @@ absl::StatusOr<pb::SetXattrResponse> MetaServiceImpl::SetXattr(const pb::SetXatt
 
 absl::StatusOr<pb::GetXattrResponse> MetaServiceImpl::GetXattr(const pb::GetXattrRequest& req) {
   RETURN_IF_ERROR(CheckXattrName(req.name()));
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return Read([&](Tx& tx) -> absl::StatusOr<pb::GetXattrResponse> {
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(req.volume_id(), req.ino()));
+    RETURN_IF_ERROR(CheckXattrAccess(asker.cred, n.node(), req.name(), /*write=*/false));
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT value FROM xattrs WHERE volume_id = ? AND ino = ? "
                                     "AND name = ?",
@@ -488,6 +531,7 @@ absl::StatusOr<pb::GetXattrResponse> MetaServiceImpl::GetXattr(const pb::GetXatt
 }
 
 absl::StatusOr<pb::ListXattrResponse> MetaServiceImpl::ListXattr(const pb::ListXattrRequest& req) {
+  RETURN_IF_ERROR(AskerOf(req).status());  // listxattr needs no permission (as in the kernel)
   return Read([&](Tx& tx) -> absl::StatusOr<pb::ListXattrResponse> {
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(req.volume_id(), req.ino()));
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
@@ -507,9 +551,11 @@ absl::StatusOr<pb::ListXattrResponse> MetaServiceImpl::ListXattr(const pb::ListX
 absl::StatusOr<pb::RemoveXattrResponse> MetaServiceImpl::RemoveXattr(
     const pb::RemoveXattrRequest& req) {
   RETURN_IF_ERROR(CheckXattrName(req.name()));
+  ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("RemoveXattr", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RemoveXattrResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(vol, req.ino()));
+    RETURN_IF_ERROR(CheckXattrAccess(asker.cred, n.node(), req.name(), /*write=*/true));
     RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM xattrs WHERE volume_id = ? AND ino = ? AND name = ?",
                          vol, n.ino, Blob{req.name()}));
     if (tx.db->Changes() == 0) return FsError(ENODATA, absl::StrCat("no xattr ", Quote(req.name())));

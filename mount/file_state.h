@@ -74,6 +74,12 @@ struct FileState {
   std::map<uint64_t, DirtyImage> dirty ABSL_GUARDED_BY(mu);
   std::map<uint64_t, std::shared_ptr<PendingBlock>> inflight ABSL_GUARDED_BY(mu);
 
+  // Open grants the server gave this mount's opens of the file (meta/access.h): a read and a
+  // write grant (one grant may be both), and whose credentials the commits carry.
+  std::string read_grant ABSL_GUARDED_BY(mu);
+  std::string write_grant ABSL_GUARDED_BY(mu);
+  meta::v1::Caller writer ABSL_GUARDED_BY(mu);
+
   // The last commit failed: every fsync/close reports it until a commit succeeds, and the
   // background retrier commits the file again (after next_attempt_ns) even once it is closed.
   absl::Status write_error ABSL_GUARDED_BY(mu);

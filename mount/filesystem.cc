@@ -9,6 +9,29 @@
 #include "mount/filesystem_impl.h"
 
 namespace nighfs::fs {
+namespace {
+
+const Caller kRootCaller;
+thread_local const Caller* current_caller = nullptr;
+
+}  // namespace
+
+const Caller& CurrentCaller() {
+  return current_caller != nullptr ? *current_caller : kRootCaller;
+}
+
+ScopedCaller::ScopedCaller(Caller caller)
+    : previous_(current_caller), caller_(std::move(caller)) {
+  current_caller = &caller_;
+}
+
+ScopedCaller::~ScopedCaller() { current_caller = previous_; }
+
+void ToProto(const Caller& c, pb::Caller* out) {
+  out->set_uid(c.uid);
+  out->set_gid(c.gid);
+  out->mutable_groups()->Assign(c.groups.begin(), c.groups.end());
+}
 
 struct stat AttrToStat(const pb::Attr& a, uint32_t block_size) {
   struct stat st;

@@ -49,10 +49,33 @@ struct FsOptions {
   size_t buffer_pool_bytes = 32u << 20;
 };
 
-// Who is asking (from the FUSE request context).
+// Who is asking (from the FUSE request context): the process's fsuid, fsgid and supplementary
+// groups. The metadata server checks POSIX permissions for it (meta/access.h).
 struct Caller {
   uint32_t uid = 0;
   uint32_t gid = 0;
+  std::vector<uint32_t> groups;
+};
+
+// The caller of the FUSE request running on this thread, which every metadata request made
+// for it carries (root, uid 0, when no scope is active: tests driving a FileSystem directly).
+// A thread-local rather than a parameter of every FileSystem method, as meta/principal.h is
+// on the server: each FUSE handler runs start to end on one worker thread. Work done later on
+// other threads (commits at release, the background retrier) does not use it: it carries the
+// credentials captured when the file was opened for writing.
+const Caller& CurrentCaller();
+
+// Sets the current caller for its lifetime (restores the previous one after).
+class ScopedCaller {
+ public:
+  explicit ScopedCaller(Caller caller);
+  ~ScopedCaller();
+  ScopedCaller(const ScopedCaller&) = delete;
+  ScopedCaller& operator=(const ScopedCaller&) = delete;
+
+ private:
+  const Caller* previous_;
+  Caller caller_;
 };
 
 // Which fields of SetAttr to apply (bits of meta.proto's SetAttrValid).
@@ -64,6 +87,9 @@ struct SetAttrArgs {
   uint64_t size = 0;
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
+  // The handle the change comes through (ftruncate, futimens; 0 = by path): a size change
+  // through a handle open for writing needs no write permission now (POSIX checks at open).
+  uint64_t fh = 0;
 };
 
 struct DirEntryOut {

@@ -5,6 +5,8 @@
 #ifndef NIGHFS_MOUNT_FILESYSTEM_IMPL_H_
 #define NIGHFS_MOUNT_FILESYSTEM_IMPL_H_
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -48,6 +50,18 @@ inline int64_t NowNs() { return absl::ToUnixNanos(absl::Now()); }
   if (ok) return;
   NIGHFS_LOG(ERROR) << "invariant violated: " << what;
   std::abort();
+}
+
+void ToProto(const Caller& c, pb::Caller* out);
+
+// The access an open asks the server for (meta/access.h: 4 = read, 2 = write): O_TRUNC
+// needs write, as open(2) does.
+inline int OpenAccess(int flags) {
+  const int acc = flags & O_ACCMODE;
+  int a = 0;
+  if (acc == O_RDONLY || acc == O_RDWR) a |= 4;
+  if (acc == O_WRONLY || acc == O_RDWR || (flags & O_TRUNC)) a |= 2;
+  return a;
 }
 
 inline absl::Status CheckName(const std::string& name) {
@@ -117,9 +131,13 @@ class FileSystemImpl : public FileSystem {
 
  private:
   // One metadata call, counted. Failures that are file-system answers (ENOENT...) are
-  // normal; transport failures were already retried by the client up to its deadline.
+  // normal; transport failures were already retried by the client up to its deadline. A
+  // request with a `caller` field that has none set carries this thread's CurrentCaller().
   template <class Req, class Resp>
-  absl::StatusOr<Resp> Meta(absl::StatusOr<Resp> (MetaApi::*method)(const Req&), const Req& req) {
+  absl::StatusOr<Resp> Meta(absl::StatusOr<Resp> (MetaApi::*method)(const Req&), Req req) {
+    if constexpr (requires { req.mutable_caller(); }) {
+      if (!req.has_caller()) ToProto(CurrentCaller(), req.mutable_caller());
+    }
     meta_calls_.fetch_add(1, std::memory_order_relaxed);
     absl::StatusOr<Resp> r = (meta_->*method)(req);
     if (!r.ok() && StatusToErrno(r.status()) == EIO) {
@@ -133,6 +151,12 @@ class FileSystemImpl : public FileSystem {
     if (boff >= src_len) return;  // past the stored bytes: stays zero
     std::memcpy(dst, src + boff, std::min<size_t>(n, src_len - boff));
   }
+
+  // Mknod; with `open_access` (create(2)) the server also answers an open grant for the new
+  // file, stored in `*grant`.
+  absl::StatusOr<pb::Attr> MakeNode(const Caller& c, uint64_t parent, const std::string& name,
+                                    uint32_t mode, uint64_t rdev, int open_access,
+                                    std::string* grant);
 
   // ---- open-file table ----
 
@@ -188,8 +212,17 @@ class FileSystemImpl : public FileSystem {
   // Lookup only while some file is open.
   std::shared_ptr<FileState> OpenStateOfName(uint64_t parent, const std::string& name);
 
-  // Close-to-open: the first open of a file in this mount reads its block map afresh.
-  absl::Status LoadState(const std::shared_ptr<FileState>& st);
+  // Close-to-open: the first open of a file in this mount reads its block map afresh. Every
+  // open also needs an open grant for `access` (OpenAccess) from the server, asked with the
+  // opener's credentials, unless the file already holds one that covers it.
+  absl::Status LoadState(const std::shared_ptr<FileState>& st, int access);
+  // Records what an open got: its grant, and the opener as the writer whose credentials the
+  // file's commits carry (also those made later, at release or by the retrier).
+  static void KeepGrant(FileState& st, int access, const std::string& grant)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+  // A CommitBlocks of `st` carries its writer's credentials and write grant, whoever's thread
+  // makes it (a FUSE release has no caller; the retrier runs on its own thread).
+  static void StampWriter(FileState& st, pb::CommitBlocksRequest* req);
   uint64_t NewHandle(std::shared_ptr<FileState> st, int flags);
   absl::StatusOr<std::shared_ptr<Handle>> GetHandle(uint64_t fh);
 
@@ -294,6 +327,10 @@ class FileSystemImpl : public FileSystem {
   absl::Mutex ids_mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
   uint64_t end_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
+
+  // The read grant of the last listing started of each directory (see ReadDir).
+  absl::Mutex dir_grants_mu_;
+  absl::flat_hash_map<uint64_t, std::string> dir_grants_ ABSL_GUARDED_BY(dir_grants_mu_);
 
   absl::Mutex caps_mu_;
   absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);

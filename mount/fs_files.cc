@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <limits>
 
 #include "common/status_macros.h"
 
@@ -14,7 +15,7 @@ namespace nighfs::fs {
 
 absl::StatusOr<uint64_t> FileSystemImpl::Open(uint64_t ino, int flags) {
   std::shared_ptr<FileState> st = AcquireState(ino);
-  absl::Status s = LoadState(st);
+  absl::Status s = LoadState(st, OpenAccess(flags));
   if (!s.ok()) {
     ReleaseState(st);
     return s;
@@ -24,17 +25,21 @@ absl::StatusOr<uint64_t> FileSystemImpl::Open(uint64_t ino, int flags) {
 
 absl::StatusOr<std::pair<pb::Attr, uint64_t>> FileSystemImpl::Create(
     const Caller& c, uint64_t parent, const std::string& name, uint32_t mode, int flags) {
-  absl::StatusOr<pb::Attr> made = Mknod(c, parent, name, (mode & 07777) | S_IFREG, 0);
+  std::string grant;
+  absl::StatusOr<pb::Attr> made =
+      MakeNode(c, parent, name, (mode & 07777) | S_IFREG, 0, OpenAccess(flags), &grant);
   if (made.ok()) {
     std::shared_ptr<FileState> st = AcquireState(made->ino());
     {
       absl::MutexLock fl(&st->flush_mu);
+      absl::MutexLock l(&st->mu);
       if (!st->loaded) {
-        absl::MutexLock l(&st->mu);
         st->attr = *made;
         st->size = 0;
         st->loaded = true;
       }
+      ScopedCaller as(c);
+      KeepGrant(*st, OpenAccess(flags), grant);
     }
     return std::make_pair(*made, NewHandle(st, flags));
   }
@@ -48,6 +53,7 @@ absl::StatusOr<std::pair<pb::Attr, uint64_t>> FileSystemImpl::Create(
     SetAttrArgs a;
     a.valid = pb::SETATTR_SIZE;
     a.size = 0;
+    a.fh = fh;
     absl::StatusOr<pb::Attr> t = SetAttr(attr.ino(), a);
     if (!t.ok()) {
       (void)Release(fh);
@@ -202,20 +208,47 @@ void FileSystemImpl::MarkSustained(const std::shared_ptr<FileState>& st) {
   st->sustained = true;
 }
 
-absl::Status FileSystemImpl::LoadState(const std::shared_ptr<FileState>& st) {
+absl::Status FileSystemImpl::LoadState(const std::shared_ptr<FileState>& st, int access) {
   absl::MutexLock fl(&st->flush_mu);
-  if (st->loaded) return absl::OkStatus();
+  bool covered;
+  {
+    absl::MutexLock l(&st->mu);
+    covered = (!(access & 4) || !st->read_grant.empty()) &&
+              (!(access & 2) || !st->write_grant.empty());
+  }
+  if (st->loaded && covered) return absl::OkStatus();
   pb::GetBlocksRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(st->ino);
+  req.set_open_access(static_cast<uint32_t>(access));
+  // Loaded already (another handle has the file open): only the grant is wanted, not a map
+  // that would overwrite what this mount has buffered. No block has an index this large.
+  if (st->loaded) req.set_first_index(std::numeric_limits<uint64_t>::max());
   ASSIGN_OR_RETURN(pb::GetBlocksResponse resp, Meta(&MetaApi::GetBlocks, req));
   absl::MutexLock l(&st->mu);
+  KeepGrant(*st, access, resp.grant());
+  if (st->loaded) return absl::OkStatus();
   st->attr = resp.attr();
   st->size = resp.attr().size();
   st->blocks.clear();
   for (const pb::Block& b : resp.blocks()) st->blocks[b.index()] = b;
   st->loaded = true;
   return absl::OkStatus();
+}
+
+void FileSystemImpl::KeepGrant(FileState& st, int access, const std::string& grant) {
+  st.mu.AssertHeld();
+  if (access & 4) st.read_grant = grant;
+  if (access & 2) {
+    st.write_grant = grant;
+    ToProto(CurrentCaller(), &st.writer);
+  }
+}
+
+void FileSystemImpl::StampWriter(FileState& st, pb::CommitBlocksRequest* req) {
+  absl::MutexLock l(&st.mu);
+  *req->mutable_caller() = st.writer;
+  req->set_grant(st.write_grant);
 }
 
 uint64_t FileSystemImpl::NewHandle(std::shared_ptr<FileState> st, int flags) {

@@ -38,6 +38,7 @@ Req NewEntryRequest(uint64_t volume_id, const Caller& c, uint64_t parent,
   req.set_name(name);
   req.set_uid(c.uid);
   req.set_gid(c.gid);
+  ToProto(c, req.mutable_caller());
   return req;
 }
 
@@ -73,6 +74,19 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
   req.set_atime_ns(a.atime_ns);
   req.set_mtime_ns(a.mtime_ns);
   std::shared_ptr<FileState> st = OpenState(ino);
+  // The write grant of this file goes with a size change through a handle open for writing
+  // (ftruncate after fchmod 0), and with a mode change, which the server accepts from a
+  // non-owner only as the kernel stripping suid/sgid for a writer (meta/access.h).
+  if ((a.valid & pb::SETATTR_SIZE) && a.fh != 0) {
+    absl::StatusOr<std::shared_ptr<Handle>> h = GetHandle(a.fh);
+    if (h.ok() && (*h)->state->ino == ino && (OpenAccess((*h)->flags) & 2)) {
+      absl::MutexLock l(&(*h)->state->mu);
+      req.set_grant((*h)->state->write_grant);
+    }
+  } else if ((a.valid & pb::SETATTR_MODE) && st != nullptr) {
+    absl::MutexLock l(&st->mu);
+    req.set_grant(st->write_grant);
+  }
   if (st == nullptr) {
     ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
     return resp.attr();
@@ -125,11 +139,20 @@ absl::StatusOr<std::string> FileSystemImpl::Readlink(uint64_t ino) {
 absl::StatusOr<pb::Attr> FileSystemImpl::Mknod(const Caller& c, uint64_t parent,
                                                const std::string& name, uint32_t mode,
                                                uint64_t rdev) {
+  return MakeNode(c, parent, name, mode, rdev, 0, nullptr);
+}
+
+absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t parent,
+                                                  const std::string& name, uint32_t mode,
+                                                  uint64_t rdev, int open_access,
+                                                  std::string* grant) {
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::MknodRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
   req.set_rdev(rdev);
+  req.set_open_access(static_cast<uint32_t>(open_access));
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
+  if (grant != nullptr) *grant = resp.grant();
   return resp.attr();
 }
 
@@ -234,7 +257,18 @@ absl::StatusOr<std::vector<DirEntryOut>> FileSystemImpl::ReadDir(
   req.set_cookie(offset >= kDotEntries ? offset - kDotEntries : 0);
   req.set_limit(static_cast<uint32_t>(std::min<size_t>(max_entries - out.size(), 2000)));
   req.set_plus(plus);
+  // A listing's permission is checked at its start (opendir checks it once in the kernel):
+  // its continuation presents the grant the start got.
+  if (req.cookie() != 0) {
+    absl::MutexLock l(&dir_grants_mu_);
+    if (auto it = dir_grants_.find(ino); it != dir_grants_.end()) req.set_grant(it->second);
+  }
   ASSIGN_OR_RETURN(pb::ReadDirResponse resp, Meta(&MetaApi::ReadDir, req));
+  if (!resp.grant().empty()) {
+    absl::MutexLock l(&dir_grants_mu_);
+    if (dir_grants_.size() >= 10000) dir_grants_.clear();  // bounded; refilled by listings
+    dir_grants_[ino] = resp.grant();
+  }
   for (const pb::DirEntry& de : resp.entries()) {
     DirEntryOut e;
     e.name = de.name();

@@ -77,6 +77,7 @@ absl::Status FileSystemImpl::GrowTo(const std::shared_ptr<FileState>& st, uint64
   req.set_volume_id(volume_.id());
   req.set_ino(st->ino);
   req.set_min_size(end);
+  StampWriter(*st, &req);
   ASSIGN_OR_RETURN(pb::CommitBlocksResponse resp, Meta(&MetaApi::CommitBlocks, req));
   absl::MutexLock l(&st->mu);
   st->attr = resp.attr();
@@ -108,6 +109,7 @@ absl::Status FileSystemImpl::PunchHole(uint64_t fh, const std::shared_ptr<Handle
       req.set_volume_id(volume_.id());
       req.set_ino(st->ino);
       for (uint64_t index : plan.drop) req.add_drop_indexes(index);
+      StampWriter(*st, &req);
       ASSIGN_OR_RETURN(pb::CommitBlocksResponse resp, Meta(&MetaApi::CommitBlocks, req));
       absl::MutexLock l(&st->mu);
       for (uint64_t index : plan.drop) st->blocks.erase(index);

@@ -311,6 +311,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     for (auto& p : snap) *req.add_blocks() = p->ref;
     req.set_min_size(size);
     req.set_mtime_ns(mtime_ns);
+    StampWriter(*st, &req);
     absl::StatusOr<pb::CommitBlocksResponse> resp = Meta(&MetaApi::CommitBlocks, req);
     if (resp.ok()) {
       absl::MutexLock l(&st->mu);

@@ -1,6 +1,7 @@
 #include "mount/fuse_adapter.h"
 #include "mount/fuse_conn.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -17,9 +18,21 @@ namespace pb = ::nighfs::meta::v1;
 FuseContext* Ctx(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
 FileSystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
 
+// The process behind `req`. Root's groups are not asked for: the server lets root pass every
+// check they could matter for.
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
+  Caller caller{c->uid, c->gid, {}};
+  if (c->uid == 0 || c->pid == 0) return caller;  // pid 0: a request with no process (release)
+  caller.groups = Ctx(req)->groups.Get(c->pid, c->uid, c->gid, [req] {
+    gid_t list[kMaxCallerGroups];
+    const int n = fuse_req_getgroups(req, kMaxCallerGroups, list);
+    // An error (the process is gone, /proc unreadable): no supplementary groups, which can
+    // only refuse more, never allow more.
+    if (n <= 0) return std::vector<uint32_t>();
+    return std::vector<uint32_t>(list, list + std::min(n, kMaxCallerGroups));
+  });
+  return caller;
 }
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
@@ -81,6 +94,7 @@ void Destroy(void* userdata) {
 
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ScopedCaller as(CallerOf(req));
   ReplyEntry(req, Fs(req)->Lookup(parent, name));
 }
 
@@ -90,12 +104,15 @@ void ForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(re
 
 // Valid replies: fuse_reply_attr, fuse_reply_err
 void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ScopedCaller as(CallerOf(req));
   ReplyAttr(req, Fs(req)->GetAttr(ino));
 }
 
 // Valid replies: fuse_reply_attr, fuse_reply_err
-void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   SetAttrArgs a;
+  if (fi != nullptr) a.fh = fi->fh;
   if (to_set & FUSE_SET_ATTR_MODE) {
     a.valid |= pb::SETATTR_MODE;
     a.mode = attr->st_mode & 07777;
@@ -129,6 +146,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
 
 // Valid replies: fuse_reply_readlink, fuse_reply_err
 void Readlink(fuse_req_t req, fuse_ino_t ino) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<std::string> t = Fs(req)->Readlink(ino);
   if (!t.ok()) return ReplyError(req, t.status());
   fuse_reply_readlink(req, t->c_str());
@@ -136,42 +154,50 @@ void Readlink(fuse_req_t req, fuse_ino_t ino) {
 
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  ReplyEntry(req, Fs(req)->Mknod(CallerOf(req), parent, name, mode, rdev));
+  ScopedCaller as(CallerOf(req));
+  ReplyEntry(req, Fs(req)->Mknod(CurrentCaller(), parent, name, mode, rdev));
 }
 
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  ReplyEntry(req, Fs(req)->Mkdir(CallerOf(req), parent, name, mode));
+  ScopedCaller as(CallerOf(req));
+  ReplyEntry(req, Fs(req)->Mkdir(CurrentCaller(), parent, name, mode));
 }
 
 // Valid replies: fuse_reply_err
 void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Unlink(parent, name));
 }
 
 // Valid replies: fuse_reply_err
 void Rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Rmdir(parent, name));
 }
 
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  ReplyEntry(req, Fs(req)->Symlink(CallerOf(req), parent, name, link));
+  ScopedCaller as(CallerOf(req));
+  ReplyEntry(req, Fs(req)->Symlink(CurrentCaller(), parent, name, link));
 }
 
 // Valid replies: fuse_reply_err
 void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
             const char* newname, unsigned int flags) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Rename(parent, name, newparent, newname, flags));
 }
 
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  ScopedCaller as(CallerOf(req));
   ReplyEntry(req, Fs(req)->Link(ino, newparent, newname));
 }
 
 // Valid replies: fuse_reply_open, fuse_reply_err
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<uint64_t> fh = Fs(req)->Open(ino, fi->flags);
   if (!fh.ok()) return ReplyError(req, fh.status());
   fi->fh = *fh;
@@ -183,7 +209,8 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // Valid replies: fuse_reply_create, fuse_reply_err
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
             fuse_file_info* fi) {
-  auto made = Fs(req)->Create(CallerOf(req), parent, name, mode, fi->flags);
+  ScopedCaller as(CallerOf(req));
+  auto made = Fs(req)->Create(CurrentCaller(), parent, name, mode, fi->flags);
   if (!made.ok()) return ReplyError(req, made.status());
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);
@@ -201,6 +228,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 
 // Valid replies: fuse_reply_buf, fuse_reply_err
 void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<std::string> data = Fs(req)->Read(fi->fh, static_cast<uint64_t>(off), size);
   if (!data.ok()) return ReplyError(req, data.status());
   fuse_reply_buf(req, data->data(), data->size());
@@ -209,6 +237,7 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
 // Valid replies: fuse_reply_write, fuse_reply_err
 void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
            fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<size_t> n =
       Fs(req)->Write(fi->fh, static_cast<uint64_t>(off), std::string_view(buf, size));
   if (!n.ok()) return ReplyError(req, n.status());
@@ -217,16 +246,19 @@ void Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
 
 // Valid replies: fuse_reply_err
 void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Flush(fi->fh));
 }
 
 // Valid replies: fuse_reply_err
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Release(fi->fh));
 }
 
 // Valid replies: fuse_reply_err
 void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Fsync(fi->fh));
 }
 
@@ -234,6 +266,7 @@ void Fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
 // The kernel sends only SEEK_DATA and SEEK_HOLE (it does SEEK_SET/CUR/END itself). Never
 // ENOSYS: the kernel would then treat the whole file as data for good.
 void Lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<uint64_t> pos = Fs(req)->Lseek(fi->fh, static_cast<int64_t>(off), whence);
   if (!pos.ok()) return ReplyError(req, pos.status());
   fuse_reply_lseek(req, static_cast<off_t>(*pos));
@@ -245,6 +278,7 @@ void Lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi
 // after the reply. Unsupported modes get EOPNOTSUPP, never ENOSYS (which disables them all).
 void Fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
                fuse_file_info* fi) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->Fallocate(fi->fh, mode, static_cast<int64_t>(offset),
                                       static_cast<int64_t>(length)));
 }
@@ -292,9 +326,11 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus
 
 // Valid replies: fuse_reply_buf, fuse_reply_data, fuse_reply_err
 void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ScopedCaller as(CallerOf(req));
   DoReadDir(req, ino, size, off, false);
 }
 void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ScopedCaller as(CallerOf(req));
   DoReadDir(req, ino, size, off, true);
 }
 
@@ -304,6 +340,7 @@ void FsyncDir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err
 
 // Valid replies: fuse_reply_statfs, fuse_reply_err
 void StatFs(fuse_req_t req, fuse_ino_t) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<struct statvfs> sv = Fs(req)->StatFs();
   if (!sv.ok()) return ReplyError(req, sv.status());
   fuse_reply_statfs(req, &*sv);
@@ -312,11 +349,13 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
 // Valid replies: fuse_reply_err
 void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
               int flags) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags));
 }
 
 // Valid replies: fuse_reply_buf, fuse_reply_data, fuse_reply_xattr, fuse_reply_err
 void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<std::string> v = Fs(req)->GetXattr(ino, name);
   if (!v.ok()) return ReplyError(req, v.status());
   ReplyXattr(req, *v, size);
@@ -324,6 +363,7 @@ void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 // Valid replies: fuse_reply_buf, fuse_reply_data, fuse_reply_xattr, fuse_reply_err
 void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  ScopedCaller as(CallerOf(req));
   absl::StatusOr<std::vector<std::string>> names = Fs(req)->ListXattr(ino);
   if (!names.ok()) return ReplyError(req, names.status());
   std::string list;
@@ -336,6 +376,7 @@ void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 // Valid replies: fuse_reply_err
 void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  ScopedCaller as(CallerOf(req));
   ReplyStatus(req, Fs(req)->RemoveXattr(ino, name));
 }
 

@@ -7,6 +7,7 @@
 #include <fuse_lowlevel.h>
 
 #include "mount/filesystem.h"
+#include "mount/group_cache.h"
 
 namespace nighfs::fs {
 
@@ -14,6 +15,7 @@ namespace nighfs::fs {
 struct FuseContext {
   FileSystem* fs = nullptr;
   uint32_t block_size = 0;
+  GroupCache groups;  // of the callers (FUSE request contexts)
 };
 
 const fuse_lowlevel_ops* NighfsFuseOps();

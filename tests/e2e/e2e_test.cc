@@ -42,25 +42,6 @@ size_t CountFiles(const std::string& dir) {
   return n;
 }
 
-// Runs `fn` in a child process as uid/gid (with no supplementary groups); returns its exit
-// code, or 100 + errno style codes chosen by `fn`.
-int AsUser(uid_t uid, gid_t gid, const std::function<int()>& fn) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
-        ::setresuid(uid, uid, uid) != 0) {
-      ::_exit(99);
-    }
-    ::_exit(fn());
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 98;
-}
-
-// The errno of a failed call as an exit code, 0 on success.
-int Errno(int rc) { return rc == 0 ? 0 : errno; }
-
 class E2eTest : public ClusterTest {
  protected:
   void SetUp() override {

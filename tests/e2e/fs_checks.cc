@@ -1,10 +1,13 @@
 #include "tests/e2e/fs_checks.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <random>
 
@@ -69,5 +72,21 @@ void CheckRenameLinksSymlinks(const std::string& dir) {
   ASSERT_EQ(::lstat(At(dir, "s").c_str(), &st), 0);
   EXPECT_TRUE(S_ISLNK(st.st_mode));
 }
+
+int AsUser(uid_t uid, gid_t gid, const std::function<int()>& fn) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+        ::setresuid(uid, uid, uid) != 0) {
+      ::_exit(99);
+    }
+    ::_exit(fn());
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 98;
+}
+
+int Errno(int rc) { return rc == 0 ? 0 : errno; }
 
 }  // namespace nighfs::testing

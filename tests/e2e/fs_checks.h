@@ -3,7 +3,10 @@
 #ifndef NIGHFS_TESTS_E2E_FS_CHECKS_H_
 #define NIGHFS_TESTS_E2E_FS_CHECKS_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace nighfs::testing {
@@ -17,6 +20,12 @@ std::string ReadFile(const std::string& path);
 // Rename over an existing file, hard links (st_nlink, same inode) and symlinks in `dir`.
 // Leaves "b" (content "AAA") and symlink "s" -> "b" behind.
 void CheckRenameLinksSymlinks(const std::string& dir);
+
+// Runs `fn` in a forked child as uid/gid with no supplementary groups; returns its exit code
+// (99 if the credentials could not be set, 98 if it did not exit normally).
+int AsUser(uid_t uid, gid_t gid, const std::function<int()>& fn);
+// The errno of a failed call (rc != 0) as an exit code for AsUser, 0 on success.
+int Errno(int rc);
 
 }  // namespace nighfs::testing
 
