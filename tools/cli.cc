@@ -212,6 +212,9 @@ int InitTls(const std::string& dir, const std::vector<std::string>& hosts, bool 
       << "  " << kLabServerKey << "  its key (0600)\n"
       << "start the server with: nighfs-meta --tls-cert " << Printable(dir) << "/" << kLabServerCert
       << " --tls-key " << Printable(dir) << "/" << kLabServerKey << "\n";
+  return kExitOk;
+}
+
 // "30d", "12h", "90m", "45s", "1h30m" (absl durations plus days), or plain seconds.
 absl::StatusOr<absl::Duration> ParseExpiry(const std::string& text) {
   absl::Duration d;

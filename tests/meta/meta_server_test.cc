@@ -341,6 +341,7 @@ TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
               ::testing::ContainsRegex("W[0-9]+ [0-9:.]+ main.cc:[0-9]+\\] --insecure-plaintext: "
                                        "serving plain HTTP"));
   ASSERT_NO_FATAL_FAILURE(StopServer());
+}
 
 // ---- issue 11: authentication and authorization over HTTP ----
 
