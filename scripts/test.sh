@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the machine, builds, and runs every test: unit tests, the block-store conformance
 # suites against s3rver and Azurite, and the end-to-end tests on real FUSE mounts.
+# Then every fuzz target (fuzz/) runs for NIGHFS_FUZZ_SECONDS (default 15) in build-fuzz
+# (scripts/fuzz.sh); a crash fails the run. NIGHFS_SKIP_FUZZ=1 leaves it out.
 # Extra arguments go to `meson test` (e.g. --suite unit).
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,4 +27,7 @@ for suite in root.iter('testsuite'):
         else: passed += 1
 print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
 PY
+if [ "${NIGHFS_SKIP_FUZZ:-0}" != "1" ]; then
+  NIGHFS_SKIP_SETUP=1 bash scripts/fuzz.sh --seconds "${NIGHFS_FUZZ_SECONDS:-15}" || status=1
+fi
 exit $status
