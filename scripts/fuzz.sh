@@ -65,7 +65,8 @@ fi
 dir="${NIGHFS_FUZZ_BUILD_DIR:-build-fuzz}"
 build_start=$SECONDS
 if [ ! -f "$dir/build.ninja" ]; then
-  CXX=clang++ CC=clang meson setup "$dir" -Dfuzz=true >/dev/null
+  # -O1 (libFuzzer's advice) compiles faster than -O2 at little cost in executions per second.
+  CXX=clang++ CC=clang meson setup "$dir" -Dfuzz=true -Doptimization=1 >/dev/null
 fi
 ninja -C "$dir" -j"${NIGHFS_JOBS:-2}" fuzz
 echo "fuzz: built the targets in $((SECONDS - build_start)) s"
