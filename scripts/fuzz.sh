@@ -6,6 +6,8 @@
 #
 # --seconds N  time per target (default 60); scripts/test.sh runs 15, a long run 600 or more
 # --jobs J     targets run at once (default NIGHFS_JOBS, else 2); each uses one core
+# --optimization 0|1|2|3  of the fuzz build (default 1); 0 compiles in less than half the
+#              time and runs about half as many inputs a second: what a short CI run wants
 # TARGET       any of the targets below (default: all)
 #
 # Exits 1 if any target finds a crash, a leak, a timeout or an out-of-memory, and prints the
@@ -20,6 +22,7 @@ cd "$top"
 
 all_targets=(meta_rpc http_request s3_xml azure_xml connect_error store_config mount_status)
 seconds=60
+opt=1
 jobs="${NIGHFS_JOBS:-2}"
 targets=()
 while [ $# -gt 0 ]; do
@@ -28,7 +31,9 @@ while [ $# -gt 0 ]; do
     --seconds=*) seconds="${1#*=}"; shift ;;
     --jobs) jobs="$2"; shift 2 ;;
     --jobs=*) jobs="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --optimization) opt="$2"; shift 2 ;;
+    --optimization=*) opt="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
     *)
       if [[ " ${all_targets[*]} " != *" $1 "* ]]; then
@@ -40,6 +45,7 @@ done
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || { echo "fuzz: --seconds wants a count" >&2; exit 2; }
 [[ $jobs =~ ^[0-9]+$ && $jobs -gt 0 ]] || { echo "fuzz: --jobs wants a count" >&2; exit 2; }
+[[ $opt =~ ^[0-3]$ ]] || { echo "fuzz: --optimization wants 0 to 3" >&2; exit 2; }
 
 # Per target: the longest input (bytes) and the dictionary (fuzz/dict/), if any.
 max_len() {
@@ -66,7 +72,10 @@ dir="${NIGHFS_FUZZ_BUILD_DIR:-build-fuzz}"
 build_start=$SECONDS
 if [ ! -f "$dir/build.ninja" ]; then
   # -O1 (libFuzzer's advice) compiles faster than -O2 at little cost in executions per second.
-  CXX=clang++ CC=clang meson setup "$dir" -Dfuzz=true -Doptimization=1 >/dev/null
+  CXX=clang++ CC=clang meson setup "$dir" -Dfuzz=true -Doptimization="$opt" >/dev/null
+elif [ "$(meson introspect --buildoptions "$dir" | python3 -c 'import json, sys
+print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "optimization"))')" != "$opt" ]; then
+  meson configure "$dir" -Doptimization="$opt" >/dev/null
 fi
 ninja -C "$dir" -j"${NIGHFS_JOBS:-2}" fuzz
 echo "fuzz: built the targets in $((SECONDS - build_start)) s"
