@@ -26,9 +26,11 @@ inline void AppendEscaped(std::string_view s, std::string* out) {
 }
 
 // `e` written back as XML: its text before its children (xml.h keeps text and children apart,
-// so this reads back as the same tree).
+// so this reads back as the same tree). Names get the prefix "p:" back: the reader keeps what
+// follows the last ':' of a name, which need not be a name on its own ("<a:0b>" is well-formed
+// XML 1.0 and reads as "0b").
 inline void WriteXml(const blockstore::XmlElement& e, std::string* out) {
-  *out += "<" + e.name;
+  *out += "<p:" + e.name;
   for (const auto& [name, value] : e.attributes) {
     *out += " " + name + "=\"";
     AppendEscaped(value, out);
@@ -37,7 +39,7 @@ inline void WriteXml(const blockstore::XmlElement& e, std::string* out) {
   *out += ">";
   AppendEscaped(e.text, out);
   for (const auto& child : e.children) WriteXml(child, out);
-  *out += "</" + e.name + ">";
+  *out += "</p:" + e.name + ">";
 }
 
 inline bool SameTree(const blockstore::XmlElement& a, const blockstore::XmlElement& b) {
