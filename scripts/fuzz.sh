@@ -4,7 +4,7 @@
 #
 #   bash scripts/fuzz.sh [--seconds N] [--jobs J] [TARGET...]
 #
-# --seconds N  time per target (default 60); scripts/test.sh runs 15, a long run 600 or more
+# --seconds N  time per target (default 60); scripts/test.sh runs 10, a long run 600 or more
 # --jobs J     targets run at once (default NIGHFS_JOBS, else 2); each uses one core
 # --optimization 0|1|2|3  of the fuzz build (default 1); 0 compiles in less than half the
 #              time and runs about half as many inputs a second: what a short CI run wants
