@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the binary seed corpora of fuzz/ that are not plain text: meta_rpc (request
-sequences in its framing, bodies encoded by protoc from the text below) and connect_error.
+"""Writes the seed corpus of fuzz/meta_rpc.cc: request sequences in its framing, each body
+encoded by protoc from the text format below.
 Run from the repository root after changing a seed or proto/meta.proto:
     python3 fuzz/make_corpus.py
-Text seeds (XML, HTTP, JSON, URLs) are checked in as they are and not made here."""
+The other targets' seeds (XML, HTTP, JSON, URLs, a byte or two of flags before them) are
+checked in as they are."""
 import os
 import struct
 import subprocess
