@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "blockstore/block_store.h"
 #include "blockstore/http_store_util.h"
+#include "blockstore/s3_responses.h"
 #include "blockstore/sigv4.h"
 #include "blockstore/xml.h"
 #include "common/crypto.h"
@@ -269,30 +270,6 @@ struct S3Op {
   std::string what;        // the object or listing named in error messages
 };
 
-// The fields of an S3 <Error> body that matter to a human.
-struct S3Error : ServiceError {
-  std::string region;  // AuthorizationHeaderMalformed / PermanentRedirect name the right one
-};
-
-// Only for error responses: a 200 body is object data, not XML.
-S3Error ParseError(const HttpResponse& response) {
-  S3Error e;
-  const size_t first = response.body.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && response.body[first] == '<') {
-    absl::StatusOr<XmlElement> root = ParseXml(response.body);
-    if (root.ok() && root->name == "Error") {
-      e.code = root->ChildText("Code");
-      e.message = root->ChildText("Message");
-      e.request_id = root->ChildText("RequestId");
-      e.region = root->ChildText("Region");
-    }
-  }
-  if (e.request_id.empty()) e.request_id = response.Header("x-amz-request-id");
-  if (e.request_id.empty()) e.request_id = response.Header("opc-request-id");  // OCI
-  if (e.region.empty()) e.region = response.Header("x-amz-bucket-region");
-  return e;
-}
-
 // The canonical code of an error response; Unavailable ones (IsRetryable) are retried.
 absl::StatusCode CodeForResponse(int status, const S3Error& error) {
   // S3 sends 503 SlowDown, but some compatible stores send SlowDown with other statuses;
@@ -420,7 +397,7 @@ class S3Store final : public BlockStore {
     if (r.status == 200 || r.status == 202 || r.status == 204) return absl::OkStatus();
     if (r.status == 404) {
       // Already gone is fine (S3 itself answers 204); a missing bucket is not.
-      const S3Error e = ParseError(r);
+      const S3Error e = ParseS3Error(r);
       if (e.code.empty() || e.code == "NoSuchKey") return absl::OkStatus();
     }
     return ErrorFor(op, r);
@@ -468,7 +445,7 @@ class S3Store final : public BlockStore {
     if (!r.ok()) {
       s = r.status();
     } else if (r->status == 404) {
-      if (ParseError(*r).code != "NoSuchBucket") return absl::OkStatus();  // NoSuchKey
+      if (ParseS3Error(*r).code != "NoSuchBucket") return absl::OkStatus();  // NoSuchKey
       s = ErrorFor(op, *r);
     } else if (r->status != 200) {  // someone wrote the probe key: reading it still proves access
       s = ErrorFor(op, *r);
@@ -531,34 +508,12 @@ class S3Store final : public BlockStore {
     ASSIGN_OR_RETURN(HttpResponse r, Execute(op));
     if (r.status != 200) return ErrorFor(op, r);
 
-    absl::StatusOr<XmlElement> root = ParseXml(r.body);
-    if (!root.ok() || root->name != "ListBucketResult") {
-      return absl::InternalError(absl::StrCat(
-          target_.flavor, " GET ", op.what, ": not a ListBucketResult: ",
-          root.ok() ? root->name : std::string(root.status().message())));
-    }
     // Keys come back relative to the bucket; strip the store's prefix.
-    const std::string strip = target_.prefix.empty() ? "" : target_.prefix + "/";
-    ListPage page;
-    for (const XmlElement* c : root->Children("Contents")) {
-      std::string key = c->ChildText("Key");
-      ObjectInfo info;
-      if (!absl::StartsWith(key, strip) ||
-          !absl::SimpleAtoi(c->ChildText("Size"), &info.size)) {
-        return absl::InternalError(absl::StrCat(target_.flavor, " GET ", op.what,
-                                                ": bad entry for key '", key, "' in listing"));
-      }
-      info.key = key.substr(strip.size());
-      page.objects.push_back(std::move(info));
-    }
-    if (absl::AsciiStrToLower(root->ChildText("IsTruncated")) == "true") {
-      page.next_token = root->ChildText("NextContinuationToken");
-      if (page.next_token.empty()) {
-        // Following an empty token would restart the listing from the top, forever.
-        return absl::InternalError(absl::StrCat(target_.flavor, " GET ", op.what,
-                                                ": truncated listing without a continuation "
-                                                "token"));
-      }
+    absl::StatusOr<ListPage> page =
+        ParseListBucketResult(r.body, target_.prefix.empty() ? "" : target_.prefix + "/");
+    if (!page.ok()) {
+      return absl::InternalError(
+          absl::StrCat(target_.flavor, " GET ", op.what, ": ", page.status().message()));
     }
     return page;
   }
@@ -601,7 +556,7 @@ class S3Store final : public BlockStore {
   }
 
   absl::Status ErrorFor(const S3Op& op, const HttpResponse& r) const {
-    return ErrorStatus(op, r, ParseError(r));
+    return ErrorStatus(op, r, ParseS3Error(r));
   }
 
   // "S3 GET p/blk/01/...: 403 AccessDenied: Access Denied (request id X)".
@@ -634,6 +589,53 @@ class S3Store final : public BlockStore {
 };
 
 }  // namespace
+
+// Only for error responses: a 200 body is object data, not XML.
+S3Error ParseS3Error(const HttpResponse& response) {
+  S3Error e;
+  const size_t first = response.body.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && response.body[first] == '<') {
+    absl::StatusOr<XmlElement> root = ParseXml(response.body);
+    if (root.ok() && root->name == "Error") {
+      e.code = root->ChildText("Code");
+      e.message = root->ChildText("Message");
+      e.request_id = root->ChildText("RequestId");
+      e.region = root->ChildText("Region");
+    }
+  }
+  if (e.request_id.empty()) e.request_id = response.Header("x-amz-request-id");
+  if (e.request_id.empty()) e.request_id = response.Header("opc-request-id");  // OCI
+  if (e.region.empty()) e.region = response.Header("x-amz-bucket-region");
+  return e;
+}
+
+absl::StatusOr<ListPage> ParseListBucketResult(std::string_view body, std::string_view strip) {
+  absl::StatusOr<XmlElement> root = ParseXml(body);
+  if (!root.ok() || root->name != "ListBucketResult") {
+    return absl::InternalError(absl::StrCat(
+        "not a ListBucketResult: ",
+        root.ok() ? root->name : std::string(root.status().message())));
+  }
+  ListPage page;
+  for (const XmlElement* c : root->Children("Contents")) {
+    std::string key = c->ChildText("Key");
+    ObjectInfo info;
+    if (!absl::StartsWith(key, AbslView(strip)) ||
+        !absl::SimpleAtoi(c->ChildText("Size"), &info.size)) {
+      return absl::InternalError(absl::StrCat("bad entry for key '", key, "' in listing"));
+    }
+    info.key = key.substr(strip.size());
+    page.objects.push_back(std::move(info));
+  }
+  if (absl::AsciiStrToLower(root->ChildText("IsTruncated")) == "true") {
+    page.next_token = root->ChildText("NextContinuationToken");
+    if (page.next_token.empty()) {
+      // Following an empty token would restart the listing from the top, forever.
+      return absl::InternalError("truncated listing without a continuation token");
+    }
+  }
+  return page;
+}
 
 absl::StatusOr<std::unique_ptr<BlockStore>> NewS3Store(const StoreUrl& url,
                                                        const StoreCredentials& credentials) {

@@ -10,6 +10,7 @@
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "error.pb.h"
+#include "google/protobuf/stubs/common.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace nighfs {
@@ -41,6 +42,9 @@ constexpr CodeRow kCodes[] = {
     {absl::StatusCode::kUnauthenticated, "unauthenticated", 401},
 };
 
+// One past the largest errno a FUSE reply may carry (Linux fs/fuse/dev.c).
+constexpr int kMaxFuseErrno = 512;
+
 absl::StatusCode CodeFromHttp(int http) {
   switch (http) {
     case 400: return absl::StatusCode::kInvalidArgument;
@@ -52,6 +56,26 @@ absl::StatusCode CodeFromHttp(int http) {
     case 429: case 502: case 503: case 504: return absl::StatusCode::kUnavailable;
     default: return http >= 500 ? absl::StatusCode::kInternal : absl::StatusCode::kUnknown;
   }
+}
+
+// `s` as valid UTF-8, each byte that is not part of a valid sequence written as "\xNN". A
+// ConnectError travels as JSON, and protobuf writes a string with invalid UTF-8 into JSON that
+// no JSON reader (protobuf's included) accepts: the client then lost the error's code and
+// message and guessed from the HTTP status. Messages quote what a request named (a method, a
+// volume, a store URL), which may be any bytes. Found by fuzz/meta_rpc.cc.
+std::string ValidUtf8(absl::string_view s) {
+  std::string out;
+  while (!s.empty()) {
+    const size_t valid = static_cast<size_t>(google::protobuf::internal::UTF8SpnStructurallyValid(
+        google::protobuf::StringPiece(s.data(), s.size())));
+    out.append(s.data(), valid);
+    s.remove_prefix(valid);
+    if (s.empty()) break;
+    absl::StrAppend(&out, "\\x",
+                    absl::Hex(static_cast<unsigned char>(s.front()), absl::kZeroPad2));
+    s.remove_prefix(1);
+  }
+  return out;
 }
 
 ServerResponse PlainError(int http, absl::StatusCode code, std::string message) {
@@ -78,7 +102,7 @@ absl::StatusCode ConnectCodeFromName(std::string_view name) {
 ServerResponse ConnectErrorResponse(const absl::Status& status) {
   rpc::v1::ConnectError err;
   err.set_code(std::string(ConnectCodeName(status.code())));
-  err.set_message(std::string(status.message()));
+  err.set_message(ValidUtf8(status.message()));
   // Only a real file-system answer carries an errno: a client treats those as final.
   if (HasErrnoPayload(status)) err.set_posix_errno(StatusToErrno(status));
   ServerResponse resp;
@@ -173,7 +197,13 @@ absl::Status ConnectClient::CallOnce(const std::string& url, const std::string& 
       google::protobuf::util::JsonStringToMessage(resp->body, &err, jopts).ok() &&
       !err.code().empty()) {
     absl::Status s(ConnectCodeFromName(err.code()), err.message());
-    SetErrnoPayload(s, err.posix_errno());
+    // The errno goes to the kernel as a FUSE reply, which takes only 1..511: the FUSE module
+    // refuses any other value and leaves the file-system call waiting forever. A server's
+    // answer outside that range is not an errno: the status code alone speaks (found by
+    // fuzz/connect_error.cc).
+    if (err.posix_errno() > 0 && err.posix_errno() < kMaxFuseErrno) {
+      SetErrnoPayload(s, err.posix_errno());
+    }
     return s;
   }
   std::string snippet = resp->body.substr(0, 200);

@@ -18,6 +18,10 @@ PKGS=(
   attr git tar python3 fio curl
   # gcc's sanitizer runtimes for scripts/sanitize.sh (b_sanitize=address,undefined / thread)
   libasan8 libubsan1 libtsan2
+  # clang 14 with libFuzzer and its sanitizer runtimes for scripts/fuzz.sh (fuzz/), which
+  # scripts/test.sh runs; libclang-rt-14-dev is only a Recommends of clang, so it is named
+  # here. llvm-14 brings llvm-symbolizer, for readable stacks in crash reports.
+  clang libclang-rt-14-dev llvm-14
 )
 
 missing=()

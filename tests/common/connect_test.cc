@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/errno_status.h"
@@ -35,6 +36,8 @@ using ::testing::HasSubstr;
 constexpr char kEcho[] = "/nighfs.test.v1.TestService/Echo";
 constexpr char kRmdir[] = "/nighfs.test.v1.TestService/Rmdir";
 constexpr char kDenied[] = "/nighfs.test.v1.TestService/Denied";
+constexpr char kBadErrno[] = "/nighfs.test.v1.TestService/BadErrno";
+constexpr char kNoSuch[] = "/nighfs.test.v1.TestService/NoSuch";
 
 RetryPolicy FastRetry() {
   RetryPolicy p;
@@ -66,6 +69,19 @@ class ConnectTest : public ::testing::Test {
     router_.Add<StringValue, StringValue>(
         kRmdir, [](const StringValue& req) -> absl::StatusOr<StringValue> {
           return PosixError(ENOTEMPTY, absl::StrCat("directory ", req.value(), " is not empty"));
+        });
+    // BytesValue: a proto3 string field must hold UTF-8, a name need not.
+    router_.Add<google::protobuf::BytesValue, StringValue>(
+        kNoSuch, [](const google::protobuf::BytesValue& req) -> absl::StatusOr<StringValue> {
+          return absl::NotFoundError(absl::StrCat("no volume named ", req.value()));
+        });
+    router_.Add<StringValue, StringValue>(
+        kBadErrno, [](const StringValue& req) -> absl::StatusOr<StringValue> {
+          int err = 0;
+          if (!absl::SimpleAtoi(req.value(), &err)) return absl::InvalidArgumentError("errno?");
+          absl::Status s = absl::NotFoundError("odd errno");
+          SetErrnoPayload(s, err);
+          return s;
         });
     router_.Add<StringValue, StringValue>(
         kDenied, [](const StringValue&) -> absl::StatusOr<StringValue> {
@@ -165,6 +181,40 @@ TEST_F(ConnectTest, ErrnoSurvivesTheWire) {
   EXPECT_EQ(StatusToErrno(s), ENOTEMPTY) << s;
   EXPECT_EQ(s.code(), PosixError(ENOTEMPTY, "").code());
   EXPECT_THAT(std::string(s.message()), HasSubstr("/a/b is not empty"));
+}
+
+// An error message quoting bytes that are not UTF-8 (a name from the request) still reaches
+// the client as the server's error: same code, the bad bytes written as \xNN. Before, the JSON
+// error body was unreadable and the client fell back on the HTTP status (404: Unimplemented).
+// Found by fuzz/meta_rpc.cc (fuzz/regressions/meta_rpc/invalid_utf8_in_error_message).
+TEST_F(ConnectTest, ErrorMessageWithInvalidUtf8KeepsItsCode) {
+  ConnectClient client = Client(base_url_);
+  google::protobuf::BytesValue raw;
+  raw.set_value("caf\xc3\xa9 \xff\xfe\xc1\x87 end");
+  StringValue resp;
+  absl::Status s = client.Call(kNoSuch, raw, &resp);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(s.message(), "no volume named caf\xc3\xa9 \\xff\\xfe\\xc1\\x87 end");
+}
+
+// A server (buggy, hostile, or newer) may send any integer as "errno". The mount hands an
+// errno to the kernel, whose FUSE module takes only 1..511 and leaves the call hanging on any
+// other value; so the client keeps only those, and the Connect code decides the rest.
+// Found by fuzz/connect_error.cc (fuzz/regressions/connect_error/errno_out_of_fuse_range).
+TEST_F(ConnectTest, ErrnoOutsideWhatFuseTakesIsDropped) {
+  ConnectClient client = Client(base_url_);
+  StringValue req, resp;
+  for (const char* err : {"512", "600", "999", "1000", "2147483647"}) {
+    req.set_value(err);
+    absl::Status s = client.Call(kBadErrno, req, &resp);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kNotFound)) << err;
+    EXPECT_FALSE(HasErrnoPayload(s)) << err << ": " << s;
+    EXPECT_EQ(StatusToErrno(s), ENOENT) << err;
+  }
+  req.set_value("511");
+  absl::Status s = client.Call(kBadErrno, req, &resp);
+  EXPECT_TRUE(HasErrnoPayload(s)) << s;
+  EXPECT_EQ(StatusToErrno(s), 511);
 }
 
 TEST_F(ConnectTest, ServerErrorsAreNotRetried) {
