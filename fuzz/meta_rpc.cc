@@ -1,7 +1,7 @@
 // Fuzz target: nighfs-meta's RPC surface. The input is a sequence of calls, each
 //   [u8 n][n bytes: method name][u16 little-endian m][m bytes: request body]
 // sent as POST /nighfs.meta.v1.MetaService/<name> (Content-Type: application/proto) through
-// ConnectRouter::Handle with RegisterMetaService on a real meta::MetaService over SQLite, as
+// ConnectRouter::Handle with RegisterMetaServiceWithAuth (as the admin) on a real meta::MetaService over SQLite, as
 // nighfs-meta serves it (minus the HTTP layer, which http_request.cc covers). So every request
 // decoder runs, and the handler behind it whenever the body decodes.
 //
@@ -36,11 +36,14 @@
 #include "error.pb.h"
 #include "fuzz/fuzz_util.h"
 #include "google/protobuf/util/json_util.h"
+#include "meta/auth.h"
 #include "meta/meta_service.h"
 #include "metadata_client/meta_client.h"
 
 namespace nighfs::fuzz {
 namespace {
+
+constexpr std::string_view kAdminToken = "nighfs-admin-fuzz";
 
 constexpr int kMaxCallsPerInput = 16;
 
@@ -168,6 +171,7 @@ class Fixture {
  private:
   void Reset() {
     router_.reset();
+    auth_.reset();
     service_.reset();
     inputs_ = 0;
     namespace fs = std::filesystem;
@@ -179,7 +183,12 @@ class Fixture {
     }
     service_ = Check(meta::MetaService::Open(Options(work_path_)), "reopen");
     router_ = std::make_unique<ConnectRouter>();
-    RegisterMetaService(service_.get(), router_.get());
+    // Every call as the admin: authentication is in the path, and the handlers behind it (the
+    // decoders this target is for) see every request.
+    meta::MetaAuthOptions auth;
+    auth.admin_token = std::string(kAdminToken);
+    auth_ = std::make_unique<meta::MetaAuthorizer>(service_.get(), auth);
+    meta::RegisterMetaServiceWithAuth(service_.get(), auth_.get(), router_.get());
   }
 
   std::string template_path_;
@@ -187,6 +196,7 @@ class Fixture {
   int reset_every_ = 500;
   int inputs_ = 0;
   std::unique_ptr<meta::MetaService> service_;
+  std::unique_ptr<meta::MetaAuthorizer> auth_;
   std::unique_ptr<ConnectRouter> router_;
 };
 
@@ -229,7 +239,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     nighfs::ServerRequest req;
     req.method = "POST";
     req.target = nighfs::MetaMethodPath(method);
-    req.headers = {{"Content-Type", "application/proto"}};
+    req.headers = {{"Content-Type", "application/proto"},
+                   {"Authorization", "Bearer " + std::string(kAdminToken)}};
     req.body = std::string(body);
     req.remote = "127.0.0.1:1";
     const nighfs::ServerResponse resp = router.Handle(req);
