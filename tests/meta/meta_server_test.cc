@@ -398,6 +398,7 @@ class MetaAuthTest : public MetaServerTest {
 
   std::vector<std::string> Names(uint64_t dir) {
     pb::ReadDirRequest rd;
+    rd.mutable_caller();  // root: the server checks POSIX permissions for it
     rd.set_volume_id(vol_);
     rd.set_ino(dir);
     absl::StatusOr<pb::ReadDirResponse> r = client_->ReadDir(rd);
@@ -409,6 +410,7 @@ class MetaAuthTest : public MetaServerTest {
 
   pb::Attr Mkdir(uint64_t parent, const std::string& name) {
     pb::MkdirRequest mk;
+    mk.mutable_caller();  // root: the server checks POSIX permissions for it
     mk.set_volume_id(vol_);
     mk.set_parent(parent);
     mk.set_name(name);
@@ -420,6 +422,7 @@ class MetaAuthTest : public MetaServerTest {
 
   pb::MkdirRequest MkdirReq(uint64_t parent, const std::string& name) {
     pb::MkdirRequest mk;
+    mk.mutable_caller();  // root: the server checks POSIX permissions for it
     mk.set_volume_id(vol_);
     mk.set_parent(parent);
     mk.set_name(name);
@@ -462,6 +465,7 @@ TEST_F(MetaAuthTest, AnonymousWrongExpiredAndRevokedTokensGet401AndChangeNothing
   const absl::Time revoked = absl::Now();
   // (Probed with a read: until the cache interval passes the token still works.)
   pb::GetAttrRequest probe;
+  probe.mutable_caller();  // root: the server checks POSIX permissions for it
   probe.set_volume_id(vol_);
   probe.set_ino(1);
   EXPECT_TRUE(WaitFor([&] { return RawStatus("GetAttr", probe, rev->secret()) == 401; },
@@ -497,6 +501,7 @@ TEST_F(MetaAuthTest, ReadTokenAndVolumeTokensGet403ForWhatTheyMayNotDo) {
   EXPECT_EQ(m->session_key().size(), 16u);
   secrets_.push_back(absl::BytesToHexString(m->session_key()));
   pb::GetAttrRequest ga;
+  ga.mutable_caller();  // root: the server checks POSIX permissions for it
   ga.set_volume_id(vol_);
   ga.set_ino(1);
   EXPECT_OK(c->GetAttr(ga));
@@ -505,6 +510,7 @@ TEST_F(MetaAuthTest, ReadTokenAndVolumeTokensGet403ForWhatTheyMayNotDo) {
   EXPECT_THAT(c->Mkdir(mk), StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_EQ(RawStatus("Mkdir", mk, ro->secret()), 403);
   pb::SetAttrRequest sa;
+  sa.mutable_caller();  // root: the server checks POSIX permissions for it
   sa.set_volume_id(vol_);
   sa.set_ino(1);
   sa.set_valid(pb::SETATTR_MODE);
@@ -543,6 +549,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   const pb::Attr in = Mkdir(a.ino(), "in");
   const pb::Attr b = Mkdir(1, "b");
   pb::MknodRequest mn;
+  mn.mutable_caller();  // root: the server checks POSIX permissions for it
   mn.set_volume_id(vol_);
   mn.set_parent(b.ino());
   mn.set_name("secret");
@@ -564,6 +571,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
     return !r.ok() && r.status().code() == absl::StatusCode::kPermissionDenied;
   };
   pb::GetAttrRequest ga;
+  ga.mutable_caller();  // root: the server checks POSIX permissions for it
   ga.set_volume_id(vol_);
   ga.set_ino(in.ino());
   EXPECT_OK(c->GetAttr(ga));
@@ -572,6 +580,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
     EXPECT_TRUE(denied(c->GetAttr(ga))) << outside;
   }
   pb::LookupRequest lk;
+  lk.mutable_caller();  // root: the server checks POSIX permissions for it
   lk.set_volume_id(vol_);
   lk.set_parent(1);
   lk.set_name("b");
@@ -582,6 +591,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   EXPECT_EQ(StatusToErrno(c->Lookup(lk).status()), EINVAL);
   // A hard link into the subtree of a file outside it.
   pb::LinkRequest ln;
+  ln.mutable_caller();  // root: the server checks POSIX permissions for it
   ln.set_volume_id(vol_);
   ln.set_ino(secret->attr().ino());
   ln.set_new_parent(a.ino());
@@ -589,6 +599,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   EXPECT_TRUE(denied(c->Link(ln)));
   // Renames out of it, into it from outside, and of its root.
   pb::RenameRequest rn;
+  rn.mutable_caller();  // root: the server checks POSIX permissions for it
   rn.set_volume_id(vol_);
   rn.set_parent(a.ino());
   rn.set_name("in");
@@ -606,6 +617,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   rn.set_new_name("x");
   EXPECT_TRUE(denied(c->Rename(rn)));
   pb::RmdirRequest rd;
+  rd.mutable_caller();  // root: the server checks POSIX permissions for it
   rd.set_volume_id(vol_);
   rd.set_parent(1);
   rd.set_name("a");
@@ -613,6 +625,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   // Inside it, all works: a symlink whose target is absolute is only text (the kernel of the
   // mount resolves it, in the client's namespace).
   pb::SymlinkRequest sl;
+  sl.mutable_caller();  // root: the server checks POSIX permissions for it
   sl.set_volume_id(vol_);
   sl.set_parent(a.ino());
   sl.set_name("abs");
@@ -620,6 +633,7 @@ TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   absl::StatusOr<pb::EntryResponse> link = c->Symlink(sl);
   ASSERT_OK(link);
   pb::ReadlinkRequest rl;
+  rl.mutable_caller();  // root: the server checks POSIX permissions for it
   rl.set_volume_id(vol_);
   rl.set_ino(link->attr().ino());
   absl::StatusOr<pb::ReadlinkResponse> target = c->Readlink(rl);

@@ -509,7 +509,7 @@ TEST_F(CliMetaTest, TokensCreateListRevokeAndNeedTheAdminToken) {
   EXPECT_EQ(Nighfs({"configure", "revoke", "token", "ci"}).exit_code, 1);
 
   // Without the admin token: refused by the server (401), nothing created.
-  r = runner_.Run({"--meta", address_, "--admin-token-file", out_file, "configure", "create",
+  r = runner_.Run({"--meta", address_, "--ca-file", ca_file(), "--admin-token-file", out_file, "configure", "create",
                    "volume", "w", "--store", store_ + "/w"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("token"));
@@ -517,7 +517,7 @@ TEST_F(CliMetaTest, TokensCreateListRevokeAndNeedTheAdminToken) {
   const std::string loose = dir_.path() + "/loose.token";
   WriteFile(loose, ReadFileOrEmpty(admin_token_file_));
   ASSERT_EQ(::chmod(loose.c_str(), 0644), 0);
-  r = runner_.Run({"--meta", address_, "--admin-token-file", loose, "configure", "list",
+  r = runner_.Run({"--meta", address_, "--ca-file", ca_file(), "--admin-token-file", loose, "configure", "list",
                    "volumes"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("chmod 600"));
