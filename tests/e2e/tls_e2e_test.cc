@@ -32,7 +32,8 @@ class TlsE2eTest : public ClusterTest {
     stdfs::create_directories(mp);
     const absl::Time start = absl::Now();
     const int rc = RunShell(absl::StrCat("timeout 30 ", BuildRoot(), "/mount/mount.nighfs ", spec,
-                                         " ", mp, " -f -o ", options),
+                                         " ", mp, " -f -o ", options,
+                                         ",token_file=", meta_->admin_token_file()),
                             out);
     *took = absl::Now() - start;
     EXPECT_FALSE(IsMounted(mp));
