@@ -128,20 +128,28 @@ std::string RenderVolumeTable(const std::vector<meta::v1::Volume>& volumes) {
   return table.Render();
 }
 
-std::string RenderVolumesJson(const std::vector<meta::v1::Volume>& volumes) {
-  meta::v1::ListVolumesResponse list;
-  for (const auto& v : volumes) *list.add_volumes() = v;
+namespace {
+
+// One style for every JSON nighfs prints: every field, and the field names of the .proto, as
+// mount.nighfs uses in its status files.
+std::string ListJson(const google::protobuf::Message& list) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.always_print_primitive_fields = true;
-  // The field names of the .proto, as mount.nighfs uses in its status files: one style for
-  // every JSON nighfs prints.
   options.preserve_proto_field_names = true;
   std::string json;
   // Printing a message this program built cannot fail.
   (void)google::protobuf::util::MessageToJsonString(list, &json, options);
   if (json.empty() || json.back() != '\n') json += '\n';
   return json;
+}
+
+}  // namespace
+
+std::string RenderVolumesJson(const std::vector<meta::v1::Volume>& volumes) {
+  meta::v1::ListVolumesResponse list;
+  for (const auto& v : volumes) *list.add_volumes() = v;
+  return ListJson(list);
 }
 
 namespace {
@@ -185,14 +193,7 @@ std::string RenderTokenTable(const std::vector<meta::v1::Token>& tokens) {
 std::string RenderTokensJson(const std::vector<meta::v1::Token>& tokens) {
   meta::v1::ListTokensResponse list;
   for (const auto& t : tokens) *list.add_tokens() = t;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(list, &json, options);
-  if (json.empty() || json.back() != '\n') json += '\n';
-  return json;
+  return ListJson(list);
 }
 
 std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe& probe,
