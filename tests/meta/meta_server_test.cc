@@ -731,5 +731,58 @@ TEST_F(MetaAuthTest, CreateVolumeWithoutTheAdminTokenContactsNoStore) {
   EXPECT_THAT(client_->CreateVolume(cv).status(), StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
+// Server-side POSIX checks over HTTP, under a valid write token: the token does not make its
+// holder root. An unprivileged caller cannot chmod, chown or open for reading another user's
+// 0600 file; the owner can; the file is unchanged after the refusals.
+TEST_F(MetaAuthTest, ValidTokenDoesNotLetACallerPastPosixPermissions) {
+  pb::MknodRequest mn;
+  mn.set_volume_id(vol_);
+  mn.set_parent(1);
+  mn.set_name("alice-only");
+  mn.set_mode(S_IFREG | 0600);
+  mn.set_uid(1001);
+  mn.set_gid(1001);
+  absl::StatusOr<pb::EntryResponse> file = client_->Mknod(mn);
+  ASSERT_OK(file);
+  const uint64_t ino = file->attr().ino();
+  absl::StatusOr<pb::CreateTokenResponse> rw = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(rw);
+  std::unique_ptr<MetaApi> c = Client(rw->secret());
+  auto as = [](uint32_t uid, auto* req) {
+    req->mutable_caller()->set_uid(uid);
+    req->mutable_caller()->set_gid(uid);
+  };
+  pb::SetAttrRequest chmod;
+  chmod.set_volume_id(vol_);
+  chmod.set_ino(ino);
+  chmod.set_valid(pb::SETATTR_MODE);
+  chmod.set_mode(0644);
+  as(1002, &chmod);
+  EXPECT_EQ(StatusToErrno(c->SetAttr(chmod).status()), EPERM);
+  pb::SetAttrRequest chown = chmod;
+  chown.set_valid(pb::SETATTR_UID | pb::SETATTR_GID);
+  chown.set_uid(1002);
+  chown.set_gid(1002);
+  EXPECT_EQ(StatusToErrno(c->SetAttr(chown).status()), EPERM);
+  pb::GetBlocksRequest read;
+  read.set_volume_id(vol_);
+  read.set_ino(ino);
+  read.set_open_access(4);
+  as(1002, &read);
+  EXPECT_EQ(StatusToErrno(c->GetBlocks(read).status()), EACCES);
+  // Unchanged, and the owner may do it all.
+  pb::GetAttrRequest ga;
+  ga.set_volume_id(vol_);
+  ga.set_ino(ino);
+  absl::StatusOr<pb::AttrResponse> attr = client_->GetAttr(ga);
+  ASSERT_OK(attr);
+  EXPECT_EQ(attr->attr().mode() & 07777, 0600u);
+  EXPECT_EQ(attr->attr().uid(), 1001u);
+  as(1001, &read);
+  EXPECT_OK(c->GetBlocks(read));
+  as(1001, &chmod);
+  EXPECT_OK(c->SetAttr(chmod));
+}
+
 }  // namespace
 }  // namespace nighfs
