@@ -81,12 +81,13 @@ nighfs volume "demo" is mounted at:
 Use it like any folder:
   cp -a /usr/share/doc/bash $mnt/ && ls -l $mnt/bash
   $bin/tools/nighfs status                      # transport (TLS), routes and why, cache stats
-  $bin/tools/nighfs --meta $meta --ca-file $ca configure list volumes
+Administer it (configure commands need the admin token and the lab CA):
+  export NIGHFS_META=$meta NIGHFS_CA_FILE=$ca NIGHFS_ADMIN_TOKEN_FILE=$state/meta/admin.token
+  $bin/tools/nighfs configure list volumes
+  $bin/tools/nighfs configure create token --volume demo --access read --path /sub --out FILE
 Unmount and stop:
   fusermount3 -u $mnt      (or: umount $mnt)
   bash scripts/quickstart.sh stop
 Logs: $state/meta.log, $state/mount.log
 Credentials (mode 0600): admin token $state/meta/admin.token, volume token $token
-  (more: NIGHFS_ADMIN_TOKEN_FILE=$state/meta/admin.token $bin/tools/nighfs --meta $meta \\
-         configure create token --volume demo --access read --path /sub --out FILE)
 MSG
