@@ -18,6 +18,29 @@
 
 namespace nighfs::meta::internal {
 
+namespace {
+
+// What Unlink and Rmdir look up and check before removing (parent, name): the directory
+// (searchable by the caller), the entry, its inode, and that the caller may delete it
+// (write on the directory, sticky rules).
+struct Removal {
+  Inode dir;
+  Dentry entry;
+  Inode node;
+};
+
+absl::StatusOr<Removal> FindRemovable(Tx& tx, const Cred& cred, uint64_t vol, uint64_t parent,
+                                      const std::string& name) {
+  ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, parent));
+  RETURN_IF_ERROR(CheckSearch(cred, dir.node()));
+  ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, parent, name));
+  ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
+  RETURN_IF_ERROR(CheckDelete(cred, dir.node(), n.node()));
+  return Removal{std::move(dir), std::move(d), std::move(n)};
+}
+
+}  // namespace
+
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Lookup(const pb::LookupRequest& req) {
   RETURN_IF_ERROR(CheckName(req.name()));
   ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
@@ -250,11 +273,10 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
   ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("Unlink", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::UnlinkResponse> {
     const uint64_t vol = req.volume_id();
-    ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
-    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
-    ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
-    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
-    RETURN_IF_ERROR(CheckDelete(asker.cred, dir.node(), n.node()));
+    ASSIGN_OR_RETURN(Removal rm, FindRemovable(tx, asker.cred, vol, req.parent(), req.name()));
+    Inode& dir = rm.dir;
+    const Dentry& d = rm.entry;
+    Inode& n = rm.node;
     if (n.IsDir()) return FsError(EISDIR, absl::StrCat(Quote(req.name()), " is a directory"));
     RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM dentries WHERE id = ?", d.id));
     ASSIGN_OR_RETURN(n, tx.DropLink(vol, n, req.session_id(), req.sustain(), options_.session_timeout));
@@ -271,11 +293,10 @@ absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest&
   ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
   return WriteOnce("Rmdir", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::RmdirResponse> {
     const uint64_t vol = req.volume_id();
-    ASSIGN_OR_RETURN(Inode dir, tx.GetDir(vol, req.parent()));
-    RETURN_IF_ERROR(CheckSearch(asker.cred, dir.node()));
-    ASSIGN_OR_RETURN(Dentry d, tx.GetDentry(vol, req.parent(), req.name()));
-    ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(vol, d.ino));
-    RETURN_IF_ERROR(CheckDelete(asker.cred, dir.node(), n.node()));
+    ASSIGN_OR_RETURN(Removal rm, FindRemovable(tx, asker.cred, vol, req.parent(), req.name()));
+    Inode& dir = rm.dir;
+    const Dentry& d = rm.entry;
+    const Inode& n = rm.node;
     if (!n.IsDir()) return FsError(ENOTDIR, absl::StrCat(Quote(req.name()), " is not a directory"));
     ASSIGN_OR_RETURN(bool empty, tx.DirIsEmpty(vol, n.ino));
     if (!empty) return FsError(ENOTEMPTY, absl::StrCat("directory ", Quote(req.name()), " is not empty"));
