@@ -41,6 +41,15 @@ class BlockStore {
                                           uint64_t length = kToEnd) = 0;
   // Stores `data` under `key`. Atomic: a reader sees the whole object or NotFound.
   virtual absl::Status Put(std::string_view key, std::string_view data) = 0;
+  // Put, and where the object now waits: the address ("HOST:PORT") of a proxy that
+  // acknowledged it and may not have flushed it to the object store yet, or "" when the object
+  // store itself has it. A writer records the address in the block map (Block.holder) so that a
+  // reader going elsewhere can still find an unflushed block. Stores that write to the object
+  // store directly keep this default.
+  virtual absl::StatusOr<std::string> PutAndLocate(std::string_view key, std::string_view data) {
+    if (absl::Status s = Put(key, data); !s.ok()) return s;
+    return std::string();
+  }
   // Removes `key`; OK if it was already gone.
   virtual absl::Status Delete(std::string_view key) = 0;
   // Size of `key`; NotFound if absent.

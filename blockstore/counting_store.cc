@@ -61,6 +61,13 @@ absl::Status CountingStore::Put(std::string_view key, std::string_view data) {
   return s;
 }
 
+absl::StatusOr<std::string> CountingStore::PutAndLocate(std::string_view key,
+                                                        std::string_view data) {
+  absl::StatusOr<std::string> r = BlockStoreWrapper::PutAndLocate(key, data);
+  Record(r.status());
+  return r;
+}
+
 absl::Status CountingStore::Delete(std::string_view key) {
   absl::Status s = BlockStoreWrapper::Delete(key);
   Record(s);

@@ -89,6 +89,15 @@ absl::Status FaultInjectingStore::Put(std::string_view key, std::string_view dat
   return d.status.ok() ? r : d.status;
 }
 
+absl::StatusOr<std::string> FaultInjectingStore::PutAndLocate(std::string_view key,
+                                                              std::string_view data) {
+  const Decision d = Begin(Op::kPut);
+  if (!d.status.ok() && !d.after_applying) return d.status;
+  absl::StatusOr<std::string> r = base().PutAndLocate(key, data);
+  if (!d.status.ok()) return d.status;
+  return r;
+}
+
 absl::Status FaultInjectingStore::Delete(std::string_view key) {
   const Decision d = Begin(Op::kDelete);
   if (!d.status.ok() && !d.after_applying) return d.status;

@@ -55,6 +55,7 @@ class FaultInjectingStore : public BlockStoreWrapper {
   absl::StatusOr<std::string> Get(std::string_view key, uint64_t offset = 0,
                                   uint64_t length = kToEnd) override;
   absl::Status Put(std::string_view key, std::string_view data) override;
+  absl::StatusOr<std::string> PutAndLocate(std::string_view key, std::string_view data) override;
   absl::Status Delete(std::string_view key) override;
   absl::StatusOr<ObjectInfo> Head(std::string_view key) override;
   absl::StatusOr<ListPage> List(std::string_view prefix, std::string_view page_token,

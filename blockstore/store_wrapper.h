@@ -33,6 +33,9 @@ class BlockStoreWrapper : public BlockStore {
   absl::Status Put(std::string_view key, std::string_view data) override {
     return base_->Put(key, data);
   }
+  absl::StatusOr<std::string> PutAndLocate(std::string_view key, std::string_view data) override {
+    return base_->PutAndLocate(key, data);
+  }
   absl::Status Delete(std::string_view key) override { return base_->Delete(key); }
   absl::StatusOr<ObjectInfo> Head(std::string_view key) override { return base_->Head(key); }
   absl::StatusOr<ListPage> List(std::string_view prefix, std::string_view page_token,

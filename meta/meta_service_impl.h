@@ -281,6 +281,10 @@ class MetaServiceImpl final : public MetaService {
   absl::StatusOr<pb::CreateTokenResponse> CreateToken(const pb::CreateTokenRequest& req) override;
   absl::StatusOr<pb::ListTokensResponse> ListTokens(const pb::ListTokensRequest& req) override;
   absl::StatusOr<pb::RevokeTokenResponse> RevokeToken(const pb::RevokeTokenRequest& req) override;
+  // meta/proxy_ops.cc
+  absl::StatusOr<pb::AuthorizeBlockAccessResponse> AuthorizeBlockAccess(
+      const pb::AuthorizeBlockAccessRequest& req) override;
+  absl::StatusOr<pb::DeadBlocksResponse> DeadBlocks(const pb::DeadBlocksRequest& req) override;
 
   absl::StatusOr<std::optional<TokenGrant>> FindToken(std::string_view secret) override;
   absl::StatusOr<bool> InSubtree(uint64_t volume_id, uint64_t ino, uint64_t root_ino,

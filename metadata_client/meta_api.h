@@ -45,7 +45,9 @@ namespace pb = ::nighfs::meta::v1;
   X(StatFs, StatFsRequest, StatFsResponse)                      \
   X(CreateToken, CreateTokenRequest, CreateTokenResponse)       \
   X(ListTokens, ListTokensRequest, ListTokensResponse)          \
-  X(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)
+  X(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)       \
+  X(AuthorizeBlockAccess, AuthorizeBlockAccessRequest, AuthorizeBlockAccessResponse) \
+  X(DeadBlocks, DeadBlocksRequest, DeadBlocksResponse)
 
 // Every method is safe to call from many threads at once. File-system failures carry their
 // errno (common/errno_status.h): ENOENT, EEXIST, ENOTEMPTY, ENOTDIR, EISDIR, EINVAL, ENODATA...
