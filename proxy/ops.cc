@@ -15,7 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <iterator>
+#include <iterator>  // std::size
 #include <string>
 #include <vector>
 
@@ -133,13 +133,30 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t limit)
 // ---------------------------------------------------------------------------------------------
 // init creds / deinit creds
 
+// The flags naming a file that holds one secret. Secrets are never taken as flag values:
+// argv is visible to every user of the host (ps, /proc/PID/cmdline).
+struct SecretFileFlag {
+  const char* flag;
+  const char* help;
+  std::string blockstore::StoreCredentials::*field;
+};
+constexpr SecretFileFlag kSecretFileFlags[] = {
+    {"--secret-access-key-file",
+     "file holding the secret access key ('-': standard input); a secret is never taken on the "
+     "command line, where ps shows it",
+     &blockstore::StoreCredentials::secret_access_key},
+    {"--session-token-file", "file holding an S3 session token (temporary credentials)",
+     &blockstore::StoreCredentials::session_token},
+    {"--azure-storage-key-file", "file holding an Azure storage account key",
+     &blockstore::StoreCredentials::azure_account_key},
+    {"--azure-sas-token-file", "file holding an Azure SAS token (without '?')",
+     &blockstore::StoreCredentials::azure_sas_token},
+};
+
 struct CredsArgs {
   std::string creds_file = kDefaultCredsFile;
   std::string access_key_id;
-  std::string secret_access_key_file;
-  std::string session_token_file;
-  std::string azure_storage_key_file;
-  std::string azure_sas_token_file;
+  std::string secret_files[std::size(kSecretFileFlags)];  // paths, "" = not given
   bool force = false;
 };
 
@@ -173,11 +190,12 @@ std::string CredentialLine(absl::string_view key, absl::string_view value) {
 // The secret held in a file (or standard input), without the newline an editor or `echo` adds.
 absl::StatusOr<std::string> ReadSecretFile(absl::string_view flag, const std::string& path) {
   absl::StatusOr<std::string> text = ReadSmallFile(path, 64 * 1024);
-  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
+  if (!text.ok())
+    return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
   std::string secret(absl::StripAsciiWhitespace(*text));
   if (secret.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path == "-" ? "standard input" : path,
-                                                   " holds no secret"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path == "-" ? "standard input" : path, " holds no secret"));
   }
   return secret;
 }
@@ -195,25 +213,15 @@ int InitCreds(const CredsArgs& a, bool any_flag) {
     // variable (another account's secret) would make a pair that never works.
     source = "the command line";
     c.access_key_id = a.access_key_id;
-    struct FileFlag {
-      const char* flag;
-      const std::string& path;
-      std::string* out;
-    };
-    const FileFlag files[] = {
-        {"--secret-access-key-file", a.secret_access_key_file, &c.secret_access_key},
-        {"--session-token-file", a.session_token_file, &c.session_token},
-        {"--azure-storage-key-file", a.azure_storage_key_file, &c.azure_account_key},
-        {"--azure-sas-token-file", a.azure_sas_token_file, &c.azure_sas_token},
-    };
-    for (const FileFlag& f : files) {
-      if (f.path.empty()) continue;
-      absl::StatusOr<std::string> secret = ReadSecretFile(f.flag, f.path);
+    for (size_t i = 0; i < std::size(kSecretFileFlags); ++i) {
+      if (a.secret_files[i].empty()) continue;
+      absl::StatusOr<std::string> secret =
+          ReadSecretFile(kSecretFileFlags[i].flag, a.secret_files[i]);
       if (!secret.ok()) {
         std::cerr << "nighfs-proxy init creds: " << secret.status().message() << "\n";
         return kExitFailure;
       }
-      *f.out = *std::move(secret);
+      c.*kSecretFileFlags[i].field = *std::move(secret);
     }
   } else {
     source = "the environment";
@@ -229,10 +237,10 @@ int InitCreds(const CredsArgs& a, bool any_flag) {
     return kExitUsage;
   };
   if (c.access_key_id.empty() != c.secret_access_key.empty()) {
-    return usage(absl::StrCat(
-        "an access key id and its secret go together (from ", source,
-        ": --access-key-id with --secret-access-key-file, or AWS_ACCESS_KEY_ID with "
-        "AWS_SECRET_ACCESS_KEY)"));
+    return usage(
+        absl::StrCat("an access key id and its secret go together (from ", source,
+                     ": --access-key-id with --secret-access-key-file, or AWS_ACCESS_KEY_ID with "
+                     "AWS_SECRET_ACCESS_KEY)"));
   }
   if (!c.session_token.empty() && c.access_key_id.empty()) {
     return usage("a session token needs an access key id and secret");
@@ -368,12 +376,24 @@ std::string SystemdWord(absl::string_view word) {
   if (!plain) out.push_back('"');
   for (const char c : word) {
     switch (c) {
-      case '%': out += "%%"; break;
-      case '$': out += "$$"; break;
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '%':
+        out += "%%";
+        break;
+      case '$':
+        out += "$$";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
           static constexpr char kHex[] = "0123456789abcdef";
@@ -403,7 +423,8 @@ std::string RenderUnit(const std::string& binary, const std::vector<std::string>
       "\n"
       "[Service]\n"
       "Type=simple\n"
-      "ExecStart=", exec, "\n",
+      "ExecStart=",
+      exec, "\n",
       "Restart=always\n"
       "RestartSec=1\n"
       "# One descriptor per client connection and per cached block being read or written.\n"
@@ -472,7 +493,8 @@ int InitSystemd(const SystemdArgs& a) {
     return code;
   };
   absl::StatusOr<std::vector<std::string>> flags = SplitShellWords(a.start_flags);
-  if (!flags.ok()) return fail(kExitUsage, absl::StrCat("--start-flags: ", flags.status().message()));
+  if (!flags.ok())
+    return fail(kExitUsage, absl::StrCat("--start-flags: ", flags.status().message()));
   if (flags->empty()) return fail(kExitUsage, "--start-flags: no flags (the proxy needs --meta)");
   if ((*flags)[0] == "init" || (*flags)[0] == "deinit") {
     return fail(kExitUsage, "--start-flags: give the daemon's flags, not an init/deinit command");
@@ -488,8 +510,9 @@ int InitSystemd(const SystemdArgs& a) {
     unchanged = *old == unit;
     replaced = !unchanged;
     if (replaced && !a.force) {
-      return fail(kExitFailure,
-                  absl::StrCat(unit_path, " exists with other content; pass --force to replace it"));
+      return fail(
+          kExitFailure,
+          absl::StrCat(unit_path, " exists with other content; pass --force to replace it"));
     }
   }
   if (!unchanged) {
@@ -548,8 +571,8 @@ int DeinitSystemd(const std::string& unit_dir, bool force) {
                  "stopped or disabled\n";
   } else if (RunCommand({systemctl, "disable", "--now", kUnitName}) != 0) {
     if (!force) {
-      std::cerr << "nighfs-proxy deinit systemd: systemctl disable --now failed; kept "
-                << unit_path << " (pass --force to remove it anyway)\n";
+      std::cerr << "nighfs-proxy deinit systemd: systemctl disable --now failed; kept " << unit_path
+                << " (pass --force to remove it anyway)\n";
       return kExitFailure;
     }
     std::cerr << "nighfs-proxy deinit systemd: systemctl disable --now failed; removing the "
@@ -586,39 +609,31 @@ std::optional<int> RunProxyAdminCommand(int argc, char** argv) {
 
   CredsArgs creds;
   CLI::App* init_creds = init->add_subcommand(
-      "creds", "write the object store credentials the proxy uses (mode 0600); from the flags, "
-               "else from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, "
-               "AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN");
+      "creds",
+      "write the object store credentials the proxy uses (mode 0600); from the flags, "
+      "else from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, "
+      "AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN");
   init_creds->add_option("--creds-file", creds.creds_file, "the file to write")
       ->type_name("FILE")
       ->capture_default_str();
-  CLI::Option* id_opt = init_creds->add_option("--access-key-id", creds.access_key_id,
-                                               "S3 access key id (GCS/OCI: HMAC key id)")
+  CLI::Option* id_opt = init_creds
+                            ->add_option("--access-key-id", creds.access_key_id,
+                                         "S3 access key id (GCS/OCI: HMAC key id)")
                             ->type_name("ID");
-  CLI::Option* secret_opt =
-      init_creds
-          ->add_option("--secret-access-key-file", creds.secret_access_key_file,
-                       "file holding the secret access key ('-': standard input); a secret "
-                       "is never taken on the command line, where ps shows it")
-          ->type_name("FILE");
-  CLI::Option* session_opt =
-      init_creds->add_option("--session-token-file", creds.session_token_file,
-                             "file holding an S3 session token (temporary credentials)")
-          ->type_name("FILE");
-  CLI::Option* azure_key_opt =
-      init_creds->add_option("--azure-storage-key-file", creds.azure_storage_key_file,
-                             "file holding an Azure storage account key")
-          ->type_name("FILE");
-  CLI::Option* azure_sas_opt =
-      init_creds->add_option("--azure-sas-token-file", creds.azure_sas_token_file,
-                             "file holding an Azure SAS token (without '?')")
-          ->type_name("FILE");
+  std::vector<CLI::Option*> credential_opts = {id_opt};
+  for (size_t i = 0; i < std::size(kSecretFileFlags); ++i) {
+    credential_opts.push_back(
+        init_creds
+            ->add_option(kSecretFileFlags[i].flag, creds.secret_files[i], kSecretFileFlags[i].help)
+            ->type_name("FILE"));
+  }
   init_creds->add_flag("--force", creds.force, "replace an existing file");
 
   SystemdArgs systemd;
   CLI::App* init_systemd = init->add_subcommand(
-      "systemd", "write the nighfs-proxy.service unit, reload systemd, and with --now enable "
-                 "and start it");
+      "systemd",
+      "write the nighfs-proxy.service unit, reload systemd, and with --now enable "
+      "and start it");
   init_systemd->add_flag("--now", systemd.now, "enable and start the service");
   init_systemd
       ->add_option("--start-flags", systemd.start_flags,
@@ -643,8 +658,8 @@ std::optional<int> RunProxyAdminCommand(int argc, char** argv) {
 
   std::string deinit_unit_dir = kDefaultUnitDir;
   bool deinit_force = false;
-  CLI::App* deinit_systemd = deinit->add_subcommand(
-      "systemd", "stop and disable the service, then remove its unit");
+  CLI::App* deinit_systemd =
+      deinit->add_subcommand("systemd", "stop and disable the service, then remove its unit");
   deinit_systemd->add_option("--unit-dir", deinit_unit_dir, "where the unit is")
       ->type_name("DIR")
       ->capture_default_str();
@@ -658,9 +673,9 @@ std::optional<int> RunProxyAdminCommand(int argc, char** argv) {
     return app.exit(e, std::cout, std::cerr) == 0 ? kExitOk : kExitUsage;
   }
   if (init_creds->parsed()) {
-    const bool any_flag = id_opt->count() + secret_opt->count() + session_opt->count() +
-                              azure_key_opt->count() + azure_sas_opt->count() > 0;
-    return InitCreds(creds, any_flag);
+    bool any_flag_given = false;
+    for (const CLI::Option* o : credential_opts) any_flag_given |= o->count() > 0;
+    return InitCreds(creds, any_flag_given);
   }
   if (init_systemd->parsed()) return InitSystemd(systemd);
   if (deinit_creds->parsed()) return DeinitCreds(deinit_creds_file);

@@ -164,9 +164,12 @@ TEST_F(OpsTest, UsageErrorsExitTwo) {
 
 TEST_F(OpsTest, CredsFromFlagsRoundTripThroughLoadCredentials) {
   // Characters a naive writer or reader gets wrong: '#', '=', quotes, '$', '%', backslash.
-  const std::vector<std::string> secrets = {
-      "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "ab#cd=ef", "\"quoted\"", "'single'",
-      "it's $HOME %i a\\b \"x\"", "=leading-equals"};
+  const std::vector<std::string> secrets = {"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                                            "ab#cd=ef",
+                                            "\"quoted\"",
+                                            "'single'",
+                                            "it's $HOME %i a\\b \"x\"",
+                                            "=leading-equals"};
   int n = 0;
   for (const std::string& secret : secrets) {
     SCOPED_TRACE(secret);
@@ -175,7 +178,7 @@ TEST_F(OpsTest, CredsFromFlagsRoundTripThroughLoadCredentials) {
     const std::string creds = absl::StrCat(dir_.path(), "/etc", n++, "/nighfs/proxy.creds");
     ScopedUmask umask(0);  // 0600 whatever the umask
     const Result r = RunAdmin({"init", "creds", "--creds-file", creds, "--access-key-id",
-                          "AKIDEXAMPLE", "--secret-access-key-file", secret_file});
+                               "AKIDEXAMPLE", "--secret-access-key-file", secret_file});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(ModeOf(creds), 0600);
     EXPECT_THAT(r.out, HasSubstr(creds));
@@ -220,8 +223,8 @@ TEST_F(OpsTest, CredsFromEnvironmentRoundTrip) {
 TEST_F(OpsTest, AzureCredsFromFilesAndSecretFromStdin) {
   const std::string creds = dir_.path() + "/proxy.creds";
   WriteFile(dir_.path() + "/sas", "sv=2021&sig=xyz\n");
-  const Result azure = RunAdmin({"init", "creds", "--creds-file", creds, "--azure-sas-token-file",
-                            dir_.path() + "/sas"});
+  const Result azure = RunAdmin(
+      {"init", "creds", "--creds-file", creds, "--azure-sas-token-file", dir_.path() + "/sas"});
   ASSERT_EQ(azure.code, 0) << azure.err;
   absl::StatusOr<blockstore::StoreCredentials> loaded = blockstore::LoadCredentials(creds);
   ASSERT_OK(loaded);
@@ -237,7 +240,7 @@ TEST_F(OpsTest, AzureCredsFromFilesAndSecretFromStdin) {
   ASSERT_EQ(::dup2(in, STDIN_FILENO), STDIN_FILENO);
   ::close(in);
   const Result r = RunAdmin({"init", "creds", "--creds-file", creds, "--force", "--access-key-id",
-                        "AKID", "--secret-access-key-file", "-"});
+                             "AKID", "--secret-access-key-file", "-"});
   ASSERT_EQ(::dup2(saved, STDIN_FILENO), STDIN_FILENO);
   ::close(saved);
   ASSERT_EQ(r.code, 0) << r.err;
@@ -252,21 +255,21 @@ TEST_F(OpsTest, CredsRefuseOverwriteWithoutForce) {
   WriteFile(dir_.path() + "/s1", "first-secret");
   WriteFile(dir_.path() + "/s2", "second-secret");
   ASSERT_EQ(RunAdmin({"init", "creds", "--creds-file", creds, "--access-key-id", "ID1",
-                 "--secret-access-key-file", dir_.path() + "/s1"})
+                      "--secret-access-key-file", dir_.path() + "/s1"})
                 .code,
             0);
   const std::string before = ReadAll(creds);
   const Result refused = RunAdmin({"init", "creds", "--creds-file", creds, "--access-key-id", "ID2",
-                              "--secret-access-key-file", dir_.path() + "/s2"});
+                                   "--secret-access-key-file", dir_.path() + "/s2"});
   EXPECT_EQ(refused.code, 1);
   EXPECT_THAT(refused.err, HasSubstr("--force"));
   EXPECT_EQ(ReadAll(creds), before);
 
   // A file someone widened is replaced by a 0600 one.
   ASSERT_EQ(::chmod(creds.c_str(), 0644), 0);
-  const Result forced = RunAdmin({"init", "creds", "--creds-file", creds, "--force",
-                             "--access-key-id", "ID2", "--secret-access-key-file",
-                             dir_.path() + "/s2"});
+  const Result forced =
+      RunAdmin({"init", "creds", "--creds-file", creds, "--force", "--access-key-id", "ID2",
+                "--secret-access-key-file", dir_.path() + "/s2"});
   ASSERT_EQ(forced.code, 0) << forced.err;
   EXPECT_EQ(ModeOf(creds), 0600);
   absl::StatusOr<blockstore::StoreCredentials> loaded = blockstore::LoadCredentials(creds);
@@ -284,11 +287,11 @@ TEST_F(OpsTest, CredsRefuseIncompleteOrUnwritableInput) {
   EXPECT_EQ(RunAdmin({"init", "creds", "--creds-file", creds}).code, 2);
   EXPECT_EQ(RunAdmin({"init", "creds", "--creds-file", creds, "--access-key-id", "X"}).code, 2);
   EXPECT_EQ(RunAdmin({"init", "creds", "--creds-file", creds, "--access-key-id", "X",
-                 "--secret-access-key-file", dir_.path() + "/empty"})
+                      "--secret-access-key-file", dir_.path() + "/empty"})
                 .code,
             1);
   EXPECT_EQ(RunAdmin({"init", "creds", "--creds-file", creds, "--access-key-id", "X",
-                 "--secret-access-key-file", dir_.path() + "/nope"})
+                      "--secret-access-key-file", dir_.path() + "/nope"})
                 .code,
             1);
   {
@@ -347,6 +350,16 @@ class SystemdTest : public OpsTest {
     std::ofstream(calls_, std::ios::trunc);  // the next Calls() sees only newer ones
     return lines;
   }
+  // nighfs-proxy init systemd [extra...] into unit_dir_ with binary_ and `flags`.
+  Result InitUnit(const std::string& flags, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"init", "systemd"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (const std::string& a : {std::string("--unit-dir"), unit_dir_, std::string("--binary"),
+                                 binary_, std::string("--start-flags"), flags}) {
+      args.push_back(a);
+    }
+    return RunAdmin(std::move(args));
+  }
   std::string ExecStartOf(const std::string& unit) {
     for (absl::string_view line : absl::StrSplit(unit, '\n')) {
       if (absl::StartsWith(line, "ExecStart=")) return std::string(line.substr(10));
@@ -363,10 +376,10 @@ class SystemdTest : public OpsTest {
 
 TEST_F(SystemdTest, WritesUnitAndSaysSystemctlIsMissing) {
   ScopedUmask umask(077);  // the unit is world-readable (0644) whatever the umask
-  const Result r = RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                        "--start-flags",
-                        "--meta meta.example:7420 --meta-token-file /etc/nighfs/proxy.token "
-                        "--disk-folder /data/proxy-cache --disk-quota 90%"});
+  const Result r =
+      RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_, "--start-flags",
+                "--meta meta.example:7420 --meta-token-file /etc/nighfs/proxy.token "
+                "--disk-folder /data/proxy-cache --disk-quota 90%"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("systemctl not found"));
   EXPECT_EQ(ModeOf(unit_), 0644);
@@ -386,10 +399,9 @@ TEST_F(SystemdTest, WritesUnitAndSaysSystemctlIsMissing) {
 
 TEST_F(SystemdTest, QuotesFlagsWithSpacesQuotesAndSpecialCharacters) {
   // Shell-style input; each word must reach the daemon's argv exactly.
-  const Result r = RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                        "--start-flags",
-                        R"(--disk-folder '/data/my cache' --name "it's \"x\"" --tag 50%\ $HOME )"
-                        R"(--sep ';' --back 'a\b' --empty '' --tab "a	b")"});
+  const Result r =
+      InitUnit(R"(--disk-folder '/data/my cache' --name "it's \"x\"" --tag 50%\ $HOME )"
+               R"(--sep ';' --back 'a\b' --empty '' --tab "a	b")");
   ASSERT_EQ(r.code, 0) << r.err;
   const std::string exec = ExecStartOf(ReadAll(unit_));
   EXPECT_EQ(exec, absl::StrCat("\"", binary_, "\"",
@@ -401,93 +413,72 @@ TEST_F(SystemdTest, QuotesFlagsWithSpacesQuotesAndSpecialCharacters) {
   const std::string analyze = "/usr/bin/systemd-analyze";
   if (::access(analyze.c_str(), X_OK) == 0) {
     const std::string log = dir_.path() + "/verify.log";
-    const std::string cmd = absl::StrCat("'", analyze, "' verify --man=no '", unit_, "' > '", log,
-                                         "' 2>&1");
+    const std::string cmd =
+        absl::StrCat("'", analyze, "' verify --man=no '", unit_, "' > '", log, "' 2>&1");
     EXPECT_EQ(std::system(cmd.c_str()), 0) << ReadAll(log);
     EXPECT_EQ(ReadAll(log), "");
   }
 }
 
 TEST_F(SystemdTest, RefusesBadFlagsAndBinaries) {
-  EXPECT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                 "--start-flags", "--disk-folder '/data"})
-                .code,
-            2);
-  EXPECT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                 "--start-flags", "   "})
-                .code,
-            2);
-  EXPECT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                 "--start-flags", "init creds"})
-                .code,
-            2);
+  EXPECT_EQ(InitUnit("--disk-folder '/data").code, 2);
+  EXPECT_EQ(InitUnit("   ").code, 2);
+  EXPECT_EQ(InitUnit("init creds").code, 2);
   EXPECT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", "nighfs-proxy",
-                 "--start-flags", "--meta m:7420"})
+                      "--start-flags", "--meta m:7420"})
                 .code,
             2);
   EXPECT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary",
-                 dir_.path() + "/missing", "--start-flags", "--meta m:7420"})
+                      dir_.path() + "/missing", "--start-flags", "--meta m:7420"})
                 .code,
             2);
   EXPECT_FALSE(Exists(unit_));
 }
 
 TEST_F(SystemdTest, NowWithoutSystemctlWritesTheUnitButFails) {
-  const Result r = RunAdmin({"init", "systemd", "--now", "--unit-dir", unit_dir_, "--binary", binary_,
-                        "--start-flags", "--meta m:7420"});
+  const Result r = InitUnit("--meta m:7420", {"--now"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("systemctl not found"));
   EXPECT_TRUE(Exists(unit_));
 }
 
 TEST_F(SystemdTest, RefusesToReplaceAnotherUnitWithoutForce) {
-  ASSERT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                 "--start-flags", "--meta a:7420"})
-                .code,
-            0);
+  ASSERT_EQ(InitUnit("--meta a:7420").code, 0);
   const std::string before = ReadAll(unit_);
   // The same unit again is fine (idempotent); another one needs --force.
-  const Result same = RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                           "--start-flags", "--meta a:7420"});
+  const Result same = InitUnit("--meta a:7420");
   EXPECT_EQ(same.code, 0);
   EXPECT_THAT(same.out, HasSubstr("unchanged"));
-  const Result other = RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                            "--start-flags", "--meta b:7420"});
+  const Result other = InitUnit("--meta b:7420");
   EXPECT_EQ(other.code, 1);
   EXPECT_THAT(other.err, HasSubstr("--force"));
   EXPECT_EQ(ReadAll(unit_), before);
-  ASSERT_EQ(RunAdmin({"init", "systemd", "--force", "--unit-dir", unit_dir_, "--binary", binary_,
-                 "--start-flags", "--meta b:7420"})
-                .code,
-            0);
+  ASSERT_EQ(InitUnit("--meta b:7420", {"--force"}).code, 0);
   EXPECT_THAT(ExecStartOf(ReadAll(unit_)), HasSubstr("--meta b:7420"));
   EXPECT_EQ(Entries(unit_dir_), std::vector<std::string>{"nighfs-proxy.service"});
 }
 
 TEST_F(SystemdTest, DrivesSystemctlWhenPresent) {
   InstallFakeSystemctl();
-  Result r = RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                  "--start-flags", "--meta a:7420"});
+  Result r = InitUnit("--meta a:7420");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(Calls(), std::vector<std::string>{"daemon-reload"});
 
-  r = RunAdmin({"init", "systemd", "--now", "--unit-dir", unit_dir_, "--binary", binary_,
-           "--start-flags", "--meta a:7420"});
+  r = InitUnit("--meta a:7420", {"--now"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(Calls(),
             (std::vector<std::string>{"daemon-reload", "enable --now nighfs-proxy.service"}));
 
   // New flags for a running service: enable, then restart so they take effect.
-  r = RunAdmin({"init", "systemd", "--now", "--force", "--unit-dir", unit_dir_, "--binary", binary_,
-           "--start-flags", "--meta b:7420"});
+  r = InitUnit("--meta b:7420", {"--now", "--force"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(Calls(), (std::vector<std::string>{"daemon-reload", "enable nighfs-proxy.service",
                                                "restart nighfs-proxy.service"}));
 
   r = RunAdmin({"deinit", "systemd", "--unit-dir", unit_dir_});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(Calls(), (std::vector<std::string>{"disable --now nighfs-proxy.service",
-                                               "daemon-reload"}));
+  EXPECT_EQ(Calls(),
+            (std::vector<std::string>{"disable --now nighfs-proxy.service", "daemon-reload"}));
   EXPECT_FALSE(Exists(unit_));
   r = RunAdmin({"deinit", "systemd", "--unit-dir", unit_dir_});
   EXPECT_EQ(r.code, 0);
@@ -499,8 +490,7 @@ TEST_F(SystemdTest, FailingSystemctlIsReported) {
   InstallFakeSystemctl();
   {
     ScopedEnv fail("FAKE_SYSTEMCTL_FAIL", "enable");
-    const Result r = RunAdmin({"init", "systemd", "--now", "--unit-dir", unit_dir_, "--binary",
-                          binary_, "--start-flags", "--meta a:7420"});
+    const Result r = InitUnit("--meta a:7420", {"--now"});
     EXPECT_EQ(r.code, 1);
     EXPECT_THAT(r.err, HasSubstr("journalctl -u nighfs-proxy.service"));
   }
@@ -520,10 +510,7 @@ TEST_F(SystemdTest, FailingSystemctlIsReported) {
 }
 
 TEST_F(SystemdTest, DeinitWithoutSystemctlRemovesTheUnit) {
-  ASSERT_EQ(RunAdmin({"init", "systemd", "--unit-dir", unit_dir_, "--binary", binary_,
-                 "--start-flags", "--meta a:7420"})
-                .code,
-            0);
+  ASSERT_EQ(InitUnit("--meta a:7420").code, 0);
   const Result r = RunAdmin({"deinit", "systemd", "--unit-dir", unit_dir_});
   EXPECT_EQ(r.code, 0);
   EXPECT_THAT(r.err, HasSubstr("systemctl not found"));
