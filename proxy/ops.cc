@@ -124,7 +124,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t limit)
     if (text.size() > limit) {
       return absl::InvalidArgumentError(
           absl::StrCat(stdin_path ? std::string("standard input") : path, " is over ", limit,
-                       " bytes; expected one secret"));
+                       " bytes: too large"));
     }
   }
   return text;
