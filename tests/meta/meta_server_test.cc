@@ -544,6 +544,96 @@ TEST_F(MetaAuthTest, ReadTokenAndVolumeTokensGet403ForWhatTheyMayNotDo) {
   EXPECT_THAT(Names(1), ::testing::IsEmpty());
 }
 
+// Issue 12: a proxy token reaches the two proxy calls and nothing else; a volume token reaches
+// neither (DeadBlocks names a volume_id, which the generic checks alone would let through).
+TEST_F(MetaAuthTest, ProxyTokenCallsOnlyTheProxyRpcsAndVolumeTokensNeither) {
+  pb::CreateTokenRequest ct;
+  ct.set_access(pb::ACCESS_PROXY);
+  ct.set_name("edge");
+  absl::StatusOr<pb::CreateTokenResponse> proxy = client_->CreateToken(ct);
+  ASSERT_OK(proxy);
+  secrets_.push_back(proxy->secret());
+  EXPECT_EQ(proxy->token().volume(), "");
+  absl::StatusOr<pb::CreateTokenResponse> rw = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(rw);
+  absl::StatusOr<pb::CreateTokenResponse> ro = Token(pb::ACCESS_READ);
+  ASSERT_OK(ro);
+
+  pb::AuthorizeBlockAccessRequest auth;
+  auth.set_volume("v");
+  auth.set_token(rw->secret());
+  auth.set_proxy_address("127.0.0.1:7430");
+  pb::DeadBlocksRequest dead;
+  dead.set_volume_id(vol_);
+  dead.add_ids(1);
+
+  // The proxy token: both proxy calls, over the real client too.
+  EXPECT_EQ(RawStatus("AuthorizeBlockAccess", auth, proxy->secret()), 200);
+  EXPECT_EQ(RawStatus("DeadBlocks", dead, proxy->secret()), 200);
+  std::unique_ptr<MetaApi> p = Client(proxy->secret());
+  absl::StatusOr<pb::AuthorizeBlockAccessResponse> a = p->AuthorizeBlockAccess(auth);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->access(), pb::ACCESS_WRITE);
+  EXPECT_EQ(a->volume().id(), vol_);
+  EXPECT_EQ(a->volume().store_url(), store_url_);
+  // The admin token as the client's: write access (the server knows its own admin token).
+  auth.set_token(admin_token_);
+  a = p->AuthorizeBlockAccess(auth);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->access(), pb::ACCESS_WRITE);
+  auth.set_token(ro->secret());
+  a = p->AuthorizeBlockAccess(auth);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->access(), pb::ACCESS_READ);
+  auth.set_token("nighfs-token-" + std::string(64, '0'));
+  EXPECT_THAT(p->AuthorizeBlockAccess(auth), StatusIs(absl::StatusCode::kUnauthenticated));
+  auth.set_token(rw->secret());
+
+  // ... and nothing else: every other kind of call is 403, also ones naming no volume.
+  EXPECT_EQ(RawStatus("GetAttr", [&] {
+              pb::GetAttrRequest ga;
+              ga.mutable_caller();
+              ga.set_volume_id(vol_);
+              ga.set_ino(1);
+              return ga;
+            }(), proxy->secret()),
+            403);
+  EXPECT_EQ(RawStatus("Mkdir", MkdirReq(1, "x"), proxy->secret()), 403);
+  pb::MountRequest mr;
+  mr.set_volume_name("v");
+  EXPECT_EQ(RawStatus("Mount", mr, proxy->secret()), 403);
+  EXPECT_EQ(RawStatus("ListVolumes", pb::ListVolumesRequest(), proxy->secret()), 403);
+  EXPECT_EQ(RawStatus("ListTokens", pb::ListTokensRequest(), proxy->secret()), 403);
+  pb::CreateTokenRequest mint;
+  mint.set_volume("v");
+  mint.set_access(pb::ACCESS_WRITE);
+  EXPECT_EQ(RawStatus("CreateToken", mint, proxy->secret()), 403);
+  pb::AllocBlockIdsRequest alloc;
+  alloc.set_volume_id(vol_);
+  alloc.set_count(1);
+  EXPECT_EQ(RawStatus("AllocBlockIds", alloc, proxy->secret()), 403);
+
+  // Volume tokens, read or write, of the very volume named: 403 for both proxy calls.
+  for (const std::string& secret : {rw->secret(), ro->secret()}) {
+    EXPECT_EQ(RawStatus("AuthorizeBlockAccess", auth, secret), 403);
+    EXPECT_EQ(RawStatus("DeadBlocks", dead, secret), 403);
+  }
+  // No token at all: 401.
+  EXPECT_EQ(RawStatus("DeadBlocks", dead, ""), 401);
+  EXPECT_EQ(RawStatus("AuthorizeBlockAccess", auth, ""), 401);
+  // The admin may call both.
+  EXPECT_OK(client_->DeadBlocks(dead));
+  EXPECT_OK(client_->AuthorizeBlockAccess(auth));
+
+  // Revoked: the proxy token is refused (401) within the cache interval (1 s here).
+  pb::RevokeTokenRequest rt;
+  rt.set_id(proxy->token().id());
+  ASSERT_OK(client_->RevokeToken(rt));
+  EXPECT_TRUE(WaitFor([&] { return RawStatus("DeadBlocks", dead, proxy->secret()) == 401; },
+                      absl::Seconds(5)));
+  EXPECT_THAT(Names(1), ::testing::IsEmpty()) << "nothing was created";
+}
+
 TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   const pb::Attr a = Mkdir(1, "a");
   const pb::Attr in = Mkdir(a.ino(), "in");
