@@ -47,7 +47,8 @@ class MetaServerTest : public ::testing::Test {
             "--state-dir",                     state_dir(),    "--port-file",
             port_file,                         "--log-level",  "debug",
             "--allow-file-root",               dir_.path(),    "--token-cache-ttl",
-            "1",                               "--insecure-plaintext"};  // last: see TlsOr...
+            "1",                               "--gc-tombstone-retention",
+            "36h",                             "--insecure-plaintext"};  // last: see TlsOr...
   }
 
   // Starts nighfs-meta on a free port and waits until it has written its port file.
@@ -263,6 +264,19 @@ TEST_F(MetaServerTest, StartupErrorsAreClearAndExitOne) {
     ASSERT_OK(st);
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1);
     EXPECT_THAT((*p)->ReadLog(), HasSubstr("cannot listen"));
+  }
+  // A tombstone retention that is no duration.
+  for (const std::string bad : {"0", "7x", "-1d", "d"}) {
+    std::vector<std::string> argv = {BuildRoot() + "/meta/nighfs-meta", "--listen",
+                                     "127.0.0.1:0", "--state-dir", dir_.path() + "/state3",
+                                     "--gc-tombstone-retention", bad, "--insecure-plaintext"};
+    absl::StatusOr<std::unique_ptr<ChildProcess>> p =
+        ChildProcess::Start(argv, dir_.path() + "/fourth.log");
+    ASSERT_OK(p);
+    absl::StatusOr<int> st = (*p)->Wait(absl::Seconds(20));
+    ASSERT_OK(st);
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << bad;
+    EXPECT_THAT((*p)->ReadLog(), HasSubstr("--gc-tombstone-retention")) << bad;
   }
   ASSERT_NO_FATAL_FAILURE(StopServer());
 }
