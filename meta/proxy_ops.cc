@@ -40,7 +40,7 @@ bool IsHostChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
 }
 
-// Statements with an IN list of `n` parameters after `leading` fixed ones.
+// "(?, ?, ...)" with `n` parameters, for an IN list.
 std::string InList(size_t n) {
   std::string s = "(";
   for (size_t i = 0; i < n; ++i) s += i == 0 ? "?" : ", ?";

@@ -5,17 +5,8 @@
 
 #include "tests/meta/meta_server_fixture.h"
 
-namespace nighfs {
+namespace nighfs::meta_testing {
 namespace {
-
-using ::nighfs::testing::BuildRoot;
-using ::nighfs::testing::ChildProcess;
-using ::nighfs::testing::ReadFileOrEmpty;
-using ::nighfs::testing::TempDir;
-using ::nighfs::testing::WaitFor;
-using ::testing::HasSubstr;
-using ::testing::Not;
-using ::nighfs::meta_testing::MetaAuthTest;
 
 TEST_F(MetaAuthTest, AnonymousWrongExpiredAndRevokedTokensGet401AndChangeNothing) {
   const pb::MkdirRequest mk = MkdirReq(1, "x");
@@ -458,4 +449,4 @@ TEST_F(MetaAuthTest, ValidTokenDoesNotLetACallerPastPosixPermissions) {
 }
 
 }  // namespace
-}  // namespace nighfs
+}  // namespace nighfs::meta_testing

@@ -175,13 +175,7 @@ class MetaAuthTest : public MetaServerTest {
   }
 
   pb::Attr Mkdir(uint64_t parent, const std::string& name) {
-    pb::MkdirRequest mk;
-    mk.mutable_caller();  // root: the server checks POSIX permissions for it
-    mk.set_volume_id(vol_);
-    mk.set_parent(parent);
-    mk.set_name(name);
-    mk.set_mode(0755);
-    absl::StatusOr<pb::EntryResponse> r = client_->Mkdir(mk);
+    absl::StatusOr<pb::EntryResponse> r = client_->Mkdir(MkdirReq(parent, name));
     EXPECT_OK(r);
     return r.ok() ? r->attr() : pb::Attr();
   }

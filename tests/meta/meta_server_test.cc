@@ -9,17 +9,8 @@
 
 #include "tests/meta/meta_server_fixture.h"
 
-namespace nighfs {
+namespace nighfs::meta_testing {
 namespace {
-
-using ::nighfs::testing::BuildRoot;
-using ::nighfs::testing::ChildProcess;
-using ::nighfs::testing::ReadFileOrEmpty;
-using ::nighfs::testing::TempDir;
-using ::nighfs::testing::WaitFor;
-using ::testing::HasSubstr;
-using ::testing::Not;
-using ::nighfs::meta_testing::MetaServerTest;
 
 TEST_F(MetaServerTest, ServesTheApiAndKeepsStateAcrossRestarts) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
@@ -271,4 +262,4 @@ TEST_F(MetaServerTest, TlsOrAnExplicitPlaintextFlag) {
   ASSERT_NO_FATAL_FAILURE(StopServer());
 }
 }  // namespace
-}  // namespace nighfs
+}  // namespace nighfs::meta_testing
