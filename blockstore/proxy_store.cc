@@ -27,46 +27,6 @@ constexpr std::string_view kDefaultPort = "7430";
 // token is accepted for the volume with a 404 and reads nothing.
 std::string CheckKey() { return BlockKey(~uint64_t{0}); }
 
-// "host:port", "https://host:port" or "http://host:port" -> "https://host:port" etc. Only an
-// authority: a path would move every block URL, and userinfo would put a secret in logs.
-absl::StatusOr<std::string> NormalizeProxyAddress(std::string_view address) {
-  const auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("proxy address '", AV(address), "': ",
-                                                   AV(why), " (expected HOST:PORT, or "
-                                                   "http://HOST:PORT for plain text)"));
-  };
-  std::string scheme = "https";
-  std::string_view rest = address;
-  if (const size_t sep = rest.find("://"); sep != std::string_view::npos) {
-    scheme = absl::AsciiStrToLower(AV(rest.substr(0, sep)));
-    if (scheme != "http" && scheme != "https") return bad("the scheme must be http or https");
-    rest.remove_prefix(sep + 3);
-  }
-  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
-  if (rest.empty()) return bad("no host");
-  if (rest.find('@') != std::string_view::npos) return bad("no user:password@ allowed");
-  for (char c : rest) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
-          c == ':' || c == '[' || c == ']' || c == '_')) {
-      return bad("bad character in host name (no path allowed)");
-    }
-  }
-  std::string authority(rest);
-  const size_t bracket = rest.rfind(']');
-  const size_t colon = rest.rfind(':');
-  if (colon == std::string_view::npos ||
-      (bracket != std::string_view::npos && colon < bracket)) {
-    absl::StrAppend(&authority, ":", AV(kDefaultPort));
-  } else {
-    int port = 0;
-    if (colon == 0 || !absl::SimpleAtoi(AV(rest.substr(colon + 1)), &port) || port <= 0 ||
-        port > 65535) {
-      return bad("bad port");
-    }
-  }
-  return absl::StrCat(scheme, "://", authority);
-}
-
 class HttpProxyStore final : public ProxyStore {
  public:
   HttpProxyStore(ProxyStoreOptions options, std::string url, std::unique_ptr<HttpClient> http,
@@ -276,6 +236,46 @@ class HttpProxyStore final : public ProxyStore {
 };
 
 }  // namespace
+
+// Only an authority: a path would move every block URL, and userinfo would put a secret in
+// logs.
+absl::StatusOr<std::string> NormalizeProxyAddress(std::string_view address) {
+  const auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("proxy address '", AV(address), "': ",
+                                                   AV(why), " (expected HOST:PORT, or "
+                                                   "http://HOST:PORT for plain text)"));
+  };
+  std::string scheme = "https";
+  std::string_view rest = address;
+  if (const size_t sep = rest.find("://"); sep != std::string_view::npos) {
+    scheme = absl::AsciiStrToLower(AV(rest.substr(0, sep)));
+    if (scheme != "http" && scheme != "https") return bad("the scheme must be http or https");
+    rest.remove_prefix(sep + 3);
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty()) return bad("no host");
+  if (rest.find('@') != std::string_view::npos) return bad("no user:password@ allowed");
+  for (char c : rest) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+          c == ':' || c == '[' || c == ']' || c == '_')) {
+      return bad("bad character in host name (no path allowed)");
+    }
+  }
+  std::string authority(rest);
+  const size_t bracket = rest.rfind(']');
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos ||
+      (bracket != std::string_view::npos && colon < bracket)) {
+    absl::StrAppend(&authority, ":", AV(kDefaultPort));
+  } else {
+    int port = 0;
+    if (colon == 0 || !absl::SimpleAtoi(AV(rest.substr(colon + 1)), &port) || port <= 0 ||
+        port > 65535) {
+      return bad("bad port");
+    }
+  }
+  return absl::StrCat(scheme, "://", authority);
+}
 
 std::string Crc32cHeaderValue(uint32_t crc32c) {
   const char be[4] = {static_cast<char>(crc32c >> 24), static_cast<char>(crc32c >> 16),

@@ -37,6 +37,12 @@ std::string Crc32cHeaderValue(uint32_t crc32c);
 // The CRC32C a kChecksumCrc32cHeader value encodes; nullopt if it is not base64 of 4 bytes.
 std::optional<uint32_t> ParseCrc32cHeader(std::string_view value);
 
+// A proxy address as users write it, normalized to the URL requests go to: "HOST:PORT" and
+// "https://HOST:PORT" -> "https://HOST:PORT", "http://HOST:PORT" stays, "HOST" gets the
+// default port 7430. InvalidArgument, naming the problem, for anything with a path, user info,
+// another scheme or a bad port.
+absl::StatusOr<std::string> NormalizeProxyAddress(std::string_view address);
+
 struct ProxyStoreOptions {
   // "HOST:PORT" (https), "https://HOST:PORT" or "http://HOST:PORT" (plain text).
   std::string address;
