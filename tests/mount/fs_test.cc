@@ -111,14 +111,19 @@ class FsTest : public ::testing::Test {
     fs_ = NewMount();
   }
 
-  std::unique_ptr<FileSystem> NewMount(FsOptions opts = {}) {
+  // `api` and `store` replace the fixture's (faulty_meta_ if set, else meta_; faulty_).
+  std::unique_ptr<FileSystem> NewMount(FsOptions opts = {}, MetaApi* api = nullptr,
+                                       blockstore::BlockStore* store = nullptr) {
     pb::MountRequest mr;
     mr.set_volume_name("v");
     auto r = meta_->Mount(mr);
     EXPECT_OK(r);
     opts.io_threads = 4;
-    MetaApi* api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
-    auto fs = FileSystem::Create(api, faulty_.get(), r->volume(), r->session_id(), opts);
+    if (api == nullptr) {
+      api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
+    }
+    if (store == nullptr) store = faulty_.get();
+    auto fs = FileSystem::Create(api, store, r->volume(), r->session_id(), opts);
     EXPECT_OK(fs);
     return std::move(*fs);
   }
@@ -626,48 +631,35 @@ TEST_F(FsTest, BlocksAcknowledgedByAProxyAreCommittedWithItsAddressAndReadFromIt
   CommitRecorder recorder(meta_.get());
   std::vector<std::string> asked;
   FsOptions opts;
-  opts.io_threads = 4;
   opts.cache_bytes = 0;  // every read goes to the store: no copy of what this mount wrote
   opts.holder_store = [&](const std::string& holder) -> absl::StatusOr<blockstore::BlockStore*> {
     asked.push_back(holder);
     return held.get();
   };
-  pb::MountRequest mr;
-  mr.set_volume_name("v");
-  auto m = meta_->Mount(mr);
-  ASSERT_OK(m);
-  auto fs = FileSystem::Create(&recorder, &proxy, m->volume(), m->session_id(), opts);
-  ASSERT_OK(fs);
-  auto made = (*fs)->Create(kRoot, 1, "through-proxy", 0644, O_RDWR);
+  std::unique_ptr<FileSystem> fs = NewMount(opts, &recorder, &proxy);
+  auto made = fs->Create(kRoot, 1, "through-proxy", 0644, O_RDWR);
   ASSERT_OK(made);
   const std::string data = Bytes(2 * kBs + 1000, 11);
-  ASSERT_OK((*fs)->Write(made->second, 0, data));
-  ASSERT_OK((*fs)->Fsync(made->second));
+  ASSERT_OK(fs->Write(made->second, 0, data));
+  ASSERT_OK(fs->Fsync(made->second));
   EXPECT_EQ(recorder.holders(),
             std::vector<std::string>(3, "p1.example:7430"));  // 3 blocks, each with its holder
   EXPECT_EQ(ObjectCount(), 0u);  // nothing reached the object store
-  auto back = (*fs)->Read(made->second, 0, data.size());
+  auto back = fs->Read(made->second, 0, data.size());
   ASSERT_OK(back);
   EXPECT_TRUE(*back == data);
   EXPECT_FALSE(asked.empty());
   for (const std::string& a : asked) EXPECT_EQ(a, "p1.example:7430");
-  ASSERT_OK((*fs)->Release(made->second));
+  ASSERT_OK(fs->Release(made->second));
 }
 
 TEST_F(FsTest, BlocksPutToTheStoreHaveNoHolder) {
   CommitRecorder recorder(meta_.get());
-  pb::MountRequest mr;
-  mr.set_volume_name("v");
-  auto m = meta_->Mount(mr);
-  ASSERT_OK(m);
-  FsOptions opts;
-  opts.io_threads = 4;
-  auto fs = FileSystem::Create(&recorder, faulty_.get(), m->volume(), m->session_id(), opts);
-  ASSERT_OK(fs);
-  auto made = (*fs)->Create(kRoot, 1, "direct", 0644, O_RDWR);
+  std::unique_ptr<FileSystem> fs = NewMount({}, &recorder);
+  auto made = fs->Create(kRoot, 1, "direct", 0644, O_RDWR);
   ASSERT_OK(made);
-  ASSERT_OK((*fs)->Write(made->second, 0, Bytes(kBs + 1, 12)));
-  ASSERT_OK((*fs)->Release(made->second));
+  ASSERT_OK(fs->Write(made->second, 0, Bytes(kBs + 1, 12)));
+  ASSERT_OK(fs->Release(made->second));
   EXPECT_EQ(recorder.holders(), std::vector<std::string>(2, ""));
 }
 
