@@ -183,13 +183,25 @@ class HttpProxyStore final : public ProxyStore {
         [&](HttpResponse& r) -> absl::Status {
           if (r.status >= 300) {
             absl::Status error = ErrorFor(method, key, r);
-            if (IsRetryable(error)) return error;
+            if (IsRetryable(error)) {
+              WaitRetryAfter(r);
+              return error;
+            }
           }
           result = std::move(r);
           return absl::OkStatus();
         },
         options_.token));
     return result;
+  }
+
+  // Sleeps for the response's `Retry-After` seconds (capped at the policy's max_backoff; the
+  // HTTP-date form is not used by the proxy and is ignored). The backoff of the retry loop
+  // comes on top: it is small next to this, and keeps retries of many writers jittered.
+  void WaitRetryAfter(const HttpResponse& r) const {
+    int64_t seconds = 0;
+    if (!absl::SimpleAtoi(r.Header("Retry-After"), &seconds) || seconds <= 0) return;
+    absl::SleepFor(std::min(absl::Seconds(seconds), options_.retry.max_backoff));
   }
 
   absl::Status ErrorFor(std::string_view method, std::string_view key,

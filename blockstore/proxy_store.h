@@ -53,8 +53,12 @@ struct ProxyStoreOptions {
   std::string token;
   // PEM file to verify the proxy's certificate with; "" = the system store.
   std::string ca_file;
-  // Block requests: attempts and backoff for retryable failures (503 SlowDown, 5xx, transport).
-  RetryPolicy retry = {.max_attempts = 8,
+  // Block requests: attempts and backoff for retryable failures (503 SlowDown, 5xx,
+  // transport). Bounded by time, not attempts: a proxy at its dirty quota answers SlowDown
+  // until its flush catches up, and a writer should wait that out rather than fail a close.
+  // A `Retry-After` of the proxy (at most max_backoff) is waited before the next attempt, so
+  // a block body is not sent again sooner than the proxy asked.
+  RetryPolicy retry = {.max_attempts = 0,
                        .initial_backoff = absl::Milliseconds(100),
                        .max_backoff = absl::Seconds(2),
                        .deadline = absl::Seconds(30)};

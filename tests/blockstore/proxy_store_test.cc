@@ -56,8 +56,11 @@ class FakeProxy {
   std::string address() const { return absl::StrCat("http://127.0.0.1:", server_->port()); }
   uint16_t port() const { return server_->port(); }
 
-  // The next `n` block requests get 503 SlowDown with Retry-After.
-  void SlowDownNext(int n) { slow_down_.store(n); }
+  // The next `n` block requests get 503 SlowDown with "Retry-After: <retry_after>".
+  void SlowDownNext(int n, int retry_after = 0) {
+    retry_after_.store(retry_after);
+    slow_down_.store(n);
+  }
   // PUT replies carry no holder header (a write-through proxy).
   void SetHolder(std::string holder) {
     absl::MutexLock l(&mu_);
@@ -127,7 +130,7 @@ class FakeProxy {
     }
     if (int n = slow_down_.load(); n > 0 && slow_down_.compare_exchange_strong(n, n - 1)) {
       ServerResponse r = S3Error(503, "SlowDown", "dirty data at quota");
-      r.headers.emplace_back("Retry-After", "1");
+      r.headers.emplace_back("Retry-After", absl::StrCat(retry_after_.load()));
       return r;
     }
     absl::MutexLock l(&mu_);
@@ -180,6 +183,7 @@ class FakeProxy {
 
   std::unique_ptr<HttpServer> server_;
   std::atomic<int> slow_down_{0};
+  std::atomic<int> retry_after_{0};
   std::atomic<int> block_requests_{0};
   std::atomic<int> pings_{0};
   std::atomic<bool> ignore_ranges_{false};
@@ -340,6 +344,32 @@ TEST(ProxyStore, SlowDownIsRetriedWithBackoff) {
   EXPECT_EQ(*holder, kHolder);
   EXPECT_EQ(proxy.block_requests(), 4);  // three 503s, then the 200
   EXPECT_EQ(proxy.Object(BlockKey(9)), "nine");
+}
+
+TEST(ProxyStore, RetryAfterIsWaited) {
+  FakeProxy proxy;
+  ProxyStoreOptions o = Options(proxy.address());
+  o.retry.max_backoff = absl::Seconds(2);  // Retry-After is capped by it
+  auto store = Open(o);
+  proxy.SlowDownNext(1, /*retry_after=*/1);
+  const absl::Time start = absl::Now();
+  ASSERT_OK(store->Put(BlockKey(9), "nine"));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(proxy.block_requests(), 2);
+}
+
+TEST(ProxyStore, SlowDownIsRetriedUntilTheDeadline) {
+  FakeProxy proxy;
+  ProxyStoreOptions o = Options(proxy.address());
+  o.retry.deadline = absl::Milliseconds(300);
+  auto store = Open(o);
+  proxy.SlowDownNext(1000000);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(store->Put(BlockKey(9), "nine"), StatusIs(absl::StatusCode::kUnavailable));
+  // No attempt starts past the deadline; the last backoff may stop short of it.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_GT(proxy.block_requests(), 5);  // attempts are bounded by time, not by a count
 }
 
 TEST(ProxyStore, SlowDownPastTheBudgetFailsUnavailableAndNamesIt) {
