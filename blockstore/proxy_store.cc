@@ -151,9 +151,10 @@ class HttpProxyStore final : public ProxyStore {
     absl::StatusOr<HttpResponse> r = ping_http_->Do(req);
     const absl::Duration rtt = absl::Now() - start;
     ping_in_flight_.store(false);
-    if (!r.ok()) return TransportError({described_, "GET", "/ping"}, r.status());
+    // curl's message names the method and URL already.
+    if (!r.ok()) return r.status();
     if (r->status != 200) {
-      return absl::UnavailableError(absl::StrCat(described_, " GET /ping: ", r->status,
+      return absl::UnavailableError(absl::StrCat("GET ", req.url, ": ", r->status,
                                                  " (not a nighfs-proxy, or not ready)"));
     }
     return rtt;

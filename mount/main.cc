@@ -422,7 +422,7 @@ int RunMount(MountOptions opts) {
     }
     store = std::make_unique<blockstore::CountingStore>(*std::move(made));
     if (absl::Status s = store->Check(); !s.ok()) {
-      return Fail("proxy " + opts.proxy + " is not usable: " + std::string(s.message()));
+      return Fail(std::string(s.message()));  // "check of proxy https://HOST:PORT failed: ..."
     }
   } else {
     absl::StatusOr<blockstore::StoreCredentials> creds =
