@@ -137,8 +137,9 @@ void FillDirectRoute(const blockstore::CountingStore& store, status::v1::Route* 
 
 // The last `GET /ping` of the proxy of -o proxy=.
 struct PingResult {
-  absl::Status status;  // OK, or why the ping failed
-  absl::Duration rtt;   // when OK
+  bool answered = false;  // whether any ping has ended yet
+  absl::Status status;    // OK, or why the last ping failed
+  absl::Duration rtt;     // of the last ping, when OK
 };
 
 // The route of -o proxy=: every block request goes through one proxy. Healthy while both the
@@ -150,7 +151,9 @@ void FillProxyRoute(const blockstore::CountingStore& store, const blockstore::Pr
   r->set_kind("proxy");
   r->set_target(proxy.url());
   r->set_selected(true);
-  if (ping.status.ok()) {
+  if (!ping.answered) {
+    r->set_reason("-o proxy: every block request goes through this proxy (not pinged yet)");
+  } else if (ping.status.ok()) {
     r->set_rtt_us(std::max<int64_t>(1, absl::ToInt64Microseconds(ping.rtt)));
     r->set_reason("-o proxy: every block request goes through this proxy");
   } else {
@@ -178,10 +181,14 @@ class MountKeeper {
         started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
     thread_ = std::thread([this] { Run(); });
+    // Pings on a thread of their own: a heartbeat waiting out an unreachable metadata server
+    // must not leave the proxy's RTT and health stale.
+    if (proxy_ != nullptr) ping_thread_ = std::thread([this] { PingLoop(); });
   }
   ~MountKeeper() {
     stop_.Notify();
     thread_.join();
+    if (ping_thread_.joinable()) ping_thread_.join();
     std::error_code ec;
     std::filesystem::remove(status_path_, ec);
   }
@@ -195,7 +202,6 @@ class MountKeeper {
         Heartbeat();
         next_beat = absl::Now() + absl::Seconds(10);
       }
-      PingProxy();
       WriteStatus();
       if (stop_.WaitForNotificationWithTimeout(absl::Seconds(5))) return;
     }
@@ -233,14 +239,27 @@ class MountKeeper {
   }
 
   // Every status period (5 s), so the RTT in `nighfs status` is at most that old, and a proxy
-  // that stops answering shows unhealthy even while no block request is made.
-  void PingProxy() {
-    if (proxy_ == nullptr) return;
-    absl::StatusOr<absl::Duration> rtt = proxy_->Ping();
-    if (!rtt.ok()) NIGHFS_LOG(WARNING) << "ping of the proxy failed: " << rtt.status();
-    absl::MutexLock l(&mu_);
-    ping_.status = rtt.status();
-    if (rtt.ok()) ping_.rtt = *rtt;
+  // that stops answering shows unhealthy even while no block request is made. A ping waits at
+  // most ProxyStoreOptions::ping_timeout (2 s).
+  void PingLoop() {
+    while (true) {
+      absl::StatusOr<absl::Duration> rtt = proxy_->Ping();
+      bool was_ok = true;
+      {
+        absl::MutexLock l(&mu_);
+        was_ok = ping_.status.ok();
+        ping_.answered = true;
+        ping_.status = rtt.status();
+        if (rtt.ok()) ping_.rtt = *rtt;
+      }
+      // Changes only: a proxy down for an hour is not 720 lines of log.
+      if (was_ok && !rtt.ok()) {
+        NIGHFS_LOG(WARNING) << "the proxy stopped answering pings: " << rtt.status();
+      } else if (!was_ok && rtt.ok()) {
+        NIGHFS_LOG(INFO) << "the proxy answers pings again (" << *rtt << ")";
+      }
+      if (stop_.WaitForNotificationWithTimeout(absl::Seconds(5))) return;
+    }
   }
 
   void SetMetaState(bool ok, std::string err) {
@@ -315,6 +334,7 @@ class MountKeeper {
   PingResult ping_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
   std::thread thread_;
+  std::thread ping_thread_;  // only with -o proxy=
 };
 
 int Fail(const std::string& msg) {
