@@ -31,6 +31,7 @@
 #include "metadata_client/scoped_meta.h"
 #include "mount/fuse_adapter.h"
 #include "mount/mount_options.h"
+#include "mount/routes.h"
 #include "status.pb.h"
 
 namespace nighfs::fs {
@@ -108,61 +109,6 @@ class SessionGuard {
   const uint64_t session_id_;
 };
 
-// What the mount's own requests through a route found: counters, the last failure, health.
-void FillRouteCounters(const blockstore::StoreHealth& h, status::v1::Route* r) {
-  r->set_healthy(h.healthy);
-  r->set_requests(h.requests);
-  r->set_errors(h.errors);
-  r->set_errors_last_minute(h.errors_last_minute);
-  r->set_last_error(h.last_error);
-  if (h.last_error_time != absl::InfinitePast()) {
-    r->set_last_error_ns(absl::ToUnixNanos(h.last_error_time));
-  }
-  if (h.last_success_time != absl::InfinitePast()) {
-    r->set_last_success_ns(absl::ToUnixNanos(h.last_success_time));
-  }
-}
-
-// The "direct" route: blocks go straight to the volume's object store. Its health is what the
-// mount's own requests to the store found, not an assumption.
-void FillDirectRoute(const blockstore::CountingStore& store, status::v1::Route* r) {
-  FillRouteCounters(store.Health(), r);
-  r->set_name("direct");
-  r->set_kind("store");
-  r->set_target(store.Describe());
-  r->set_selected(true);
-  r->set_reason(
-      "no proxy groups are associated with this volume: blocks go straight to the object store");
-}
-
-// The last `GET /ping` of the proxy of -o proxy=.
-struct PingResult {
-  bool answered = false;  // whether any ping has ended yet
-  absl::Status status;    // OK, or why the last ping failed
-  absl::Duration rtt;     // of the last ping, when OK
-};
-
-// The route of -o proxy=: every block request goes through one proxy. Healthy while both the
-// mount's real requests through it and its pings succeed.
-void FillProxyRoute(const blockstore::CountingStore& store, const blockstore::ProxyStore& proxy,
-                    const PingResult& ping, status::v1::Route* r) {
-  FillRouteCounters(store.Health(), r);
-  r->set_name("proxy");
-  r->set_kind("proxy");
-  r->set_target(proxy.url());
-  r->set_selected(true);
-  if (!ping.answered) {
-    r->set_reason("-o proxy: every block request goes through this proxy (not pinged yet)");
-  } else if (ping.status.ok()) {
-    r->set_rtt_us(std::max<int64_t>(1, absl::ToInt64Microseconds(ping.rtt)));
-    r->set_reason("-o proxy: every block request goes through this proxy");
-  } else {
-    r->set_healthy(false);
-    r->set_reason(absl::StrCat("-o proxy (no other route): its ping fails: ",
-                               ping.status.message()));
-  }
-}
-
 // Background work of a live mount: session heartbeats and the status file.
 class MountKeeper {
  public:
@@ -180,15 +126,15 @@ class MountKeeper {
         session_id_(session_id),
         started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
-    thread_ = std::thread([this] { Run(); });
     // Pings on a thread of their own: a heartbeat waiting out an unreachable metadata server
     // must not leave the proxy's RTT and health stale.
-    if (proxy_ != nullptr) ping_thread_ = std::thread([this] { PingLoop(); });
+    if (proxy_ != nullptr) pinger_ = std::make_unique<ProxyPinger>(proxy_, absl::Seconds(5));
+    thread_ = std::thread([this] { Run(); });
   }
   ~MountKeeper() {
     stop_.Notify();
     thread_.join();
-    if (ping_thread_.joinable()) ping_thread_.join();
+    pinger_.reset();
     std::error_code ec;
     std::filesystem::remove(status_path_, ec);
   }
@@ -238,30 +184,6 @@ class MountKeeper {
     SetMetaState(true, "");
   }
 
-  // Every status period (5 s), so the RTT in `nighfs status` is at most that old, and a proxy
-  // that stops answering shows unhealthy even while no block request is made. A ping waits at
-  // most ProxyStoreOptions::ping_timeout (2 s).
-  void PingLoop() {
-    while (true) {
-      absl::StatusOr<absl::Duration> rtt = proxy_->Ping();
-      bool was_ok = true;
-      {
-        absl::MutexLock l(&mu_);
-        was_ok = ping_.status.ok();
-        ping_.answered = true;
-        ping_.status = rtt.status();
-        if (rtt.ok()) ping_.rtt = *rtt;
-      }
-      // Changes only: a proxy down for an hour is not 720 lines of log.
-      if (was_ok && !rtt.ok()) {
-        NIGHFS_LOG(WARNING) << "the proxy stopped answering pings: " << rtt.status();
-      } else if (!was_ok && rtt.ok()) {
-        NIGHFS_LOG(INFO) << "the proxy answers pings again (" << *rtt << ")";
-      }
-      if (stop_.WaitForNotificationWithTimeout(absl::Seconds(5))) return;
-    }
-  }
-
   void SetMetaState(bool ok, std::string err) {
     absl::MutexLock l(&mu_);
     meta_ok_ = ok;
@@ -285,15 +207,13 @@ class MountKeeper {
     s.set_version("0.1.0");
     s.set_token_access(token_access_);
     s.set_token_path(token_path_);
-    PingResult ping;
     {
       absl::MutexLock l(&mu_);
       s.set_meta_reachable(meta_ok_);
       s.set_last_meta_error(last_error_);
-      ping = ping_;
     }
-    if (proxy_ != nullptr) {
-      FillProxyRoute(*store_, *proxy_, ping, s.add_routes());
+    if (pinger_ != nullptr) {
+      FillProxyRoute(*store_, proxy_->url(), pinger_->Last(), s.add_routes());
     } else {
       FillDirectRoute(*store_, s.add_routes());
     }
@@ -331,10 +251,9 @@ class MountKeeper {
   absl::Mutex mu_;
   bool meta_ok_ ABSL_GUARDED_BY(mu_) = true;
   std::string last_error_ ABSL_GUARDED_BY(mu_);
-  PingResult ping_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
+  std::unique_ptr<ProxyPinger> pinger_;  // only with -o proxy=
   std::thread thread_;
-  std::thread ping_thread_;  // only with -o proxy=
 };
 
 int Fail(const std::string& msg) {
