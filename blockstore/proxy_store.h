@@ -87,8 +87,10 @@ class ProxyStore : public BlockStore {
   // Get: `Range` for a part. Put: as PutAndLocate, the holder dropped. PutAndLocate: the
   // proxy's `x-nighfs-holder` reply header, "" when the reply has none (the proxy wrote the
   // block through to the store before answering). List: Unimplemented (a proxy serves blocks
-  // by key; list the object store itself). Check: `GET /ping`, then an authenticated HEAD of
-  // a block key that never exists (404 = the token is accepted for the volume).
+  // by key; list the object store itself). Check: `GET /ping`, then one authenticated HEAD
+  // of a block key that never exists: 404 = the token is accepted for the volume; 401/403
+  // PermissionDenied; a 5xx (the store behind the proxy is down) passes with a warning, since
+  // the proxy accepts and holds writes until the store is back.
   // Describe: "proxy https://HOST:PORT" (no token).
 };
 

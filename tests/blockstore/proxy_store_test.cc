@@ -525,6 +525,21 @@ TEST(ProxyStore, CheckNamesARefusedToken) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("did not accept the token"));
 }
 
+TEST(ProxyStore, CheckPassesWhenOnlyTheStoreBehindTheProxyIsDown) {
+  // The proxy answers pings and takes the token, but cannot reach its store: a mount through
+  // it can still write (the proxy holds the blocks until the store is back).
+  std::atomic<int> heads{0};
+  auto server = HttpServer::Start({}, [&](const ServerRequest& req) {
+    if (req.target == "/ping") return ServerResponse{.body = "pong\n"};
+    heads.fetch_add(1);
+    return S3Error(503, "ServiceUnavailable", "the object store does not answer");
+  });
+  ASSERT_OK(server);
+  auto store = Open(Options(absl::StrCat("http://127.0.0.1:", (*server)->port())));
+  EXPECT_OK(store->Check());
+  EXPECT_EQ(heads.load(), 1);  // one attempt, no retries at mount time
+}
+
 TEST(ProxyStore, CheckOfAnUnreachableProxyFails) {
   const int port = testing::FreeLoopbackPort();
   ProxyStoreOptions o = Options(absl::StrCat("http://127.0.0.1:", port));
