@@ -351,9 +351,11 @@ class RoutingStoreImpl : public RoutingStore {
     }
     const Selection& s = selector_.Update(now, views);
     if (s.switched) {
-      NIGHFS_LOG(INFO) << "proxyselect: routing through "
-                       << (s.group.empty() ? std::string("the direct store") : s.group) << ": "
-                       << s.reason;
+      NIGHFS_LOG(INFO) << "proxyselect: "
+                       << (!s.group.empty()           ? "routing through group " + s.group
+                           : options_.direct != nullptr ? std::string("going direct")
+                                                        : std::string("no proxy group can serve"))
+                       << ": " << s.reason;
     }
   }
 

@@ -31,6 +31,7 @@ void GroupSelector::SwitchTo(absl::Time now, const std::string& to, std::string 
     current_.switched = false;
     return;
   }
+  if (current_.group.empty()) settle_until_ = now + options_.settle_grace;  // back from direct
   switches_.push_back(SwitchRecord{now, current_.group, to, reason});
   while (switches_.size() > options_.keep_switches) switches_.pop_front();
   current_ = Selection{to, std::move(reason), true};
@@ -39,7 +40,7 @@ void GroupSelector::SwitchTo(absl::Time now, const std::string& to, std::string 
 Selection GroupSelector::Update(absl::Time now, const std::vector<GroupView>& groups) {
   if (!started_) {
     started_ = true;
-    start_ = now;
+    settle_until_ = now + options_.settle_grace;
   }
   current_.switched = false;
 
@@ -87,22 +88,23 @@ Selection GroupSelector::Update(absl::Time now, const std::vector<GroupView>& gr
   if (best == cur || !best->rtt || !Better(*best->rtt, *cur->rtt)) {
     candidate_.clear();
     better_since_ = absl::InfiniteFuture();
-    current_.reason = absl::StrCat(
-        cur->name, " is the nearest healthy group (", Ms(*cur->rtt), ")",
-        best == cur ? "" : absl::StrCat("; ", best->name, " at ", Ms(*best->rtt),
-                                        " is not better by the switch threshold"));
+    current_.reason =
+        best == cur
+            ? absl::StrCat(cur->name, " is the nearest healthy group (", Ms(*cur->rtt), ")")
+            : absl::StrCat(cur->name, " kept (", Ms(*cur->rtt), "); ", best->name, " at ",
+                           Ms(*best->rtt), " is not better by the switch threshold");
     return current_;
   }
   // `best` is better by both margins: switch once it has been for the hold time (at once
-  // during the start-up grace).
+  // while settling after start-up or a return from direct).
   if (candidate_ != best->name) {
     candidate_ = best->name;
     better_since_ = now;
   }
   const std::string cmp = absl::StrCat(best->name, " at ", Ms(*best->rtt), " vs ", cur->name,
                                        " at ", Ms(*cur->rtt));
-  if (now - start_ < options_.startup_grace) {
-    SwitchTo(now, best->name, absl::StrCat(cmp, " (start-up)"));
+  if (now < settle_until_) {
+    SwitchTo(now, best->name, absl::StrCat(cmp, " (settling after start-up or direct)"));
   } else if (now - better_since_ >= options_.hold) {
     SwitchTo(now, best->name,
              absl::StrCat(cmp, ", better for ", absl::FormatDuration(now - better_since_)));

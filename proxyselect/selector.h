@@ -6,10 +6,12 @@
 //    margins: its RTT is at most (1 - switch_ratio) × the current one AND at least
 //    `switch_margin` below it. The relative margin keeps jitter on slow routes from mattering,
 //    the absolute one jitter on fast routes (1 ms vs 1.4 ms is not worth a switch).
-// During `startup_grace` after the first update, a better group (by the same margins) is taken
-// without the hold: the first probe round's answers arrive one by one, and the first group that
-// answered must not keep the mount for a whole hold time. A group with no RTT yet (no healthy
-// member measured) is only chosen when no group has one.
+// During `settle_grace` after the first update, and after a switch from no group (direct) to a
+// group, a better group (by the same margins) is taken without the hold: a probe round's answers
+// arrive one by one, and the first group that answered (or was readmitted) must not keep the
+// mount for a whole hold time. A switch away from a live group never gets this grace, so a group
+// that recovers waits the hold. A group with no RTT yet (no healthy member measured) is only
+// chosen when no group has one.
 #ifndef NIGHFS_PROXYSELECT_SELECTOR_H_
 #define NIGHFS_PROXYSELECT_SELECTOR_H_
 
@@ -26,7 +28,7 @@ struct SelectorOptions {
   double switch_ratio = 0.3;
   absl::Duration switch_margin = absl::Milliseconds(2);
   absl::Duration hold = absl::Seconds(5);
-  absl::Duration startup_grace = absl::Seconds(3);
+  absl::Duration settle_grace = absl::Seconds(3);
   size_t keep_switches = 16;
 };
 
@@ -71,7 +73,7 @@ class GroupSelector {
   SelectorOptions options_;
   Selection current_;
   bool started_ = false;
-  absl::Time start_ = absl::InfinitePast();
+  absl::Time settle_until_ = absl::InfinitePast();  // switches without the hold until then
   // The candidate that has been better without a break since `better_since_`.
   std::string candidate_;
   absl::Time better_since_ = absl::InfiniteFuture();
