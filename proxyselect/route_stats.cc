@@ -24,9 +24,9 @@ absl::Duration LatencyHistogram::UpperBound(int bucket) {
   return absl::Microseconds(us);
 }
 
-void LatencyHistogram::Add(absl::Duration d) {
-  ++counts_[BucketOf(d)];
-  ++count_;
+void LatencyHistogram::AddToBucket(int bucket, uint64_t n) {
+  counts_[std::clamp(bucket, 0, kBuckets - 1)] += n;
+  count_ += n;
 }
 
 absl::Duration LatencyHistogram::Quantile(double q) const {
@@ -41,21 +41,26 @@ absl::Duration LatencyHistogram::Quantile(double q) const {
 }
 
 void RouteStats::Record(absl::Duration latency, uint64_t bytes, bool error) {
-  absl::MutexLock lock(&mu_);
-  ++requests_;
-  bytes_ += bytes;
-  if (error) ++errors_;
-  latency_.Add(latency);
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  if (error) errors_.fetch_add(1, std::memory_order_relaxed);
+  latency_[LatencyHistogram::BucketOf(latency)].fetch_add(1, std::memory_order_relaxed);
 }
 
 RouteCounters RouteStats::Get() const {
-  absl::MutexLock lock(&mu_);
+  // Each field is read on its own: a snapshot taken while calls run may be off by those calls.
+  LatencyHistogram h;
+  for (int b = 0; b < LatencyHistogram::kBuckets; ++b) {
+    if (uint64_t n = latency_[b].load(std::memory_order_relaxed)) {
+      h.AddToBucket(b, n);
+    }
+  }
   RouteCounters c;
-  c.requests = requests_;
-  c.bytes = bytes_;
-  c.errors = errors_;
-  c.p50 = latency_.Quantile(0.5);
-  c.p99 = latency_.Quantile(0.99);
+  c.requests = requests_.load(std::memory_order_relaxed);
+  c.bytes = bytes_.load(std::memory_order_relaxed);
+  c.errors = errors_.load(std::memory_order_relaxed);
+  c.p50 = h.Quantile(0.5);
+  c.p99 = h.Quantile(0.99);
   return c;
 }
 

@@ -3,10 +3,9 @@
 #define NIGHFS_PROXYSELECT_ROUTE_STATS_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proxyselect/proxyselect.h"
 
@@ -19,7 +18,8 @@ class LatencyHistogram {
   static constexpr int kSubBuckets = 4;
   static constexpr int kBuckets = 31 * kSubBuckets;
 
-  void Add(absl::Duration d);
+  void Add(absl::Duration d) { AddToBucket(BucketOf(d), 1); }
+  void AddToBucket(int bucket, uint64_t n);
   // The upper bound of the bucket holding quantile q (0 < q <= 1); zero when empty.
   absl::Duration Quantile(double q) const;
   uint64_t count() const { return count_; }
@@ -33,18 +33,17 @@ class LatencyHistogram {
   uint64_t count_ = 0;
 };
 
-// Thread-safe.
+// Thread-safe, lock-free: every routed call records into one of these, from many threads.
 class RouteStats {
  public:
   void Record(absl::Duration latency, uint64_t bytes, bool error);
   RouteCounters Get() const;
 
  private:
-  mutable absl::Mutex mu_;
-  uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t errors_ ABSL_GUARDED_BY(mu_) = 0;
-  LatencyHistogram latency_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> errors_{0};
+  std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets> latency_{};
 };
 
 }  // namespace nighfs::proxyselect

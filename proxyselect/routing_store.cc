@@ -83,6 +83,9 @@ struct Group {
   std::string name;
   std::vector<std::string> addresses;
   std::vector<uint64_t> hashes;  // MemberHash of each address
+  // The members, by index as above: owned by members_, which outlives every Group naming them
+  // (SetGroups replaces groups_ before it erases members).
+  std::vector<Member*> members;
 };
 
 // One place a call may go.
@@ -131,6 +134,8 @@ class RoutingStoreImpl : public RoutingStore {
 
   absl::Status SetGroups(std::vector<GroupConfig> groups) override {
     if (absl::Status s = ValidateGroups(groups); !s.ok()) return s;
+    // One change at a time: the members made below must still be missing when installed.
+    absl::MutexLock config_lock(&config_mu_);
     // New members' stores are made outside the lock: a factory may resolve names or connect.
     std::vector<std::string> fresh;
     {
@@ -167,18 +172,17 @@ class RoutingStoreImpl : public RoutingStore {
         for (const std::string& a : g.members) {
           group.hashes.push_back(MemberHash(a));
           keep.insert(a);
-          if (members_.count(a) == 0) {
-            auto it = made.find(a);
-            if (it != made.end()) members_.emplace(a, std::move(it->second));
-          }
+          auto m = members_.find(a);
+          if (m == members_.end()) m = members_.emplace(a, std::move(made.at(a))).first;
+          group.members.push_back(m->second.get());
         }
         next.push_back(std::move(group));
       }
+      groups_ = std::move(next);
       // A member that left: calls in flight keep its store alive (shared_ptr in their route).
       for (auto it = members_.begin(); it != members_.end();) {
         it = keep.count(it->first) ? std::next(it) : members_.erase(it);
       }
-      groups_ = std::move(next);
       ReselectLocked(options_.clock());
       addresses = AllAddressesLocked();
     }
@@ -193,10 +197,10 @@ class RoutingStoreImpl : public RoutingStore {
       GroupStatus gs;
       gs.name = g.name;
       std::vector<absl::Duration> estimates;
-      for (const std::string& a : g.addresses) {
-        const Member& m = *members_.at(a);
+      for (const Member* member : g.members) {
+        const Member& m = *member;
         MemberStatus ms;
-        ms.address = a;
+        ms.address = m.address;
         ms.healthy = m.usable();
         ms.why = m.store == nullptr ? absl::StrCat("no store: ", m.store_error) : m.health.why();
         if (m.estimator.estimate()) {
@@ -334,14 +338,14 @@ class RoutingStoreImpl : public RoutingStore {
       v.name = g.name;
       std::vector<absl::Duration> estimates;
       std::vector<std::string> whys;
-      for (const std::string& a : g.addresses) {
-        const Member& m = *members_.at(a);
+      for (const Member* member : g.members) {
+        const Member& m = *member;
         if (m.usable()) {
           v.healthy = true;
           if (std::optional<absl::Duration> e = m.estimator.estimate()) estimates.push_back(*e);
         } else {
           whys.push_back(absl::StrCat(
-              a, " ", m.store == nullptr ? absl::StrCat("no store: ", m.store_error)
+              m.address, " ", m.store == nullptr ? absl::StrCat("no store: ", m.store_error)
                                          : m.health.why()));
         }
       }
@@ -359,16 +363,18 @@ class RoutingStoreImpl : public RoutingStore {
     }
   }
 
-  // The home member of the selected group for `id`: the fast path of every call.
-  std::optional<Route> HomeRoute(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_) {
+  // The first route for `id`, the fast path of every call: the home member in the selected
+  // group, or the direct store when no group is selected. Plan() is only built after it failed.
+  std::optional<Route> FirstRoute(uint64_t id) const ABSL_LOCKS_EXCLUDED(mu_) {
     absl::ReaderMutexLock lock(&mu_);
     const Group* g = SelectedLocked();
-    if (g == nullptr) return std::nullopt;
-    const int home = RendezvousHome(g->hashes, id, [&](size_t i) {
-      return members_.at(g->addresses[i])->usable();
-    });
+    if (g == nullptr) {
+      if (options_.direct == nullptr) return std::nullopt;
+      return Route{"", options_.direct, direct_stats_};
+    }
+    const int home = RendezvousHome(g->hashes, id, [&](size_t i) { return g->members[i]->usable(); });
     if (home < 0) return std::nullopt;
-    const Member& m = *members_.at(g->addresses[home]);
+    const Member& m = *g->members[home];
     return Route{m.address, m.store, m.stats};
   }
 
@@ -392,9 +398,8 @@ class RoutingStoreImpl : public RoutingStore {
     for (const Group& g : groups_) {
       if (!order.empty() && order[0] == &g) continue;
       std::vector<absl::Duration> estimates;
-      for (const std::string& a : g.addresses) {
-        const Member& m = *members_.at(a);
-        if (m.usable() && m.estimator.estimate()) estimates.push_back(*m.estimator.estimate());
+      for (const Member* m : g.members) {
+        if (m->usable() && m->estimator.estimate()) estimates.push_back(*m->estimator.estimate());
       }
       others.emplace_back(GroupRtt(std::move(estimates)).value_or(absl::InfiniteDuration()), &g);
     }
@@ -407,7 +412,7 @@ class RoutingStoreImpl : public RoutingStore {
     std::vector<const Member*> ejected;
     for (const Group* g : order) {
       for (size_t i : RendezvousOrder(g->hashes, id)) {
-        const Member& m = *members_.at(g->addresses[i]);
+        const Member& m = *g->members[i];
         if (m.store == nullptr || !seen.insert(m.address).second) continue;
         if (m.health.healthy()) {
           routes.push_back(Route{m.address, m.store, m.stats});
@@ -451,23 +456,24 @@ class RoutingStoreImpl : public RoutingStore {
       return result;
     };
 
-    std::string tried_home;
-    if (std::optional<Route> home = HomeRoute(id)) {
+    // The first route's store, so that round 0 of the plan does not try it twice in a row.
+    const BlockStore* tried_first = nullptr;
+    if (std::optional<Route> first = FirstRoute(id)) {
       bool done = false;
-      Result result = attempt(*home, &done);
+      Result result = attempt(*first, &done);
       if (done) return result;
-      tried_home = home->address;
+      tried_first = first->store.get();
     }
     for (int round = 0;; ++round) {
       std::vector<Route> plan = Plan(id);
-      if (plan.empty() && tried_home.empty()) {
+      if (plan.empty() && tried_first == nullptr) {
         return absl::UnavailableError(absl::StrCat(
             "no route for ", std::string(key), ": no usable proxy group member and ",
             options_.direct_missing_reason));
       }
       for (const Route& r : plan) {
-        // The home just failed; the plan (made after its ejection) normally skips it anyway.
-        if (round == 0 && r.address == tried_home && !tried_home.empty()) continue;
+        // The first route just failed; a plan made after its ejection skips it anyway.
+        if (round == 0 && r.store.get() == tried_first) continue;
         if (options_.clock() >= deadline) break;
         bool done = false;
         Result result = attempt(r, &done);
@@ -493,6 +499,8 @@ class RoutingStoreImpl : public RoutingStore {
   static const absl::Status& StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
 
   const RoutingOptions options_;
+  // Serializes SetGroups. Acquired before mu_.
+  absl::Mutex config_mu_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<Member>> members_ ABSL_GUARDED_BY(mu_);
   std::vector<Group> groups_ ABSL_GUARDED_BY(mu_);
