@@ -66,17 +66,25 @@ bool EjectsMember(const absl::Status& s) {
   return s.code() != absl::StatusCode::kResourceExhausted;
 }
 
+// One place a call may go. Shared: a call in flight keeps it (and its store) alive after
+// SetGroups dropped the member, and the fast path copies one pointer, not three fields.
+struct RouteTarget {
+  std::string address;  // "" = direct
+  std::shared_ptr<BlockStore> store;  // null when the factory failed
+  RouteStats stats;
+};
+using Route = std::shared_ptr<RouteTarget>;
+
 struct Member {
   std::string address;
   uint64_t hash = 0;
-  std::shared_ptr<BlockStore> store;  // null when the factory failed
+  Route target = std::make_shared<RouteTarget>();
   std::string store_error;
   RttEstimator estimator;
   MemberHealth health;
-  std::shared_ptr<RouteStats> stats = std::make_shared<RouteStats>();
 
   Member(EstimatorOptions e, HealthOptions h) : estimator(e), health(h) {}
-  bool usable() const { return store != nullptr && health.healthy(); }
+  bool usable() const { return target->store != nullptr && health.healthy(); }
 };
 
 struct Group {
@@ -88,13 +96,6 @@ struct Group {
   std::vector<Member*> members;
 };
 
-// One place a call may go.
-struct Route {
-  std::string address;  // "" = direct
-  std::shared_ptr<BlockStore> store;
-  std::shared_ptr<RouteStats> stats;
-};
-
 uint64_t PayloadBytes(const absl::StatusOr<std::string>& r) { return r.ok() ? r->size() : 0; }
 template <class T>
 uint64_t PayloadBytes(const T&) { return 0; }
@@ -104,7 +105,9 @@ class RoutingStoreImpl : public RoutingStore {
   explicit RoutingStoreImpl(RoutingOptions options)
       : options_(std::move(options)),
         selector_(options_.selector),
-        direct_stats_(std::make_shared<RouteStats>()) {}
+        direct_(std::make_shared<RouteTarget>()) {
+    direct_->store = options_.direct;
+  }
 
   ~RoutingStoreImpl() override { prober_.reset(); }
 
@@ -151,10 +154,11 @@ class RoutingStoreImpl : public RoutingStore {
       if (made.count(a) != 0) continue;
       auto m = std::make_unique<Member>(options_.estimator, options_.health);
       m->address = a;
+      m->target->address = a;
       m->hash = MemberHash(a);
       absl::StatusOr<std::unique_ptr<BlockStore>> store = options_.member_store_factory(a);
       if (store.ok() && *store != nullptr) {
-        m->store = std::shared_ptr<BlockStore>(std::move(*store));
+        m->target->store = std::shared_ptr<BlockStore>(std::move(*store));
       } else {
         m->store_error = store.ok() ? "factory returned no store" : store.status().ToString();
       }
@@ -202,7 +206,7 @@ class RoutingStoreImpl : public RoutingStore {
         MemberStatus ms;
         ms.address = m.address;
         ms.healthy = m.usable();
-        ms.why = m.store == nullptr ? absl::StrCat("no store: ", m.store_error) : m.health.why();
+        ms.why = m.target->store == nullptr ? absl::StrCat("no store: ", m.store_error) : m.health.why();
         if (m.estimator.estimate()) {
           ms.measured = true;
           ms.last_rtt = *m.estimator.last();
@@ -210,7 +214,7 @@ class RoutingStoreImpl : public RoutingStore {
           if (ms.healthy) estimates.push_back(ms.smoothed_rtt);
         }
         gs.healthy = gs.healthy || ms.healthy;
-        ms.counters = m.stats->Get();
+        ms.counters = m.target->stats.Get();
         gs.members.push_back(std::move(ms));
       }
       if (std::optional<absl::Duration> rtt = GroupRtt(estimates)) {
@@ -232,7 +236,7 @@ class RoutingStoreImpl : public RoutingStore {
       snap.direct_why = snap.direct_active ? absl::StrCat("active: ", snap.selected_why)
                                            : "standby: a proxy group serves";
     }
-    snap.direct_counters = direct_stats_->Get();
+    snap.direct_counters = direct_->stats.Get();
     snap.switches.assign(selector_.switches().begin(), selector_.switches().end());
     return snap;
   }
@@ -345,7 +349,7 @@ class RoutingStoreImpl : public RoutingStore {
           if (std::optional<absl::Duration> e = m.estimator.estimate()) estimates.push_back(*e);
         } else {
           whys.push_back(absl::StrCat(
-              m.address, " ", m.store == nullptr ? absl::StrCat("no store: ", m.store_error)
+              m.address, " ", m.target->store == nullptr ? absl::StrCat("no store: ", m.store_error)
                                          : m.health.why()));
         }
       }
@@ -370,12 +374,12 @@ class RoutingStoreImpl : public RoutingStore {
     const Group* g = SelectedLocked();
     if (g == nullptr) {
       if (options_.direct == nullptr) return std::nullopt;
-      return Route{"", options_.direct, direct_stats_};
+      return direct_;
     }
     const int home = RendezvousHome(g->hashes, id, [&](size_t i) { return g->members[i]->usable(); });
     if (home < 0) return std::nullopt;
     const Member& m = *g->members[home];
-    return Route{m.address, m.store, m.stats};
+    return m.target;
   }
 
   const Group* SelectedLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
@@ -413,18 +417,18 @@ class RoutingStoreImpl : public RoutingStore {
     for (const Group* g : order) {
       for (size_t i : RendezvousOrder(g->hashes, id)) {
         const Member& m = *g->members[i];
-        if (m.store == nullptr || !seen.insert(m.address).second) continue;
+        if (m.target->store == nullptr || !seen.insert(m.address).second) continue;
         if (m.health.healthy()) {
-          routes.push_back(Route{m.address, m.store, m.stats});
+          routes.push_back(m.target);
         } else {
           ejected.push_back(&m);
         }
       }
     }
     if (options_.direct != nullptr) {
-      routes.push_back(Route{"", options_.direct, direct_stats_});
+      routes.push_back(direct_);
     } else {
-      for (const Member* m : ejected) routes.push_back(Route{m->address, m->store, m->stats});
+      for (const Member* m : ejected) routes.push_back(m->target);
     }
     return routes;
   }
@@ -442,16 +446,16 @@ class RoutingStoreImpl : public RoutingStore {
     std::vector<std::string> failures;  // "route: status", for the final error
     auto attempt = [&](const Route& r, bool* done) -> Result {
       const absl::Time t0 = options_.clock();
-      Result result = fn(*r.store);
+      Result result = fn(*r->store);
       const absl::Duration latency = options_.clock() - t0;
       const absl::Status& status = StatusOf(result);
       const bool failed = !status.ok() && status.code() != absl::StatusCode::kNotFound;
-      r.stats->Record(latency, bytes_in + PayloadBytes(result), failed);
+      r->stats.Record(latency, bytes_in + PayloadBytes(result), failed);
       *done = status.ok() || !IsRouteFailure(status);
       if (!*done) {
         failures.push_back(
-            absl::StrCat(r.address.empty() ? "direct" : r.address, ": ", status.ToString()));
-        if (!r.address.empty() && EjectsMember(status)) OnRequestFailure(r.address, status);
+            absl::StrCat(r->address.empty() ? "direct" : r->address, ": ", status.ToString()));
+        if (!r->address.empty() && EjectsMember(status)) OnRequestFailure(r->address, status);
       }
       return result;
     };
@@ -462,7 +466,7 @@ class RoutingStoreImpl : public RoutingStore {
       bool done = false;
       Result result = attempt(*first, &done);
       if (done) return result;
-      tried_first = first->store.get();
+      tried_first = (*first)->store.get();
     }
     for (int round = 0;; ++round) {
       std::vector<Route> plan = Plan(id);
@@ -473,7 +477,7 @@ class RoutingStoreImpl : public RoutingStore {
       }
       for (const Route& r : plan) {
         // The first route just failed; a plan made after its ejection skips it anyway.
-        if (round == 0 && r.store.get() == tried_first) continue;
+        if (round == 0 && r->store.get() == tried_first) continue;
         if (options_.clock() >= deadline) break;
         bool done = false;
         Result result = attempt(r, &done);
@@ -505,7 +509,8 @@ class RoutingStoreImpl : public RoutingStore {
   std::map<std::string, std::unique_ptr<Member>> members_ ABSL_GUARDED_BY(mu_);
   std::vector<Group> groups_ ABSL_GUARDED_BY(mu_);
   GroupSelector selector_ ABSL_GUARDED_BY(mu_);
-  const std::shared_ptr<RouteStats> direct_stats_;
+  // The direct route (store null when the mount has none).
+  const Route direct_;
   // Last: destroyed first, so no probe result arrives in a half-destroyed router.
   std::unique_ptr<Prober> prober_;
 };

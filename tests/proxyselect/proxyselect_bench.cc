@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "blockstore/block_store.h"
+#include "blockstore/fault_store.h"
 #include "blockstore/store_wrapper.h"
 #include "common/logging.h"
 #include "proxyselect/proxyselect.h"
@@ -62,7 +63,9 @@ struct Setup {
 
 // `groups` groups of `members` members each (group g at (g+1) ms), all in front of one memory
 // store that is also the direct route.
-Setup Make(int groups, int members, bool every_group_down) {
+// With `slow_first`, the first member of every group answers every call with 503 SlowDown
+// (back-pressure: routed around, never ejected), so a third of the calls take the full plan.
+Setup Make(int groups, int members, bool every_group_down, bool slow_first = false) {
   Setup s;
   s.backing = blockstore::NewMemoryStore();
   auto pinger = std::make_shared<FakePinger>();
@@ -81,8 +84,16 @@ Setup Make(int groups, int members, bool every_group_down) {
     o.groups.push_back(gc);
   }
   auto backing = s.backing;
-  o.member_store_factory = [backing](const std::string&)
+  o.member_store_factory = [backing, slow_first](const std::string& address)
       -> absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> {
+    if (slow_first && address.find("-0.") != std::string::npos) {
+      auto slow = std::make_unique<blockstore::FaultInjectingStore>(
+          std::make_unique<blockstore::BlockStoreWrapper>(backing));
+      slow->FailNext(blockstore::FaultInjectingStore::Op::kGet,
+                     absl::ResourceExhaustedError("503 SlowDown"),
+                     blockstore::FaultInjectingStore::kForever);
+      return slow;
+    }
     return std::make_unique<blockstore::BlockStoreWrapper>(backing);
   };
   o.direct = s.backing;
@@ -124,7 +135,10 @@ void Run(int iterations) {
     }
     Setup down = Make(3, 8, true);
     for (const std::string& k : keys) (void)down.backing->Put(k, block);
-    row("router, 3x8, every group down (full plan)", threads, *down.router, base);
+    row("router, 3x8, every group down (direct)", threads, *down.router, base);
+    Setup slow = Make(1, 3, false, /*slow_first=*/true);
+    for (const std::string& k : keys) (void)slow.backing->Put(k, block);
+    row("router, 1x3, one member in back-pressure", threads, *slow.router, base);
   }
 
   std::printf("\n%-44s %12s\n", "rendezvous home only", "ns/call");
