@@ -113,6 +113,11 @@ struct RoutingSnapshot {
   std::vector<SwitchRecord> switches;  // oldest first
 };
 
+// The snapshot as text for `nighfs status`, readable at a glance (like `ceph status`): the
+// route in use and why, the direct route, every group and member with RTTs, health and
+// counters, and the last switches. Lines end with '\n'; no secrets are in a snapshot.
+std::string FormatRoutingStatus(const RoutingSnapshot& snapshot);
+
 // Thread-safe: every method may be called from any thread.
 class RoutingStore : public blockstore::BlockStore {
  public:

@@ -415,6 +415,28 @@ TEST_F(RoutingStoreTest, SnapshotCountsRequestsBytesAndLatency) {
   EXPECT_THAT(s.direct_why, HasSubstr("standby"));
 }
 
+TEST_F(RoutingStoreTest, StatusTextShowsTheChoiceTheRttsAndTheSwitches) {
+  auto r = Make(Options({kNear, kMid}));
+  Rounds(*r, 1);
+  ASSERT_OK(r->Put(BlockKey(1), std::string(2048, 'q')));
+  FailForever(kNear, Op::kHead);
+  (void)r->Head(BlockKey(1));
+  const std::string text = FormatRoutingStatus(r->Snapshot());
+  EXPECT_THAT(text, HasSubstr("route:    proxy group mid: near unhealthy"));
+  EXPECT_THAT(text, HasSubstr("direct:   standby: a proxy group serves"));
+  EXPECT_THAT(text, HasSubstr("group near: UNHEALTHY (no healthy member)"));
+  EXPECT_THAT(text, HasSubstr("group mid: healthy, rtt 10.00 ms  <- selected"));
+  EXPECT_THAT(text, HasSubstr("  m1:7430  ok  rtt last 10.00 ms smoothed 10.00 ms"));
+  EXPECT_THAT(text, HasSubstr("EJECTED"));
+  EXPECT_THAT(text, HasSubstr("2.0 KiB"));
+  EXPECT_THAT(text, HasSubstr(" near -> mid: near unhealthy"));
+
+  FailForever(kMid, Op::kHead);
+  (void)r->Head(BlockKey(1));
+  EXPECT_THAT(FormatRoutingStatus(r->Snapshot()),
+              HasSubstr("route:    DIRECT to the object store: no healthy proxy group"));
+}
+
 TEST_F(RoutingStoreTest, ListGoesToTheObjectStoreOrSaysWhyNot) {
   auto r = Make(Options({kNear}));
   ASSERT_OK(backing_->Put(BlockKey(1), "a"));
