@@ -132,7 +132,9 @@ void Prober::Start() {
     for (;;) {
       {
         absl::MutexLock lock(&mu_);
-        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), step)) return;
+        // AwaitWithDeadline, not AwaitWithTimeout: the latter calls the former through the PLT,
+        // which the TSan shim for Debian's abseil (tests/sanitizers) would annotate twice.
+        if (mu_.AwaitWithDeadline(absl::Condition(&stopping_), absl::Now() + step)) return;
       }
       Tick(options_.clock());
       if (on_tick_) on_tick_();

@@ -56,7 +56,7 @@ class GatedPinger : public Pinger {
   bool WaitRunning(const std::string& address) {
     absl::MutexLock lock(&mu_);
     auto cond = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return running_[address] > 0; };
-    return mu_.AwaitWithTimeout(absl::Condition(&cond), Seconds(5));
+    return mu_.AwaitWithDeadline(absl::Condition(&cond), absl::Now() + Seconds(5));
   }
 
  private:
@@ -98,7 +98,7 @@ class ProberTest : public ::testing::Test {
   bool WaitResults(size_t n) {
     absl::MutexLock lock(&mu_);
     auto cond = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return results_.size() >= n; };
-    return mu_.AwaitWithTimeout(absl::Condition(&cond), Seconds(5));
+    return mu_.AwaitWithDeadline(absl::Condition(&cond), absl::Now() + Seconds(5));
   }
   std::vector<Result> Results() {
     absl::MutexLock lock(&mu_);

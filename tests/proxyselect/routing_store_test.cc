@@ -189,7 +189,8 @@ TEST_F(RoutingStoreTest, NotFoundIsAnAnswerNotAFailure) {
   }
   EXPECT_EQ(total, 1);
   EXPECT_EQ(Calls(home, Op::kGet), 1);
-  const MemberStatus* m = FindMember(r->Snapshot(), home);
+  const RoutingSnapshot snap = r->Snapshot();
+  const MemberStatus* m = FindMember(snap, home);
   EXPECT_TRUE(m->healthy);
   EXPECT_EQ(m->counters.requests, 1u);
   EXPECT_EQ(m->counters.errors, 0u);
