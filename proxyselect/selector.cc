@@ -32,8 +32,12 @@ void GroupSelector::SwitchTo(absl::Time now, const std::string& to, std::string 
     return;
   }
   if (current_.group.empty()) settle_until_ = now + options_.settle_grace;  // back from direct
-  switches_.push_back(SwitchRecord{now, current_.group, to, reason});
-  while (switches_.size() > options_.keep_switches) switches_.pop_front();
+  // The very first choice is not a switch (nothing was routed before it).
+  if (chosen_before_) {
+    switches_.push_back(SwitchRecord{now, current_.group, to, reason});
+    while (switches_.size() > options_.keep_switches) switches_.pop_front();
+  }
+  chosen_before_ = true;
   current_ = Selection{to, std::move(reason), true};
 }
 

@@ -63,7 +63,7 @@ class GroupSelector {
   Selection Update(absl::Time now, const std::vector<GroupView>& groups);
 
   const Selection& current() const { return current_; }
-  // The last switches, oldest first.
+  // The last switches, oldest first. The first choice after construction is not one.
   const std::deque<SwitchRecord>& switches() const { return switches_; }
 
  private:
@@ -73,6 +73,7 @@ class GroupSelector {
   SelectorOptions options_;
   Selection current_;
   bool started_ = false;
+  bool chosen_before_ = false;  // a selection (group or none) was made before
   absl::Time settle_until_ = absl::InfinitePast();  // switches without the hold until then
   // The candidate that has been better without a break since `better_since_`.
   std::string candidate_;

@@ -10,6 +10,7 @@ namespace nighfs::proxyselect {
 namespace {
 
 std::string Ms(absl::Duration d) {
+  if (d < absl::Milliseconds(1)) return absl::StrFormat("%.0f us", absl::ToDoubleMicroseconds(d));
   return absl::StrFormat("%.2f ms", absl::ToDoubleMilliseconds(d));
 }
 
@@ -55,10 +56,11 @@ std::string FormatRoutingStatus(const RoutingSnapshot& s) {
     }
   }
   if (!s.switches.empty()) absl::StrAppend(&out, "switches (oldest first):\n");
+  const char* none = s.direct_configured ? "direct" : "none";
   for (const SwitchRecord& w : s.switches) {
     absl::StrAppend(&out, "  ", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", w.time, absl::UTCTimeZone()),
-                    "  ", w.from.empty() ? "direct" : w.from, " -> ",
-                    w.to.empty() ? "direct" : w.to, ": ", w.reason, "\n");
+                    "  ", w.from.empty() ? none : w.from, " -> ", w.to.empty() ? none : w.to,
+                    ": ", w.reason, "\n");
   }
   return out;
 }
