@@ -128,7 +128,7 @@ class RoutingStoreImpl : public RoutingStore {
           options_.pinger, po,
           [this](const std::string& address, const absl::StatusOr<absl::Duration>& rtt,
                  absl::Time when) { OnProbe(address, rtt, when); },
-          [this] { ReselectForTest(); });
+          [this] { Reselect(); });
       prober_->SetMembers(AllAddresses());
       prober_->Start();
     }
@@ -249,13 +249,10 @@ class RoutingStoreImpl : public RoutingStore {
                                            absl::FailedPreconditionError("no pinger"));
       OnProbe(a, rtt, options_.clock());
     }
-    ReselectForTest();
+    Reselect();
   }
 
-  void ReselectForTest() override {
-    absl::MutexLock lock(&mu_);
-    ReselectLocked(options_.clock());
-  }
+  void ReselectForTest() override { Reselect(); }
 
   // BlockStore.
   absl::StatusOr<std::string> Get(std::string_view key, uint64_t offset,
@@ -285,8 +282,10 @@ class RoutingStoreImpl : public RoutingStore {
     }
     return options_.direct->List(prefix, page_token, max_keys);
   }
+  // One pass over the routes, without rounds of backoff: a mount checking its store at start-up
+  // wants the answer now, not after the whole request deadline.
   absl::Status Check() override {
-    return Run<absl::Status>("", [&](BlockStore& s) { return s.Check(); });
+    return Run<absl::Status>("", [&](BlockStore& s) { return s.Check(); }, 0, /*max_rounds=*/1);
   }
   std::string Describe() const override {
     absl::ReaderMutexLock lock(&mu_);
@@ -308,6 +307,11 @@ class RoutingStoreImpl : public RoutingStore {
     std::vector<std::string> out;
     for (const auto& [a, m] : members_) out.push_back(a);
     return out;
+  }
+
+  void Reselect() {
+    absl::MutexLock lock(&mu_);
+    ReselectLocked(options_.clock());
   }
 
   void OnProbe(const std::string& address, const absl::StatusOr<absl::Duration>& rtt,
@@ -436,7 +440,7 @@ class RoutingStoreImpl : public RoutingStore {
   // Calls `fn` on the routes for `key` in order until one answers, within the deadline; rounds
   // of the whole chain are repeated with backoff while every route fails.
   template <class T, class Fn>
-  auto Run(std::string_view key, Fn fn, uint64_t bytes_in = 0)
+  auto Run(std::string_view key, Fn fn, uint64_t bytes_in = 0, int max_rounds = 0)
       -> std::conditional_t<std::is_same_v<T, absl::Status>, absl::Status, absl::StatusOr<T>> {
     using Result =
         std::conditional_t<std::is_same_v<T, absl::Status>, absl::Status, absl::StatusOr<T>>;
@@ -483,7 +487,7 @@ class RoutingStoreImpl : public RoutingStore {
         Result result = attempt(r, &done);
         if (done) return result;
       }
-      if (options_.clock() + backoff >= deadline) break;
+      if (round + 1 == max_rounds || options_.clock() + backoff >= deadline) break;
       options_.sleep(backoff);
       backoff = std::min(backoff * 2, options_.max_backoff);
     }

@@ -277,6 +277,19 @@ TEST_F(RoutingStoreTest, NoRouteWithoutDirectIsAClearErrorWithinTheDeadline) {
   EXPECT_THAT(s.direct_why, HasSubstr("needed but missing: no store credentials"));
 }
 
+TEST_F(RoutingStoreTest, CheckMakesOnePassWithoutBackoff) {
+  auto r = Make(Options({kNear}, /*with_direct=*/false));
+  Rounds(*r, 1);
+  EXPECT_OK(r->Check());
+  FailForever(kNear, Op::kCheck);
+  const absl::Time start = clock_.Now();
+  EXPECT_THAT(r->Check(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(clock_.Now(), start);
+  int calls = 0;
+  for (const std::string& a : kNear.members) calls += Calls(a, Op::kCheck);
+  EXPECT_EQ(calls, 1 + 3);  // the OK check, then each member once
+}
+
 TEST_F(RoutingStoreTest, WithoutDirectAnEjectedMemberIsTheLastResort) {
   const GroupConfig solo{"solo", {"s1:7430"}};
   pinger_->Set("s1:7430", Milliseconds(1));
