@@ -51,6 +51,17 @@ void Prober::SetMembers(const std::vector<std::string>& addresses) {
   }
   for (const std::string& address : wanted) {
     if (members_.count(address) != 0) continue;
+    // Back before its last ping returned: revive it rather than start a second ping to it
+    // (its worker checks `removed` only once that ping is over).
+    auto old = std::find_if(retired_.begin(), retired_.end(), [&](const auto& m) {
+      return m->address == address && m->in_flight;
+    });
+    if (old != retired_.end()) {
+      (*old)->removed = false;
+      members_.emplace(address, std::move(*old));
+      retired_.erase(old);
+      continue;
+    }
     auto m = std::make_unique<Member>();
     m->address = address;
     Member* raw = m.get();

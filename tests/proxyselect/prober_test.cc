@@ -203,6 +203,28 @@ TEST_F(ProberTest, RemovedMembersAreNoLongerProbedAndNewOnesAre) {
   EXPECT_EQ(pinger_->calls("c:1"), 1);
 }
 
+TEST_F(ProberTest, AMemberBackBeforeItsPingReturnedIsNotPingedTwice) {
+  auto prober = Make();
+  pinger_->Hold("a:1");
+  prober->SetMembers({"a:1"});
+  prober->Tick(Now());
+  ASSERT_TRUE(pinger_->WaitRunning("a:1"));
+  prober->SetMembers({});
+  prober->SetMembers({"a:1"});
+  Advance(Seconds(1));
+  prober->Tick(Now());  // times out the running ping; starts none
+  EXPECT_EQ(pinger_->calls("a:1"), 1);
+  EXPECT_EQ(pinger_->max_running(), 1);
+  pinger_->Release("a:1");
+  const absl::Time deadline = absl::Now() + Seconds(5);
+  while (prober->InFlightForTest() != 0 && absl::Now() < deadline) absl::SleepFor(Milliseconds(1));
+  Advance(Seconds(1));
+  prober->Tick(Now());
+  ASSERT_TRUE(WaitResults(2));  // the timeout, then the next probe's answer
+  EXPECT_EQ(pinger_->calls("a:1"), 2);
+  EXPECT_TRUE(Results()[1].rtt.ok());
+}
+
 TEST_F(ProberTest, DestructionWithAPingInFlightWaitsForIt) {
   auto prober = Make();
   pinger_->Hold("a:1");
