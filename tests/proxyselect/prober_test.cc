@@ -100,6 +100,12 @@ class ProberTest : public ::testing::Test {
     auto cond = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return results_.size() >= n; };
     return mu_.AwaitWithDeadline(absl::Condition(&cond), absl::Now() + Seconds(5));
   }
+  // Waits (a real 5 s at most) until no ping is running: the worker threads report on their own.
+  static bool WaitIdle(const Prober& prober) {
+    const absl::Time deadline = absl::Now() + Seconds(5);
+    while (prober.InFlightForTest() != 0 && absl::Now() < deadline) absl::SleepFor(Milliseconds(1));
+    return prober.InFlightForTest() == 0;
+  }
   std::vector<Result> Results() {
     absl::MutexLock lock(&mu_);
     return results_;
@@ -170,9 +176,7 @@ TEST_F(ProberTest, ABlackHoledMemberTimesOutWithoutASecondPingInFlight) {
   // The stuck ping returns: its answer is dropped (already counted as a timeout); the next
   // tick probes b again.
   pinger_->Release("b:1");
-  const absl::Time deadline = absl::Now() + Seconds(5);
-  while (prober->InFlightForTest() != 0 && absl::Now() < deadline) absl::SleepFor(Milliseconds(1));
-  ASSERT_EQ(prober->InFlightForTest(), 0);
+  ASSERT_TRUE(WaitIdle(*prober));
   const size_t before = Results().size();
   for (const Result& r : Results()) {
     if (r.address == "b:1") {
@@ -216,8 +220,7 @@ TEST_F(ProberTest, AMemberBackBeforeItsPingReturnedIsNotPingedTwice) {
   EXPECT_EQ(pinger_->calls("a:1"), 1);
   EXPECT_EQ(pinger_->max_running(), 1);
   pinger_->Release("a:1");
-  const absl::Time deadline = absl::Now() + Seconds(5);
-  while (prober->InFlightForTest() != 0 && absl::Now() < deadline) absl::SleepFor(Milliseconds(1));
+  ASSERT_TRUE(WaitIdle(*prober));
   Advance(Seconds(1));
   prober->Tick(Now());
   ASSERT_TRUE(WaitResults(2));  // the timeout, then the next probe's answer
