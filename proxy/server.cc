@@ -345,9 +345,15 @@ ServerResponse ProxyServerImpl::Put(const ServerRequest& req, const BlockRequest
       }
       return StatusReply(s, block.resource);
     }
-    if (!existed) writeback_->Enqueue(volume_id, block.key, absl::Now());
-    std::optional<BlockInfo> info = cache_->Lookup(volume_id, block.key);
-    dirty = info.has_value() && info->dirty;
+    if (existed) {
+      std::optional<BlockInfo> info = cache_->Lookup(volume_id, block.key);
+      dirty = info.has_value() && info->dirty;
+    } else {
+      // Decided before the writeback can flush it: a holder that has flushed is harmless
+      // (readers try the store first), a missing one while unflushed is not.
+      dirty = true;
+      writeback_->Enqueue(volume_id, block.key, absl::Now());
+    }
   } else {
     if (std::optional<BlockInfo> info = cache_->Lookup(volume_id, block.key);
         info.has_value() && (info->size != req.body.size() || info->crc32c != crc)) {
@@ -468,7 +474,12 @@ ServerResponse ProxyServerImpl::Get(const ServerRequest& req, const BlockRequest
     r.body = bytes.substr(br.first, br.last - br.first + 1);
   } else {
     r.headers.emplace_back(kChecksumHeader, ChecksumBase64(crc));
-    r.body = bytes;
+    if (data->use_count() == 1) {
+      // Ours alone (a cache hit, or a fetch nobody else waited for): no second copy in memory.
+      r.body = std::move(*std::const_pointer_cast<std::string>(*data));
+    } else {
+      r.body = bytes;
+    }
   }
   metrics_.bytes_out.fetch_add(r.body.size());
   return r;

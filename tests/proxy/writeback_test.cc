@@ -1,11 +1,15 @@
 #include "proxy/writeback.h"
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "blockstore/block_store.h"
 #include "blockstore/fault_store.h"
+#include "blockstore/store_wrapper.h"
+#include "absl/synchronization/notification.h"
 #include "common/crc32c.h"
 #include "gtest/gtest.h"
 #include "tests/proxy/fake_meta.h"
@@ -195,6 +199,41 @@ TEST_F(WritebackTest, UnflushedBlocksOfAnEarlierRunAreFlushedAfterARestart) {
   for (const auto& [id, data] : blocks) {
     EXPECT_EQ(*store_->base().Get(blockstore::BlockKey(id)), data);
   }
+}
+
+// Holds every Put until released, and says when one has started.
+class HeldPutStore : public blockstore::BlockStoreWrapper {
+ public:
+  using BlockStoreWrapper::BlockStoreWrapper;
+  absl::Status Put(std::string_view key, std::string_view data) override {
+    started_.Notify();
+    release_.WaitForNotification();
+    return BlockStoreWrapper::Put(key, data);
+  }
+  absl::Notification started_;
+  absl::Notification release_;
+};
+
+TEST_F(WritebackTest, CancelWaitsForAnUploadInFlight) {
+  auto held = std::make_unique<HeldPutStore>(blockstore::NewMemoryStore());
+  HeldPutStore* held_ptr = held.get();
+  store_ = std::make_shared<FaultInjectingStore>(std::move(held));
+  OpenCache();  // the volume's store is opened once: open it again, now the held one
+  StartWriteback();
+  PutDirty(4);
+  held_ptr->started_.WaitForNotification();
+  std::atomic<bool> cancelled{false};
+  std::thread deleter([&] {
+    writeback_->Cancel(kVolume, blockstore::BlockKey(4));
+    cancelled.store(true);
+  });
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(cancelled.load());  // still waiting for the upload
+  held_ptr->release_.Notify();
+  deleter.join();
+  EXPECT_TRUE(cancelled.load());
+  EXPECT_TRUE(held_ptr->base().Head(blockstore::BlockKey(4)).ok());  // the caller deletes it next
+  EXPECT_EQ(writeback_->pending(), 0u);
 }
 
 TEST_F(WritebackTest, CancelUnqueuesABlock) {
