@@ -21,8 +21,10 @@ using ::nighfs::proxy::testing::TempDir;
 
 class DiskCacheTest : public ::testing::Test {
  protected:
-  std::unique_ptr<DiskCache> Open(uint64_t quota, ReconcileReport* report = nullptr) {
+  std::unique_ptr<DiskCache> Open(uint64_t quota, ReconcileReport* report = nullptr,
+                                  bool sync = false) {
     DiskCacheOptions o;
+    o.sync = sync;
     o.folder = dir_.path() + "/cache";
     o.journal_path = dir_.path() + "/cache/proxy.db";
     o.quota_bytes = quota;
@@ -58,6 +60,14 @@ TEST_F(DiskCacheTest, PutReadMarkClean) {
   ASSERT_OK(cache->Remove(1, "blk/01/a"));
   EXPECT_FALSE(cache->Lookup(1, "blk/01/a").has_value());
   EXPECT_FALSE(std::filesystem::exists(FileOf(1, "blk/01/a")));
+}
+
+TEST_F(DiskCacheTest, SyncWritesAreReadBack) {
+  auto cache = Open(1 << 20, nullptr, /*sync=*/true);
+  const std::string data = Block('s', 5000);
+  ASSERT_OK(cache->PutDirty(2, "blk/ab/new/deep", data, Crc32c(data)));
+  EXPECT_EQ(*cache->Read(2, "blk/ab/new/deep"), data);
+  EXPECT_EQ(CountBlockFiles(dir_.path() + "/cache"), 1);  // no temp file left
 }
 
 TEST_F(DiskCacheTest, SameBytesAgainOkDifferentBytesRefused) {

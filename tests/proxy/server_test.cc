@@ -17,6 +17,7 @@
 #include "common/crc32c.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
+#include "common/tls_certs.h"
 #include "gtest/gtest.h"
 #include "tests/common/raw_connection.h"
 #include "tests/proxy/fake_meta.h"
@@ -414,6 +415,38 @@ TEST_F(ProxyServerTest, UnflushedBlocksAreFlushedAfterARestart) {
     EXPECT_EQ(*slow_->base().Get(blockstore::BlockKey(id)), Data(id));
   }
   EXPECT_EQ(server_->reconcile_report().dirty_blocks, 5u);
+}
+
+TEST_F(ProxyServerTest, ServesTls) {
+  const std::string tls = dir_.path() + "/tls";
+  ASSERT_OK(WriteLabTls(tls));
+  Start([&](ProxyOptions& o) {
+    o.http.tls_cert_file = tls + "/" + kLabServerCert;
+    o.http.tls_key_file = tls + "/" + kLabServerKey;
+  });
+  HttpClientOptions co;
+  co.ca_file = tls + "/" + kLabCaCert;
+  std::unique_ptr<HttpClient> client = HttpClient::Create(co);
+  const std::string data = Data(40);
+  HttpRequest put;
+  put.method = "PUT";
+  put.url = absl::StrCat("https://localhost:", server_->port(), Path(40));
+  put.headers = {{"Authorization", "Bearer w-secret"}};
+  put.body = data;
+  absl::StatusOr<HttpResponse> r = client->Do(put);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
+  HttpRequest get;
+  get.url = put.url;
+  get.headers = {{"Authorization", "Bearer r-secret"}};
+  r = client->Do(get);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->body, data);
+  // Plain HTTP to the TLS port never reaches a handler.
+  HttpRequest plain = get;
+  plain.url = absl::StrCat("http://127.0.0.1:", server_->port(), Path(40));
+  r = client_->Do(plain);
+  EXPECT_TRUE(!r.ok() || r->status == 400);
 }
 
 }  // namespace
