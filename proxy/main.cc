@@ -4,11 +4,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -21,7 +19,7 @@
 #include "common/token_file.h"
 #include "metadata_client/meta_client.h"
 #include "proxy/disk_cache.h"
-#include "proxy/listen_address.h"
+#include "proxy/daemon.h"
 #include "proxy/ops.h"
 #include "proxy/server.h"
 #include "tools/size.h"
@@ -46,18 +44,6 @@ bool ParseDurationFlag(const std::string& text, absl::Duration* out) {
   return *out >= absl::ZeroDuration();
 }
 
-// Written whole or not at all (a script polling for the file never reads half a number).
-bool WritePortFile(const std::string& path, uint16_t port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << "\n";
-    out.flush();
-    if (!out) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,8 +55,6 @@ int main(int argc, char** argv) {
   std::string meta_address;
   std::string meta_token_file;
   std::string ca_file;
-  std::string tls_cert, tls_key;
-  bool insecure_plaintext = false;
   std::string disk_folder = "/var/cache/nighfs-proxy";
   std::string disk_quota = "90%";
   std::string db_folder;
@@ -97,13 +81,8 @@ int main(int argc, char** argv) {
                  "this proxy's own token (nighfs configure create token --access proxy), 0600")
       ->required();
   app.add_option("--ca-file", ca_file, "PEM CA(s) of the metadata server's certificate");
-  app.add_option("--tls-cert", tls_cert, "PEM certificate chain of this server")
-      ->type_name("FILE");
-  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert (mode 0600)")
-      ->type_name("FILE");
-  app.add_flag("--insecure-plaintext", insecure_plaintext,
-               "serve plain HTTP without TLS: anyone on the network path can read and change "
-               "every block (tests and closed labs only)");
+  nighfs::proxy::TlsFlags tls;
+  tls.AddTo(app, "every block and token");
   app.add_option("--disk-folder,--diskFolder", disk_folder, "the cache folder")
       ->capture_default_str();
   app.add_option("--disk-quota,--diskQuota", disk_quota,
@@ -145,8 +124,7 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("invalid --log-level '", log_level, "'"));
   }
   nighfs::SetLogLevel(level);
-  if (absl::Status s = nighfs::proxy::CheckTlsFlags(insecure_plaintext, tls_cert, tls_key);
-      !s.ok()) {
+  if (absl::Status s = tls.Check(); !s.ok()) {
     return Fail(std::string(s.message()));
   }
   absl::StatusOr<nighfs::proxy::HostPort> bind = nighfs::proxy::ParseListenAddress(listen);
@@ -192,20 +170,15 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<nighfs::MetaApi>> meta = nighfs::NewMetaClient(meta_options);
   if (!meta.ok()) return Fail(std::string(meta.status().message()));
 
-  // Every thread started from here on inherits the mask, so only sigwait below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts: they inherit the mask.
+  nighfs::proxy::BlockStopSignals();
 
   nighfs::proxy::ProxyOptions options;
   options.http.bind_address = bind->host;
   options.http.port = bind->port;
   options.http.threads = threads;
-  options.http.tls_cert_file = tls_cert;
-  options.http.tls_key_file = tls_key;
+  options.http.tls_cert_file = tls.cert_file;
+  options.http.tls_key_file = tls.key_file;
   options.http.max_connections = 4096;
   options.advertise = advertise;
   options.max_object_size = *max_object;
@@ -221,16 +194,18 @@ int main(int argc, char** argv) {
       nighfs::proxy::ProxyServer::Start(options, meta->get(),
                                         nighfs::proxy::CredentialStoreOpener(*creds));
   if (!server.ok()) return Fail(std::string(server.status().message()));
-  if (!port_file.empty() && !WritePortFile(port_file, (*server)->port())) {
-    (*server)->Stop();
-    return Fail(absl::StrCat("cannot write --port-file ", port_file, ": ", std::strerror(errno)));
+  if (!port_file.empty()) {
+    if (absl::Status s = nighfs::proxy::WritePortFile(port_file, (*server)->port()); !s.ok()) {
+      (*server)->Stop();
+      return Fail(std::string(s.message()));
+    }
   }
-  if (insecure_plaintext) {
+  if (tls.insecure_plaintext) {
     NIGHFS_LOG(WARNING) << "--insecure-plaintext: serving plain HTTP without TLS; blocks and "
                            "tokens can be read and changed on the network";
   }
   const nighfs::proxy::ReconcileReport& report = (*server)->reconcile_report();
-  NIGHFS_LOG(INFO) << "nighfs-proxy serving " << (insecure_plaintext ? "PLAINTEXT http" : "TLS https")
+  NIGHFS_LOG(INFO) << "nighfs-proxy serving " << (tls.insecure_plaintext ? "PLAINTEXT http" : "TLS https")
                    << " on " << bind->host << ":" << (*server)->port() << " (advertised as "
                    << (*server)->advertise() << "), disk folder " << disk_folder << ", quota "
                    << nighfs::tools::FormatBytes(*quota) << ", journal " << options.cache.journal_path
@@ -245,9 +220,7 @@ int main(int argc, char** argv) {
                          "damaged; see above)";
   }
 
-  int sig = 0;
-  while (sigwait(&stop_signals, &sig) != 0) {
-  }
+  const int sig = nighfs::proxy::WaitForStopSignal();
   NIGHFS_LOG(INFO) << "received " << strsignal(sig) << ", shutting down";
   (*server)->Stop();
   server->reset();

@@ -19,7 +19,7 @@
 #include "common/crc32c.h"
 #include "common/crypto.h"
 #include "common/logging.h"
-#include "proxy/listen_address.h"
+#include "proxy/daemon.h"
 
 namespace nighfs::proxy {
 
