@@ -27,7 +27,7 @@ absl::StatusOr<HostPort> ParseListenAddress(std::string_view s) {
   return HostPort{std::string(h), static_cast<uint16_t>(p)};
 }
 
-std::string DefaultAdvertise(const HostPort& listen, uint16_t port) {
+std::string DefaultAdvertise(const HostPort& listen, uint16_t port, bool plaintext) {
   std::string host = listen.host;
   if (host == "0.0.0.0" || host == "::") {
     char name[256] = {};
@@ -37,8 +37,22 @@ std::string DefaultAdvertise(const HostPort& listen, uint16_t port) {
       host = "localhost";
     }
   }
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
-  return absl::StrCat(host, ":", port);
+  const char* scheme = plaintext ? "http://" : "";
+  if (host.find(':') != std::string::npos) return absl::StrCat(scheme, "[", host, "]:", port);
+  return absl::StrCat(scheme, host, ":", port);
+}
+
+absl::Status CheckAdvertise(std::string_view address) {
+  std::string_view rest = address;
+  if (rest.substr(0, 7) == "http://") {
+    rest.remove_prefix(7);
+  } else if (rest.substr(0, 8) == "https://") {
+    rest.remove_prefix(8);
+  }
+  absl::StatusOr<HostPort> hp = ParseListenAddress(rest);
+  if (!hp.ok()) return hp.status();
+  if (hp->port == 0) return absl::InvalidArgumentError("--advertise needs a port other than 0");
+  return absl::OkStatus();
 }
 
 void TlsFlags::AddTo(CLI::App& app, std::string_view what) {

@@ -24,8 +24,12 @@ struct HostPort {
 absl::StatusOr<HostPort> ParseListenAddress(std::string_view text);
 
 // What clients should dial, when --advertise is not given: the listen address, or
-// "<hostname>:PORT" when listening on every interface (0.0.0.0, ::). `port` is the bound one.
-std::string DefaultAdvertise(const HostPort& listen, uint16_t port);
+// "<hostname>:PORT" when listening on every interface (0.0.0.0, ::); `port` is the bound one.
+// With "http://" before it when the server speaks plain HTTP (a bare address means https).
+std::string DefaultAdvertise(const HostPort& listen, uint16_t port, bool plaintext);
+
+// Checks an --advertise value: HOST:PORT, optionally after http:// or https://.
+absl::Status CheckAdvertise(std::string_view address);
 
 // --tls-cert, --tls-key and --insecure-plaintext: TLS is the default, plain HTTP must be asked
 // for by name.

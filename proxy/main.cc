@@ -72,8 +72,9 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("--advertise", advertise,
-                 "HOST:PORT clients reach this proxy at (default: --listen, or hostname:PORT "
-                 "when listening on 0.0.0.0)");
+                 "HOST:PORT (https) or http://HOST:PORT clients reach this proxy at (default: "
+                 "--listen, or hostname:PORT when listening on 0.0.0.0; http:// with "
+                 "--insecure-plaintext)");
   app.add_option("--meta", meta_address,
                  "the metadata server: HOST:PORT (TLS) or http://HOST:PORT")
       ->required();
@@ -130,8 +131,13 @@ int main(int argc, char** argv) {
   absl::StatusOr<nighfs::proxy::HostPort> bind = nighfs::proxy::ParseListenAddress(listen);
   if (!bind.ok()) return Fail(absl::StrCat("--listen: ", bind.status().message()));
   if (!advertise.empty()) {
-    if (absl::Status s = nighfs::proxy::ParseListenAddress(advertise).status(); !s.ok()) {
+    if (absl::Status s = nighfs::proxy::CheckAdvertise(advertise); !s.ok()) {
       return Fail(absl::StrCat("--advertise: ", s.message()));
+    }
+    if (tls.insecure_plaintext && advertise.rfind("http://", 0) != 0) {
+      NIGHFS_LOG(WARNING) << "--advertise " << advertise << " means https, but this proxy "
+                          << "serves plain HTTP: clients will fail to reach it unless a TLS "
+                          << "front end serves that address (else say http://" << advertise << ")";
     }
   }
   absl::Duration delay;

@@ -235,7 +235,8 @@ absl::Status ProxyServerImpl::Init() {
   if (!server.ok()) return server.status();
   http_ = *std::move(server);
   advertise_ = options_.advertise.empty()
-                   ? DefaultAdvertise(HostPort{http.bind_address, http.port}, http_->port())
+                   ? DefaultAdvertise(HostPort{http.bind_address, http.port}, http_->port(),
+                                      /*plaintext=*/http.tls_cert_file.empty())
                    : options_.advertise;
   AuthorizerOptions auth;
   auth.meta = meta_;

@@ -24,8 +24,8 @@ struct ProxyOptions {
   // HTTP. http.max_body_bytes is set to max_object_size; http.max_buffered_body_bytes 0 means
   // DefaultBodyBudget(max_object_size).
   HttpServerOptions http;
-  // "HOST:PORT" clients are told to come back to (x-nighfs-holder, proxy_address); "" = the
-  // bound address (DefaultAdvertise).
+  // The address clients are told to come back to (x-nighfs-holder, proxy_address):
+  // "HOST:PORT" (https) or "http://HOST:PORT"; "" = the bound address (DefaultAdvertise).
   std::string advertise;
   uint64_t max_object_size = 64u << 20;
   bool writeback = true;  // false: write-through (acknowledge after the store has the block)
