@@ -318,6 +318,7 @@ absl::Status DiskCache::Impl::Put(uint64_t volume_id, std::string_view key, std:
   const std::string ik = IndexKey(volume_id, key);
   KeyLock key_lock(this, ik);
   std::vector<std::pair<uint64_t, std::string>> victims;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     if (auto it = index_.find(ik); it != index_.end()) {
@@ -335,24 +336,37 @@ absl::Status DiskCache::Impl::Put(uint64_t volume_id, std::string_view key, std:
           "unflushed blocks fill the cache quota (", dirty_bytes_ + reserved_dirty_,
           " of ", quota, " bytes); retry when the writeback has caught up"));
     }
-    // Evict least-recently-used clean blocks until this one fits.
-    while (total_bytes_ + reserved_bytes_ + size > quota && !lru_.empty()) {
-      const std::string victim = lru_.back();
+    // Evict least-recently-used clean blocks until this one fits. Each victim is held (as a
+    // KeyLock would) until its row and file are gone, so a new copy of the same key cannot be
+    // written meanwhile and then deleted with the old one.
+    for (auto it = lru_.end(); total_bytes_ + reserved_bytes_ + size > quota && it != lru_.begin();) {
+      --it;
+      if (busy_.contains(*it)) continue;
+      const std::string victim = *it;
       const Entry& e = index_[victim];
       victims.emplace_back(e.volume_id, e.key);
+      busy_.insert(victim);
+      it = std::next(it);  // EraseLocked invalidates the victim's position
       EraseLocked(victim);
     }
     if (total_bytes_ + reserved_bytes_ + size > quota) {
-      return absl::ResourceExhaustedError(
+      refused = absl::ResourceExhaustedError(
           absl::StrCat("no room in the cache quota for ", size, " bytes"));
+    } else {
+      reserved_bytes_ += size;
+      if (dirty) reserved_dirty_ += size;
     }
-    reserved_bytes_ += size;
-    if (dirty) reserved_dirty_ += size;
   }
   for (const auto& [vid, vkey] : victims) {
     DeleteRowAndFile(vid, vkey);
     options_.metrics->evictions.fetch_add(1);
   }
+  if (!victims.empty()) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [vid, vkey] : victims) busy_.erase(IndexKey(vid, vkey));
+    key_released_.SignalAll();
+  }
+  if (!refused.ok()) return refused;
   const int64_t now = NowNs();
   absl::Status s = WriteFile(PathOf(ik), data);
   if (s.ok()) {
