@@ -96,6 +96,25 @@ std::string CrcBytes(uint32_t crc) {
                      static_cast<char>(crc >> 8), static_cast<char>(crc)};
 }
 
+// A failure of a block store (or of fetching from one), as the client should see it: the
+// store's own refusals (bad credentials, say) are the proxy's problem, never a 401/403 that
+// would make a client doubt its token.
+ServerResponse StoreReply(const absl::Status& s, absl::string_view resource) {
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+      return S3Error(404, "NoSuchKey", s.message(), resource);
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kInternal:
+      return S3Error(503, "ServiceUnavailable", absl::StrCat("block store: ", s.message()),
+                     resource);
+    default:
+      return S3Error(502, "BadGateway", absl::StrCat("block store: ", s.message()), resource);
+  }
+}
+
 std::string ChecksumBase64(uint32_t crc) { return Base64Encode(CrcBytes(crc)); }
 
 std::string ETag(uint32_t crc) { return absl::StrFormat("\"%08x\"", crc); }
@@ -309,7 +328,7 @@ ServerResponse ProxyServerImpl::HandleBlock(const ServerRequest& req, const Bloc
   }
   absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> store =
       volumes_->StoreFor(grant->volume);
-  if (!store.ok()) return StatusReply(store.status(), block.resource);
+  if (!store.ok()) return StoreReply(store.status(), block.resource);
   if (req.method == "PUT") return Put(req, block, *grant, **store);
   if (req.method == "DELETE") return Delete(block, *grant, **store);
   return Get(req, block, *grant, **store, req.method == "HEAD");
@@ -364,10 +383,10 @@ ServerResponse ProxyServerImpl::Put(const ServerRequest& req, const BlockRequest
     }
     if (absl::Status s = store.Put(block.key, req.body); !s.ok()) {
       NIGHFS_LOG(WARNING) << "proxy: write-through PUT " << block.resource << ": " << s;
-      return StatusReply(s.code() == absl::StatusCode::kNotFound
-                             ? absl::UnavailableError(s.message())
-                             : s,
-                         block.resource);
+      return StoreReply(s.code() == absl::StatusCode::kNotFound
+                            ? absl::UnavailableError(s.message())
+                            : s,
+                        block.resource);
     }
     // Cached for readers if it fits; the store has it either way.
     (void)cache_->PutClean(volume_id, block.key, req.body, crc);
@@ -449,7 +468,7 @@ ServerResponse ProxyServerImpl::Get(const ServerRequest& req, const BlockRequest
     }
     metrics_.misses.fetch_add(1);
     absl::StatusOr<blockstore::ObjectInfo> info = store.Head(block.key);
-    if (!info.ok()) return StatusReply(info.status(), block.resource);
+    if (!info.ok()) return StoreReply(info.status(), block.resource);
     r.headers.emplace_back("Content-Length", absl::StrCat(info->size));
     return r;
   }
@@ -457,7 +476,7 @@ ServerResponse ProxyServerImpl::Get(const ServerRequest& req, const BlockRequest
   absl::StatusOr<std::shared_ptr<const std::string>> data =
       ReadBlock(volume_id, block.key, store, &hit);
   (hit ? metrics_.hits : metrics_.misses).fetch_add(1);
-  if (!data.ok()) return StatusReply(data.status(), block.resource);
+  if (!data.ok()) return StoreReply(data.status(), block.resource);
   const std::string& bytes = **data;
   const uint32_t crc = Crc32c(bytes);
   r.headers.emplace_back("ETag", ETag(crc));
@@ -495,7 +514,7 @@ ServerResponse ProxyServerImpl::Delete(const BlockRequest& block, const Grant& g
     return StatusReply(s, block.resource);
   }
   // Also when it was never flushed: an earlier upload attempt may have landed unreported.
-  if (absl::Status s = store.Delete(block.key); !s.ok()) return StatusReply(s, block.resource);
+  if (absl::Status s = store.Delete(block.key); !s.ok()) return StoreReply(s, block.resource);
   ServerResponse r;
   r.status = 204;
   r.content_type = "";

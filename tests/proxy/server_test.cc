@@ -389,6 +389,22 @@ TEST_F(ProxyServerTest, ReadThroughOfAMissingBlockIs404) {
   EXPECT_TRUE(absl::StrContains(r.body, "NoSuchKey"));
 }
 
+TEST_F(ProxyServerTest, StoreFailuresAreTheProxysNotTheClientsToken) {
+  Start();
+  ASSERT_OK(slow_->base().Put(blockstore::BlockKey(25), "x"));
+  store_->FailNext(Op::kGet, absl::PermissionDeniedError("store says: bad key"), 1);
+  HttpResponse r = Do("GET", Path(25), "r-secret");
+  EXPECT_EQ(r.status, 502);
+  EXPECT_TRUE(absl::StrContains(r.body, "BadGateway")) << r.body;
+  store_->FailNext(Op::kGet, absl::UnavailableError("store down"), 1);
+  r = Do("GET", Path(25), "r-secret");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.Header("Retry-After"), "1");
+  r = Do("GET", Path(25), "r-secret");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "x");
+}
+
 TEST_F(ProxyServerTest, WriteThroughAcknowledgesAfterTheStore) {
   Start([](ProxyOptions& o) { o.writeback = false; });
   EXPECT_EQ(server_->writeback(), nullptr);
