@@ -12,14 +12,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
 #include "gtest/gtest.h"
-#include "tests/proxy/temp_dir.h"
+#include "tests/proxy/cache_files.h"
+#include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::proxy {
 namespace {
 
 using ::nighfs::proxy::testing::CountBlockFiles;
-using ::nighfs::proxy::testing::TempDir;
+using ::nighfs::testing::TempDir;
 
 class DiskCacheTest : public ::testing::Test {
  protected:

@@ -21,7 +21,7 @@
 #include "gtest/gtest.h"
 #include "tests/common/raw_connection.h"
 #include "tests/proxy/fake_meta.h"
-#include "tests/proxy/temp_dir.h"
+#include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::proxy {
@@ -29,7 +29,7 @@ namespace {
 
 using blockstore::FaultInjectingStore;
 using ::nighfs::proxy::testing::FakeMeta;
-using ::nighfs::proxy::testing::TempDir;
+using ::nighfs::testing::TempDir;
 using Op = FaultInjectingStore::Op;
 
 constexpr uint64_t kVolume = 7;

@@ -13,7 +13,7 @@
 #include "common/crc32c.h"
 #include "gtest/gtest.h"
 #include "tests/proxy/fake_meta.h"
-#include "tests/proxy/temp_dir.h"
+#include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::proxy {
@@ -21,7 +21,7 @@ namespace {
 
 using blockstore::FaultInjectingStore;
 using ::nighfs::proxy::testing::FakeMeta;
-using ::nighfs::proxy::testing::TempDir;
+using ::nighfs::testing::TempDir;
 using Op = FaultInjectingStore::Op;
 
 constexpr uint64_t kVolume = 7;
