@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -13,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "metadata_client/meta_api.h"
@@ -53,9 +55,17 @@ class Authorizer {
     absl::StatusOr<Grant> answer;
     absl::Time expires;
   };
+  // One question to the metadata server per (secret, volume) at a time: the others wait for it.
+  struct Pending {
+    absl::Notification done;
+    absl::StatusOr<Grant> answer;
+  };
+  absl::StatusOr<Grant> Ask(std::string_view secret, std::string_view volume, absl::Time now,
+                            absl::Time* expires);
   const AuthorizerOptions options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<Pending>> pending_ ABSL_GUARDED_BY(mu_);
   uint64_t meta_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -1,5 +1,9 @@
 #include "proxy/authorizer.h"
 
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "tests/proxy/fake_meta.h"
 #include "tests/testing/test_status.h"
@@ -81,6 +85,21 @@ TEST_F(AuthorizerTest, ServerFailuresAreNotCached) {
 TEST_F(AuthorizerTest, NoTokenNeverReachesTheServer) {
   EXPECT_THAT(auth_->Authorize("", "vol"), StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_EQ(meta_.authorize_calls(), 0);
+}
+
+TEST_F(AuthorizerTest, ConcurrentMissesAskOnce) {
+  // The fake answers slowly enough for all the threads to miss at once.
+  meta_.SetDelay(absl::Milliseconds(200));
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&] {
+      if (auth_->Authorize("writer", "vol").ok()) ok.fetch_add(1);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 16);
+  EXPECT_EQ(meta_.authorize_calls(), 1);
 }
 
 TEST_F(AuthorizerTest, ProxyTokensGrantNoBlockAccess) {

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "metadata_client/meta_api.h"
 
 namespace nighfs::proxy::testing {
@@ -61,6 +62,11 @@ class FakeMeta : public UnimplementedMeta {
     absl::MutexLock lock(&mu_);
     dead_hook_ = std::move(hook);
   }
+  // Each AuthorizeBlockAccess takes this long (a slow or distant server).
+  void SetDelay(absl::Duration delay) {
+    absl::MutexLock lock(&mu_);
+    delay_ = delay;
+  }
   int authorize_calls() const {
     absl::MutexLock lock(&mu_);
     return authorize_calls_;
@@ -76,8 +82,14 @@ class FakeMeta : public UnimplementedMeta {
 
   absl::StatusOr<pb::AuthorizeBlockAccessResponse> AuthorizeBlockAccess(
       const pb::AuthorizeBlockAccessRequest& request) override {
+    absl::Duration delay;
+    {
+      absl::MutexLock lock(&mu_);
+      ++authorize_calls_;
+      delay = delay_;
+    }
+    absl::SleepFor(delay);
     absl::MutexLock lock(&mu_);
-    ++authorize_calls_;
     last_proxy_address_ = request.proxy_address();
     if (!failure_.ok()) return failure_;
     auto t = tokens_.find(request.token());
@@ -125,6 +137,7 @@ class FakeMeta : public UnimplementedMeta {
   std::set<uint64_t> dead_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   std::function<void(int, const pb::DeadBlocksRequest&)> dead_hook_ ABSL_GUARDED_BY(mu_);
+  absl::Duration delay_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   int authorize_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int dead_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_proxy_address_ ABSL_GUARDED_BY(mu_);
