@@ -289,6 +289,23 @@ class MetaServiceImpl final : public MetaService {
   absl::StatusOr<pb::AuthorizeBlockAccessResponse> AuthorizeBlockAccess(
       const pb::AuthorizeBlockAccessRequest& req) override;
   absl::StatusOr<pb::DeadBlocksResponse> DeadBlocks(const pb::DeadBlocksRequest& req) override;
+  // meta/proxy_groups.cc
+  absl::StatusOr<pb::ProxyGroupResponse> CreateProxyGroup(
+      const pb::CreateProxyGroupRequest& req) override;
+  absl::StatusOr<pb::ProxyGroupResponse> UpdateProxyGroup(
+      const pb::UpdateProxyGroupRequest& req) override;
+  absl::StatusOr<pb::ListProxyGroupsResponse> ListProxyGroups(
+      const pb::ListProxyGroupsRequest& req) override;
+  absl::StatusOr<pb::DeleteProxyGroupResponse> DeleteProxyGroup(
+      const pb::DeleteProxyGroupRequest& req) override;
+  absl::StatusOr<pb::CreateVolumeProxyGroupResponse> CreateVolumeProxyGroup(
+      const pb::CreateVolumeProxyGroupRequest& req) override;
+  absl::StatusOr<pb::ListVolumeProxyGroupsResponse> ListVolumeProxyGroups(
+      const pb::ListVolumeProxyGroupsRequest& req) override;
+  absl::StatusOr<pb::DeleteVolumeProxyGroupResponse> DeleteVolumeProxyGroup(
+      const pb::DeleteVolumeProxyGroupRequest& req) override;
+  absl::StatusOr<pb::GetVolumeRoutesResponse> GetVolumeRoutes(
+      const pb::GetVolumeRoutesRequest& req) override;
 
   absl::StatusOr<std::optional<TokenGrant>> FindToken(std::string_view secret) override;
   absl::StatusOr<bool> InSubtree(uint64_t volume_id, uint64_t ino, uint64_t root_ino,

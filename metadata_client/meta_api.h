@@ -47,7 +47,15 @@ namespace pb = ::nighfs::meta::v1;
   X(ListTokens, ListTokensRequest, ListTokensResponse)          \
   X(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)       \
   X(AuthorizeBlockAccess, AuthorizeBlockAccessRequest, AuthorizeBlockAccessResponse) \
-  X(DeadBlocks, DeadBlocksRequest, DeadBlocksResponse)
+  X(DeadBlocks, DeadBlocksRequest, DeadBlocksResponse)                                       \
+  X(CreateProxyGroup, CreateProxyGroupRequest, ProxyGroupResponse)                           \
+  X(UpdateProxyGroup, UpdateProxyGroupRequest, ProxyGroupResponse)                           \
+  X(ListProxyGroups, ListProxyGroupsRequest, ListProxyGroupsResponse)                        \
+  X(DeleteProxyGroup, DeleteProxyGroupRequest, DeleteProxyGroupResponse)                     \
+  X(CreateVolumeProxyGroup, CreateVolumeProxyGroupRequest, CreateVolumeProxyGroupResponse)   \
+  X(ListVolumeProxyGroups, ListVolumeProxyGroupsRequest, ListVolumeProxyGroupsResponse)      \
+  X(DeleteVolumeProxyGroup, DeleteVolumeProxyGroupRequest, DeleteVolumeProxyGroupResponse)   \
+  X(GetVolumeRoutes, GetVolumeRoutesRequest, GetVolumeRoutesResponse)
 
 // Every method is safe to call from many threads at once. File-system failures carry their
 // errno (common/errno_status.h): ENOENT, EEXIST, ENOTEMPTY, ENOTDIR, EISDIR, EINVAL, ENODATA...
