@@ -62,7 +62,9 @@ absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
   if (!client.ok()) return client.status();
   meta::v1::CreateTokenRequest req;
   req.set_volume(volume);
-  req.set_access(access == "read" ? meta::v1::ACCESS_READ : meta::v1::ACCESS_WRITE);
+  req.set_access(access == "read"    ? meta::v1::ACCESS_READ
+                 : access == "proxy" ? meta::v1::ACCESS_PROXY
+                                     : meta::v1::ACCESS_WRITE);
   req.set_path(path);
   auto r = (*client)->CreateToken(req);
   if (!r.ok()) return r.status();
@@ -182,6 +184,84 @@ absl::Status CreateVolume(const std::string& meta_address, const std::string& na
   req.set_block_size(block_size);
   return (*client)->CreateVolume(req).status();
 }
+
+absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(
+    const std::string& meta_address, const std::string& dir, std::vector<std::string> extra_args) {
+  std::unique_ptr<ProxyServer> p(new ProxyServer());
+  p->meta_address_ = meta_address;
+  p->dir_ = dir;
+  p->disk_folder_ = dir + "/disk";
+  p->db_folder_ = dir + "/db";
+  p->token_file_ = dir + "/proxy.token";
+  p->extra_args_ = std::move(extra_args);
+  std::filesystem::create_directories(p->disk_folder_);
+  std::filesystem::create_directories(p->db_folder_);
+  auto id = CreateTokenFile(meta_address, "", "proxy", "", p->token_file_);
+  if (!id.ok()) return id.status();
+  p->port_ = FreeLoopbackPort();
+  absl::Status s = p->Launch();
+  if (!s.ok()) return s;
+  return p;
+}
+
+std::string ProxyServer::address() const {
+  return absl::StrCat(Plaintext(extra_args_) ? "http://" : "", "127.0.0.1:", port_);
+}
+
+std::string ProxyServer::base_url() const {
+  return absl::StrCat(Plaintext(extra_args_) ? "http://" : "https://", "127.0.0.1:", port_);
+}
+
+absl::Status ProxyServer::Launch() {
+  const std::string listen = absl::StrCat("127.0.0.1:", port_);
+  std::vector<std::string> argv = {BuildRoot() + "/proxy/nighfs-proxy",
+                                   "--listen", listen,
+                                   "--advertise", listen,
+                                   "--meta", meta_address_,
+                                   "--meta-token-file", token_file_,
+                                   "--ca-file", LabCaFile(),
+                                   "--disk-folder", disk_folder_,
+                                   "--db-folder", db_folder_};
+  for (const auto& a : extra_args_) argv.push_back(a);
+  if (!Plaintext(extra_args_)) {
+    for (const auto& a : LabTlsServerArgs()) argv.push_back(a);
+  }
+  auto started = ChildProcess::Start(argv, dir_ + "/proxy.log");
+  if (!started.ok()) return started.status();
+  proc_ = std::move(*started);
+  ChildProcess* p = proc_.get();
+  bool up = WaitFor(
+      [&] { return WaitForTcpPort(port_, absl::Milliseconds(50)).ok() || !p->Running(); },
+      absl::Seconds(20));
+  if (!up || !p->Running()) {
+    return absl::InternalError(absl::StrCat("nighfs-proxy did not start: ", log()));
+  }
+  return absl::OkStatus();
+}
+
+ProxyServer::~ProxyServer() { (void)Stop(); }
+
+absl::Status ProxyServer::Stop() {
+  if (proc_ == nullptr) return absl::OkStatus();
+  auto st = proc_->Stop(SIGTERM, absl::Seconds(20));
+  proc_.reset();
+  return st.status();
+}
+
+absl::Status ProxyServer::Kill() {
+  if (proc_ == nullptr) return absl::OkStatus();
+  auto st = proc_->Stop(SIGKILL, absl::Seconds(10));
+  proc_.reset();
+  return st.status();
+}
+
+absl::Status ProxyServer::Restart() {
+  absl::Status s = Stop();
+  if (!s.ok()) return s;
+  return Launch();
+}
+
+std::string ProxyServer::log() const { return ReadFileOrEmpty(dir_ + "/proxy.log"); }
 
 bool IsMounted(const std::string& mount_point) {
   std::ifstream in("/proc/self/mountinfo");
