@@ -93,13 +93,16 @@ absl::StatusOr<sockaddr_storage> Resolve(const std::string& host, int port, sock
 }
 
 // One direction of the "link": its bandwidth is shared by every connection. A chunk occupies
-// the link for size / rate; chunks queue for it in reservation order.
+// the link for size / rate; chunks queue for it in reservation order. Idle time up to kBurst
+// is credited (a token bucket of kBurst x rate): the relay's own work between two chunks of a
+// stream must not count as idle link time, or a saturated stream would run below the cap.
 class Link {
  public:
+  static constexpr absl::Duration kBurst = absl::Milliseconds(5);
   // When a chunk of `bytes` reserved now has been transmitted.
   absl::Time Reserve(size_t bytes, uint64_t rate) {
     absl::MutexLock lock(&mu_);
-    const absl::Time start = std::max(absl::Now(), next_free_);
+    const absl::Time start = std::max(absl::Now() - kBurst, next_free_);
     next_free_ = start + absl::Seconds(static_cast<double>(bytes) / static_cast<double>(rate));
     return next_free_;
   }
