@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "status.pb.h"
 #include "tests/testing/process.h"
 
 namespace nighfs::testing {
@@ -154,6 +156,18 @@ class FuseMount {
 };
 
 bool IsMounted(const std::string& mount_point);
+
+// The mount's status file (what `nighfs status` reads; the daemon rewrites it every few
+// seconds in MOUNTPOINT.run, FuseMount's NIGHFS_RUN_DIR), parsed.
+absl::StatusOr<status::v1::MountStatus> ReadMountStatus(const FuseMount& m);
+// Waits until the mount's status says nothing is pending or dirty (every close stored, or
+// acknowledged by its proxy); false on timeout.
+bool WaitMountStored(const FuseMount& m, absl::Duration timeout);
+
+// Writes the store credentials of s3rver's account (tests/testing/emulators.h) to `path`,
+// mode 0600, in the KEY=VALUE format of blockstore::LoadCredentials: for nighfs-meta
+// --credentials, mount.nighfs credentials= and nighfs-proxy --creds-file.
+absl::Status WriteS3rverCredentials(const std::string& path);
 
 // Runs a shell command; returns its exit status and captures stdout+stderr in *output.
 int RunShell(const std::string& command, std::string* output = nullptr);

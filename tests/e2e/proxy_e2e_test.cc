@@ -38,9 +38,7 @@
 #include "common/crc32c.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
-#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "status.pb.h"
 #include "tests/e2e/cluster.h"
 #include "tests/e2e/fs_checks.h"
 #include "tests/testing/emulators.h"
@@ -109,14 +107,7 @@ class ProxyE2eTest : public ClusterTest {
     s3rver_ = std::move(*server);
     ASSERT_OK(s3rver_->CreateBucket(kBucket));
     creds_ = root_ + "/credentials";
-    {
-      const int fd = ::open(creds_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      ASSERT_GE(fd, 0);
-      const std::string text = absl::StrCat("AWS_ACCESS_KEY_ID=", kS3rverAccessKey,
-                                            "\nAWS_SECRET_ACCESS_KEY=", kS3rverSecret, "\n");
-      ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-      ::close(fd);
-    }
+    ASSERT_OK(WriteS3rverCredentials(creds_));
     ASSERT_NO_FATAL_FAILURE(StartMeta({"--credentials", creds_, "--gc-grace", "1"}));
     ASSERT_OK(CreateVolume(meta_->address(), kVolume, StoreUrl(s3rver_->url()), kBlock))
         << meta_->log();
@@ -175,13 +166,14 @@ class ProxyE2eTest : public ClusterTest {
     return http_->Do(r);
   }
 
-  // PUT of a block through the proxy, with the checksum header the mount sends.
-  absl::StatusOr<HttpResponse> PutBlock(const std::string& key, const std::string& data,
-                                        const std::string& token) {
+  // PUT of a block through the proxy, with the checksum header the mount sends (base64 of the
+  // big-endian CRC32C).
+  absl::StatusOr<HttpResponse> PutBlock(const std::string& volume, const std::string& key,
+                                        const std::string& data, const std::string& token) {
     const uint32_t crc = Crc32c(data);
     const char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16),
                         static_cast<char>(crc >> 8), static_cast<char>(crc)};
-    return ProxyHttp("PUT", absl::StrCat("/", kVolume, "/", key), token, data,
+    return ProxyHttp("PUT", absl::StrCat("/", volume, "/", key), token, data,
                      {{"x-amz-checksum-crc32c", Base64Encode(std::string_view(be, 4))}});
   }
 
@@ -195,31 +187,6 @@ class ProxyE2eTest : public ClusterTest {
   // Waits until the proxy says nothing is left to flush.
   bool WaitFlushed(absl::Duration timeout) {
     return WaitFor([&] { return Metric("nighfs_proxy_dirty_blocks") == 0; }, timeout);
-  }
-
-  // The mount's status file (written every few seconds by the daemon).
-  static absl::StatusOr<status::v1::MountStatus> ReadStatus(const FuseMount& m) {
-    std::error_code ec;
-    for (const auto& e : stdfs::directory_iterator(m.path() + ".run", ec)) {
-      if (e.path().extension() != ".json") continue;
-      status::v1::MountStatus s;
-      google::protobuf::util::JsonParseOptions o;
-      o.ignore_unknown_fields = true;
-      auto r = google::protobuf::util::JsonStringToMessage(ReadFileOrEmpty(e.path()), &s, o);
-      if (!r.ok()) return absl::InternalError(std::string(r.message()));
-      return s;
-    }
-    return absl::NotFoundError("no status file in " + m.path() + ".run");
-  }
-  // Waits until the mount has nothing pending (everything acknowledged by the proxy).
-  static bool WaitMountDrained(const FuseMount& m, absl::Duration timeout) {
-    return WaitFor(
-        [&] {
-          auto s = ReadStatus(m);
-          return s.ok() && s->updated_ns() > 0 && s->stats().pending_files() == 0 &&
-                 s->stats().dirty_bytes() == 0 && s->pending().empty();
-        },
-        timeout);
   }
 
   std::unique_ptr<blockstore::BlockStore> OpenStore() {
@@ -319,7 +286,7 @@ TEST_F(ProxyE2eTest, FilesRoundTripThroughProxy) {
   ASSERT_NE(m2, nullptr);
   for (const auto& f : files) EXPECT_TRUE(ReadFile(m2->path() + "/" + f.name) == f.data) << f.name;
 
-  ASSERT_TRUE(WaitMountDrained(*m, absl::Seconds(30))) << m->log();
+  ASSERT_TRUE(WaitMountStored(*m, absl::Seconds(30))) << m->log();
   ASSERT_TRUE(WaitFlushed(absl::Seconds(30))) << proxy_->log();
   const auto metrics = Metrics();
   for (const char* name :
@@ -375,7 +342,7 @@ TEST_F(ProxyE2eTest, KillDuringSyncWriteLosesNoAcknowledgedFile) {
   for (const auto& f : files) not_acked += f.acked ? 0 : 1;
   // A close that failed promised nothing; the mount still keeps and retries it.
   RecordProperty("not_acknowledged", static_cast<int>(not_acked));
-  ASSERT_TRUE(WaitMountDrained(*m, absl::Seconds(120))) << m->log();
+  ASSERT_TRUE(WaitMountStored(*m, absl::Seconds(120))) << m->log();
   ASSERT_TRUE(WaitFlushed(absl::Seconds(120))) << proxy_->log();
   EXPECT_EQ(proxy_->log().find("LOST"), std::string::npos) << proxy_->log();
   EXPECT_GE(StoreBlocks(), static_cast<int64_t>((files.size() - not_acked) * kFileMiB));
@@ -397,7 +364,7 @@ TEST_F(ProxyE2eTest, QuotaSmallerThanWorkingSetEvictsWithoutError) {
     files[i].acked = WriteFile(m->path() + "/" + files[i].name, files[i].data);
     EXPECT_TRUE(files[i].acked) << files[i].name << ": " << std::strerror(errno);
   }
-  ASSERT_TRUE(WaitMountDrained(*m, absl::Seconds(60))) << m->log();
+  ASSERT_TRUE(WaitMountStored(*m, absl::Seconds(60))) << m->log();
   ASSERT_TRUE(WaitFlushed(absl::Seconds(60))) << proxy_->log();
   // Reading everything again through a fresh mount brings evicted blocks back through the
   // cache, evicting others.
@@ -453,7 +420,7 @@ TEST_F(ProxyE2eTest, DirectMountReadsBlockNotYetFlushed) {
   ASSERT_NE(m, nullptr);
   const std::string data = RandomBytes(2 * kBlock + 77, 400);
   ASSERT_TRUE(WriteFile(m->path() + "/held", data));
-  ASSERT_TRUE(WaitMountDrained(*m, absl::Seconds(30))) << m->log();
+  ASSERT_TRUE(WaitMountStored(*m, absl::Seconds(30))) << m->log();
   EXPECT_EQ(StoreBlocks(), 0);
   FuseMount* direct = MountDirect("direct");
   ASSERT_NE(direct, nullptr);
@@ -473,7 +440,7 @@ TEST_F(ProxyE2eTest, WrittenAndDeletedBeforeFlushNeverReachesStore) {
   ASSERT_TRUE(WriteFile(m->path() + "/doomed", doomed));
   ASSERT_TRUE(WriteFile(m->path() + "/kept", kept));
   ASSERT_EQ(::unlink((m->path() + "/doomed").c_str()), 0);
-  ASSERT_TRUE(WaitMountDrained(*m, absl::Seconds(30))) << m->log();
+  ASSERT_TRUE(WaitMountStored(*m, absl::Seconds(30))) << m->log();
   EXPECT_EQ(StoreBlocks(), 0) << "flushed before --writeback-delay";
   ASSERT_TRUE(WaitFlushed(absl::Seconds(60))) << proxy_->log();
   EXPECT_EQ(StoreBlocks(), 2);
@@ -514,13 +481,7 @@ TEST_F(ProxyE2eTest, SixtyFourConcurrentClients) {
     for (int c = 0; c < kClients; ++c) {
       clients.emplace_back([&, c] {
         for (int i = 0; i < kBlocksEach; ++i) {
-          HttpHeaders h;
-          const std::string data = block(c, i);
-          const uint32_t crc = Crc32c(data);
-          const char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16),
-                              static_cast<char>(crc >> 8), static_cast<char>(crc)};
-          h.emplace_back("x-amz-checksum-crc32c", Base64Encode(std::string_view(be, 4)));
-          auto r = ProxyHttp("PUT", url(key(c, i)), token64, data, h);
+          auto r = PutBlock("vol64", key(c, i), block(c, i), token64);
           if (!r.ok() || r->status != 200) {
             ++failures;
             errors[c] = r.ok() ? absl::StrCat("PUT ", r->status, " ", r->body) : r.status().ToString();
@@ -594,7 +555,7 @@ TEST_F(ProxyE2eTest, CorruptedCacheFileIsDetectedAndRefetched) {
   ASSERT_NE(m, nullptr);
   const std::string data = RandomBytes(kBlock, 600);
   ASSERT_TRUE(WriteFile(m->path() + "/victim", data));
-  ASSERT_TRUE(WaitMountDrained(*m, absl::Seconds(30))) << m->log();
+  ASSERT_TRUE(WaitMountStored(*m, absl::Seconds(30))) << m->log();
   ASSERT_TRUE(WaitFlushed(absl::Seconds(30))) << proxy_->log();
   ASSERT_EQ(StoreBlocks(), 1);
   const std::vector<stdfs::path> cached = CacheFiles();
@@ -638,10 +599,10 @@ TEST_F(ProxyE2eTest, UnauthenticatedAndReadTokenWritesAreRefused) {
   auto anon_get = ProxyHttp("GET", path, "");
   ASSERT_OK(anon_get);
   EXPECT_EQ(anon_get->status, 401);
-  auto bad = PutBlock(key, data, "not-a-token");
+  auto bad = PutBlock(kVolume, key, data, "not-a-token");
   ASSERT_OK(bad);
   EXPECT_EQ(bad->status, 401);
-  auto read_put = PutBlock(key, data, read_token);
+  auto read_put = PutBlock(kVolume, key, data, read_token);
   ASSERT_OK(read_put);
   EXPECT_EQ(read_put->status, 403) << read_put->body;
   auto read_delete = ProxyHttp("DELETE", path, read_token);
@@ -666,7 +627,7 @@ TEST_F(ProxyE2eTest, UnauthenticatedAndReadTokenWritesAreRefused) {
   EXPECT_TRUE(CacheFiles().empty());
   EXPECT_EQ(StoreBlocks(), 0);
   // The same PUT with the write token is accepted, and the READ token may read it.
-  auto ok = PutBlock(key, data, write_token_);
+  auto ok = PutBlock(kVolume, key, data, write_token_);
   ASSERT_OK(ok);
   EXPECT_EQ(ok->status, 200) << ok->body;
   auto read_ok = ProxyHttp("GET", path, read_token);
