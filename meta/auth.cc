@@ -123,6 +123,10 @@ bool MetaAuthorizer::IsAdminOnly(std::string_view method) {
   return false;
 }
 
+bool MetaAuthorizer::IsProxyMethod(std::string_view method) {
+  return method == "AuthorizeBlockAccess" || method == "DeadBlocks";
+}
+
 bool MetaAuthorizer::NeedsWrite(std::string_view method,
                                 const google::protobuf::Message& request) {
   // Mount carries a request id (a retry must not open a second session) but changes no file:
@@ -197,9 +201,13 @@ absl::StatusOr<Principal> MetaAuthorizer::Authenticate(const ServerRequest& http
     NIGHFS_LOG(ERROR) << "token lookup failed: " << grant.status();
     return absl::UnavailableError("cannot check the token now");
   }
-  if (grant->revoked) return absl::UnauthenticatedError("token revoked");
-  if (grant->expires_ns != 0 && service_->NowNs() >= grant->expires_ns) {
-    return absl::UnauthenticatedError("token expired");
+  if (absl::Status s = CheckTokenLive(*grant, service_->NowNs()); !s.ok()) return s;
+  if (grant->proxy) {
+    p.kind = Principal::Kind::kProxy;
+    p.token_id = grant->id;
+    p.volume_id = 0;
+    p.can_write = false;
+    return p;
   }
   p.kind = Principal::Kind::kVolumeToken;
   p.token_id = grant->id;
@@ -213,7 +221,25 @@ absl::StatusOr<Principal> MetaAuthorizer::Authenticate(const ServerRequest& http
 absl::Status MetaAuthorizer::Authorize(std::string_view method, const ServerRequest& http,
                                        const google::protobuf::Message& request,
                                        std::string_view volume_name, Principal* principal) {
-  if (principal->kind != Principal::Kind::kVolumeToken) return absl::OkStatus();
+  switch (principal->kind) {
+    case Principal::Kind::kInternal:
+    case Principal::Kind::kAdmin:
+      return absl::OkStatus();
+    case Principal::Kind::kProxy:
+      // Default deny: a proxy's credential reaches nothing but the proxy calls.
+      if (IsProxyMethod(method)) return absl::OkStatus();
+      return absl::PermissionDeniedError(
+          absl::StrCat(std::string(method), " cannot be called with a proxy token"));
+    case Principal::Kind::kVolumeToken:
+      break;
+  }
+  // Before the generic checks below: DeadBlocksRequest names a volume_id, which alone would
+  // let a token of that volume through.
+  if (IsProxyMethod(method)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        std::string(method), " needs a proxy token or the admin token; a volume token cannot "
+        "call it"));
+  }
   if (IsAdminOnly(method)) {
     return absl::PermissionDeniedError(
         absl::StrCat(std::string(method), " needs the admin token; a volume token cannot call it"));

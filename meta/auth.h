@@ -1,7 +1,7 @@
 // Who may call nighfs-meta, and what each caller may do (docs/SECURITY.md). Every MetaService
 // call over HTTP goes through MetaAuthorizer before the service sees it:
 //   1. authentication: "Authorization: Bearer <token>" must be the admin token or a live volume
-//      token; none, an unknown, expired or revoked one is 401 (Unauthenticated);
+//      or proxy token; none, an unknown, expired or revoked one is 401 (Unauthenticated);
 //   2. authorization, generic over the request's fields (protobuf reflection, so a future
 //      request is covered without a list to keep up to date): see Authorize();
 //   3. the call runs under a ScopedPrincipal (meta/principal.h) for the checks that need the
@@ -57,7 +57,9 @@ class MetaAuthorizer {
   absl::StatusOr<Principal> Authenticate(const ServerRequest& http,
                                          std::string* volume_name = nullptr);
 
-  // Step 2, for a volume token (the admin may do everything):
+  // Step 2. The admin may do everything; a proxy token only the proxy calls
+  // (IsProxyMethod); for a volume token:
+  //  - the proxy calls are PermissionDenied;
   //  - admin-only methods (IsAdminOnly) are PermissionDenied;
   //  - a request naming a volume (`volume_id`, or Mount's `volume_name`) must name the
   //    token's; one naming none and no session either is refused (default deny);
@@ -72,6 +74,8 @@ class MetaAuthorizer {
                          Principal* principal);
 
   static bool IsAdminOnly(std::string_view method);
+  // The calls a proxy token may make (and the admin; never a volume token).
+  static bool IsProxyMethod(std::string_view method);
   // Whether a volume token needs write access for `request` (see Authorize).
   static bool NeedsWrite(std::string_view method, const google::protobuf::Message& request);
 

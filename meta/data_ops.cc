@@ -45,9 +45,11 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
     }
     *r.mutable_attr() = n.Proto();
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
-                                    "SELECT idx, block_id, length, object_size, crc32c FROM blocks "
-                                    "WHERE volume_id = ? AND ino = ? AND idx >= ? AND idx < ? "
-                                    "ORDER BY idx",
+                                    "SELECT b.idx, b.block_id, b.length, b.object_size, "
+                                    "b.crc32c, p.address FROM blocks b "
+                                    "LEFT JOIN known_proxies p ON p.id = b.holder_id "
+                                    "WHERE b.volume_id = ? AND b.ino = ? AND b.idx >= ? "
+                                    "AND b.idx < ? ORDER BY b.idx",
                                     req.volume_id(), n.ino, first, end));
     while (true) {
       ASSIGN_OR_RETURN(bool row, st->Step());
@@ -58,6 +60,7 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
       b->set_length(static_cast<uint32_t>(st->ColumnInt64(2)));
       b->set_object_size(static_cast<uint32_t>(st->ColumnInt64(3)));
       b->set_crc32c(static_cast<uint32_t>(st->ColumnInt64(4)));
+      if (!st->IsNull(5)) b->set_holder(st->ColumnText(5));
     }
     return r;
   });
@@ -90,6 +93,22 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(vol));
     const uint64_t bs = v.block_size;
+    // Block.holder -> known_proxies.id (0 = none). Readers follow a holder with their own
+    // token, so it must name a proxy that authenticated to this server, never a host a writer
+    // chose.
+    absl::flat_hash_map<std::string, int64_t> holder_ids;
+    for (const pb::Block& b : req.blocks()) {
+      if (b.holder().empty() || holder_ids.contains(b.holder())) continue;
+      ASSIGN_OR_RETURN(int64_t hid, QueryInt(tx.db, 0,
+                                             "SELECT id FROM known_proxies WHERE address = ?",
+                                             Text{b.holder()}));
+      if (hid == 0) {
+        return FsError(EINVAL, absl::StrCat("block ", b.id(), ": holder ",
+                                            Quote(b.holder().substr(0, 300)),
+                                            " is not a known proxy"));
+      }
+      holder_ids.emplace(b.holder(), hid);
+    }
     for (const pb::Block& b : req.blocks()) {
       if (b.length() > b.object_size() || b.object_size() > bs) {
         return FsError(EINVAL, absl::StrCat("block ", b.id(), " at index ", b.index(),
@@ -163,10 +182,13 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
                                             owner->ColumnInt64(1)));
       }
       owner.reset();
+      // Also once GC deleted it (a tombstone): DeadBlocks has called it dead for good.
       ASSIGN_OR_RETURN(int64_t freed, QueryInt(tx.db, 0,
                                                "SELECT 1 FROM gc_blocks WHERE volume_id = ? AND "
+                                               "block_id = ? UNION ALL SELECT 1 FROM "
+                                               "gc_tombstones WHERE volume_id = ? AND "
                                                "block_id = ?",
-                                               vol, b.id()));
+                                               vol, b.id(), vol, b.id()));
       if (freed != 0) {
         return FsError(EINVAL, absl::StrCat("block id ", b.id(), " has been freed"));
       }
@@ -188,12 +210,14 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       old.reset();
       RETURN_IF_ERROR(Exec(tx.db,
                            "INSERT INTO blocks (volume_id, ino, idx, block_id, length, "
-                           "object_size, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                           "object_size, crc32c, holder_id) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                           "NULLIF(?, 0)) "
                            "ON CONFLICT (volume_id, ino, idx) DO UPDATE SET "
                            "block_id = excluded.block_id, length = excluded.length, "
-                           "object_size = excluded.object_size, crc32c = excluded.crc32c",
+                           "object_size = excluded.object_size, crc32c = excluded.crc32c, "
+                           "holder_id = excluded.holder_id",
                            vol, n.ino, b.index(), b.id(), b.length(), b.object_size(),
-                           b.crc32c()));
+                           b.crc32c(), b.holder().empty() ? 0 : holder_ids.at(b.holder())));
     }
     n.size = std::max<uint64_t>(n.size, req.min_size());
     n.mtime_ns = req.mtime_ns() != 0 ? req.mtime_ns() : tx.now;
@@ -307,6 +331,12 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
     if (!done.empty()) {
       RETURN_IF_ERROR(Write([&](Tx& tx) -> absl::Status {
         for (const auto& [vol, block] : done) {
+          // The tombstone keeps the block dead for DeadBlocks (a proxy must not upload it).
+          RETURN_IF_ERROR(Exec(tx.db,
+                               "INSERT INTO gc_tombstones (volume_id, block_id, deleted_ns) "
+                               "VALUES (?, ?, ?) ON CONFLICT (volume_id, block_id) DO UPDATE "
+                               "SET deleted_ns = excluded.deleted_ns",
+                               vol, block, tx.now));
           RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM gc_blocks WHERE volume_id = ? AND block_id = ?",
                                vol, block));
         }
@@ -316,8 +346,11 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
     }
     if (page.size() < static_cast<size_t>(kGcPageSize)) break;
   }
-  // Tombstones of deleted volumes whose blocks are all gone.
+  // Tombstones of deleted volumes whose blocks are all gone, and of blocks deleted longer
+  // than the retention ago.
   RETURN_IF_ERROR(Write([&](Tx& tx) -> absl::Status {
+    RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM gc_tombstones WHERE deleted_ns < ?",
+                         tx.now - absl::ToInt64Nanoseconds(options_.gc_tombstone_retention)));
     return Exec(tx.db,
                 "DELETE FROM deleted_volumes WHERE NOT EXISTS "
                 "(SELECT 1 FROM gc_blocks WHERE gc_blocks.volume_id = deleted_volumes.id) "

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/connect.h"
+#include "common/crypto.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "meta/auth.h"
@@ -72,6 +73,31 @@ bool WritePortFile(const std::string& path, uint16_t port, std::string* error) {
 
 }  // namespace
 
+namespace {
+
+// Seconds ("3600"), or a number with a unit: s, m, h or d ("90m", "7d"). Positive.
+absl::StatusOr<absl::Duration> ParseRetention(const std::string& text) {
+  static constexpr std::pair<char, absl::Duration> kUnits[] = {
+      {'s', absl::Seconds(1)}, {'m', absl::Minutes(1)}, {'h', absl::Hours(1)},
+      {'d', absl::Hours(24)}};
+  std::string number = text;
+  absl::Duration unit = absl::Seconds(1);
+  for (const auto& [suffix, d] : kUnits) {
+    if (!text.empty() && text.back() == suffix) {
+      number = text.substr(0, text.size() - 1);
+      unit = d;
+    }
+  }
+  double n = 0;
+  if (!absl::SimpleAtod(number, &n) || !(n > 0) || n > 1e7) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a positive duration (e.g. 3600, 90m, 12h, 7d)"));
+  }
+  return n * unit;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"nighfs metadata server"};
   std::string listen = "127.0.0.1:7420";
@@ -89,6 +115,7 @@ int main(int argc, char** argv) {
   std::string port_file;
   std::string admin_token_file;
   std::vector<std::string> allow_file_roots;
+  std::string gc_tombstone_retention = "7d";
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0 picks a free one)")
       ->capture_default_str();
   app.add_option("--state-dir", state_dir, "folder of the database (DIR/meta.db)")
@@ -100,6 +127,10 @@ int main(int argc, char** argv) {
                  "seconds a freed block stays before it is deleted from its store")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--gc-tombstone-retention", gc_tombstone_retention,
+                 "how long DeadBlocks still names a block after garbage collection deleted it, "
+                 "so a proxy never uploads it (seconds, or with a unit: 90m, 12h, 7d)")
+      ->capture_default_str();
   app.add_option("--session-timeout", session_timeout_s,
                  "seconds without heartbeat after which a mount's session expires")
       ->capture_default_str()
@@ -242,6 +273,12 @@ int main(int argc, char** argv) {
   options.db_path = db_path;
   options.credentials_file = credentials;
   options.gc_grace = absl::Seconds(gc_grace_s);
+  {
+    absl::StatusOr<absl::Duration> d = ParseRetention(gc_tombstone_retention);
+    if (!d.ok()) return Fail(absl::StrCat("--gc-tombstone-retention: ", d.status().message()));
+    options.gc_tombstone_retention = *d;
+  }
+  options.admin_token_sha256 = nighfs::Sha256(*admin_token);
   options.session_timeout = absl::Seconds(session_timeout_s);
   options.request_reply_ttl = absl::Seconds(request_reply_ttl_s);
   options.gc_interval = absl::Seconds(gc_interval_s);

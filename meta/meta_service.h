@@ -33,6 +33,12 @@ struct MetaServiceOptions {
   // How long a block that lost its last reference stays in its store before deletion, so open
   // readers on other mounts, holding an older block map, can finish.
   absl::Duration gc_grace = absl::Seconds(30);
+  // How long DeadBlocks still names a block after garbage collection deleted it (a tombstone):
+  // a proxy that asks later than this about a block it holds may upload it (an orphan object).
+  absl::Duration gc_tombstone_retention = absl::Hours(24 * 7);
+  // The SHA-256 of the admin token (nighfs-meta sets it): AuthorizeBlockAccess grants the
+  // admin token WRITE on every volume. "" = no admin token is recognised there.
+  std::string admin_token_sha256;
   // How often the background thread collects garbage and expires sessions.
   absl::Duration gc_interval = absl::Seconds(5);
   // A session without Heartbeat for this long is expired: its files kept open after unlink
@@ -79,6 +85,9 @@ struct TokenGrant {
   uint64_t root_ino = 1;   // the subtree root (1 = the whole volume)
   int64_t expires_ns = 0;  // 0 = never
   bool revoked = false;
+  // A proxy token (ACCESS_PROXY): bound to no volume (volume_id 0, volume_name "").
+  bool proxy = false;
+  std::string path = "/";  // the subtree's path
 };
 
 // Implements every MetaApi call (see proto/meta.proto and the errno list in meta_api.h). All
@@ -123,6 +132,10 @@ class MetaService : public MetaApi {
   // The service's clock (MetaServiceOptions::now_ns), in ns since the Unix epoch.
   virtual int64_t NowNs() const = 0;
 };
+
+// OK when `grant` is neither revoked nor expired at `now_ns`; Unauthenticated otherwise. The
+// one check of a looked-up secret (bearer tokens, AuthorizeBlockAccess).
+absl::Status CheckTokenLive(const TokenGrant& grant, int64_t now_ns);
 
 // Volume token secrets and session keys (meta/tokens.cc).
 inline constexpr std::string_view kVolumeTokenPrefix = "nighfs-token-";

@@ -68,6 +68,10 @@ absl::Status FsError(int err, std::string_view message);
 
 std::string Quote(std::string_view name);
 
+// OK for a proxy address a Block.holder may name: [http://|https://]HOST:PORT or [IPv6]:PORT,
+// at most 255 bytes (meta/proxy_ops.cc); InvalidArgument otherwise.
+absl::Status CheckProxyAddress(std::string_view address);
+
 // Integers kept in the meta table (stored as text, as the schema version is).
 absl::StatusOr<int64_t> GetMetaInt(Connection* db, std::string_view key, int64_t fallback);
 
@@ -407,6 +411,11 @@ class MetaServiceImpl final : public MetaService {
                            size_t bytes) const;
   void BackgroundLoop();
 
+  // Records `address` as a known proxy (meta/proxy_ops.cc), called by `token_id` (0 = admin or
+  // in-process); skips the write when this process wrote it for the same token within the last
+  // minute.
+  absl::Status NoteProxy(const std::string& address, uint64_t token_id);
+
   const MetaServiceOptions options_;
   const int lock_fd_;
   // Random, made once per database and kept in its meta table (meta/tokens.cc): the key of
@@ -426,6 +435,13 @@ class MetaServiceImpl final : public MetaService {
   absl::Mutex stores_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<blockstore::BlockStore>> stores_
       ABSL_GUARDED_BY(stores_mu_);
+
+  struct NotedProxy {
+    uint64_t token_id;
+    int64_t written_ns;
+  };
+  absl::Mutex proxies_mu_;
+  absl::flat_hash_map<std::string, NotedProxy> noted_proxies_ ABSL_GUARDED_BY(proxies_mu_);
 
   // Only one GC round at a time (the background thread and a test may both call RunGcOnce).
   absl::Mutex gc_mu_;

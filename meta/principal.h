@@ -24,6 +24,9 @@ struct Principal {
     // A volume token: only its volume, only its subtree, writes only with write access; every
     // namespace call must carry `caller`, whose POSIX permissions are checked.
     kVolumeToken,
+    // A proxy token (ACCESS_PROXY): bound to no volume; may call only the proxy RPCs
+    // (AuthorizeBlockAccess, DeadBlocks). token_id is set, volume_id is 0.
+    kProxy,
   };
   Kind kind = Kind::kInternal;
   uint64_t token_id = 0;

@@ -174,6 +174,29 @@ ALTER TABLE sessions ADD COLUMN token_id INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN key_hash {BLOB};
 )sql";
 
+// Version 6: nighfs-proxy (meta/proxy_ops.cc). known_proxies: the addresses proxies advertised
+// through AuthorizeBlockAccess (with the proxy token that called; 0 = the admin or in-process);
+// a block's holder is the id of one (NULL = put to the store itself), so a block map row grows
+// by at most a small integer (known_proxies rows are never deleted). gc_tombstones: blocks garbage collection deleted, kept for
+// --gc-tombstone-retention so DeadBlocks still names them (a proxy must never upload them).
+// Proxy tokens are rows of tokens with volume_id 0 (no volume has id 0).
+constexpr char kV6Proxies[] = R"sql(
+CREATE TABLE known_proxies (
+  id {ID},
+  address TEXT NOT NULL UNIQUE,
+  token_id INTEGER NOT NULL,
+  last_seen_ns INTEGER NOT NULL
+);
+ALTER TABLE blocks ADD COLUMN holder_id INTEGER;
+CREATE TABLE gc_tombstones (
+  volume_id INTEGER NOT NULL,
+  block_id INTEGER NOT NULL,
+  deleted_ns INTEGER NOT NULL,
+  PRIMARY KEY (volume_id, block_id)
+);
+CREATE INDEX gc_tombstones_by_time ON gc_tombstones(deleted_ns);
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
   auto expand = [&d](const char* script) {
@@ -181,7 +204,7 @@ std::vector<std::string> Migrations(const sql::Dialect& d) {
                                         {"{BLOB}", std::string(d.blob_type)}});
   };
   return {expand(kSchemaV1), kV2StoredBytes, expand(kV3RequestReplies),
-          kV4BlockIdRanges, expand(kV5Tokens)};
+          kV4BlockIdRanges, expand(kV5Tokens), expand(kV6Proxies)};
 }
 
 }  // namespace

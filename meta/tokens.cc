@@ -46,9 +46,11 @@ pb::Token ReadToken(const Statement& st) {
   return t;
 }
 
+// Proxy tokens have volume_id 0 (no volume) and list with volume "".
 constexpr char kTokenSelect[] =
-    "SELECT t.id, t.name, v.name, t.access, t.root_path, t.created_ns, t.expires_ns "
-    "FROM tokens t JOIN volumes v ON v.id = t.volume_id WHERE t.revoked_ns = 0";
+    "SELECT t.id, t.name, COALESCE(v.name, ''), t.access, t.root_path, t.created_ns, "
+    "t.expires_ns FROM tokens t LEFT JOIN volumes v ON v.id = t.volume_id "
+    "WHERE t.revoked_ns = 0 AND (v.id IS NOT NULL OR t.volume_id = 0)";
 
 }  // namespace
 
@@ -82,8 +84,15 @@ std::string MetaServiceImpl::DeriveSecret(std::string_view purpose,
 
 absl::StatusOr<pb::CreateTokenResponse> MetaServiceImpl::CreateToken(
     const pb::CreateTokenRequest& req) {
-  if (req.access() != pb::ACCESS_READ && req.access() != pb::ACCESS_WRITE) {
-    return absl::InvalidArgumentError("a token's access must be read or write");
+  const bool proxy = req.access() == pb::ACCESS_PROXY;
+  if (req.access() != pb::ACCESS_READ && req.access() != pb::ACCESS_WRITE && !proxy) {
+    return absl::InvalidArgumentError("a token's access must be read, write or proxy");
+  }
+  if (proxy && !req.volume().empty()) {
+    return absl::InvalidArgumentError("a proxy token is bound to no volume: give no volume");
+  }
+  if (proxy && !req.path().empty() && req.path() != "/") {
+    return absl::InvalidArgumentError("a proxy token has no subtree: give no path");
   }
   if (req.name().size() > kMaxTokenNameBytes) {
     return absl::InvalidArgumentError(
@@ -96,8 +105,15 @@ absl::StatusOr<pb::CreateTokenResponse> MetaServiceImpl::CreateToken(
       pb::CreateTokenResponse resp,
       WriteOnce("CreateToken", req.request_id(),
                 [&](Tx& tx) -> absl::StatusOr<pb::CreateTokenResponse> {
-                  ASSIGN_OR_RETURN(std::optional<VolumeRow> v, tx.FindVolumeByName(req.volume()));
-                  if (!v) return absl::NotFoundError(absl::StrCat("no volume named ", req.volume()));
+                  std::optional<VolumeRow> v;
+                  if (proxy) {
+                    v.emplace();  // id 0, name "": no volume
+                  } else {
+                    ASSIGN_OR_RETURN(v, tx.FindVolumeByName(req.volume()));
+                    if (!v) {
+                      return absl::NotFoundError(absl::StrCat("no volume named ", req.volume()));
+                    }
+                  }
                   if (req.expires_ns() != 0 && req.expires_ns() <= tx.now) {
                     return absl::InvalidArgumentError("the token's expiry is in the past");
                   }
@@ -127,8 +143,11 @@ absl::StatusOr<pb::CreateTokenResponse> MetaServiceImpl::CreateToken(
                                               "AND name = ? AND revoked_ns = 0",
                                               v->id, Text{req.name()}));
                     if (taken > 0) {
-                      return absl::AlreadyExistsError(absl::StrCat(
-                          "volume ", req.volume(), " already has a token named ", req.name()));
+                      return absl::AlreadyExistsError(
+                          proxy ? absl::StrCat("a proxy token named ", req.name(),
+                                               " exists already")
+                                : absl::StrCat("volume ", req.volume(),
+                                               " already has a token named ", req.name()));
                     }
                   }
                   RETURN_IF_ERROR(Exec(tx.db,
@@ -147,7 +166,9 @@ absl::StatusOr<pb::CreateTokenResponse> MetaServiceImpl::CreateToken(
                   t->set_path(path);
                   t->set_created_ns(tx.now);
                   t->set_expires_ns(req.expires_ns());
-                  NIGHFS_LOG(INFO) << "created token " << t->id() << " for volume " << v->name
+                  NIGHFS_LOG(INFO) << "created token " << t->id() << " for "
+                                   << (proxy ? std::string("proxies")
+                                             : absl::StrCat("volume ", v->name))
                                    << " (" << pb::Access_Name(req.access()) << ", " << path
                                    << ")";
                   return r;  // recorded without the secret (see the top of this file)
@@ -198,9 +219,10 @@ absl::StatusOr<std::optional<TokenGrant>> MetaServiceImpl::FindToken(std::string
   const std::string hash = Sha256(secret);
   return Read([&](Tx& tx) -> absl::StatusOr<std::optional<TokenGrant>> {
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
-                                    "SELECT t.id, t.volume_id, v.name, t.access, t.root_ino, "
-                                    "t.expires_ns, t.revoked_ns FROM tokens t "
-                                    "JOIN volumes v ON v.id = t.volume_id "
+                                    "SELECT t.id, t.volume_id, COALESCE(v.name, ''), t.access, "
+                                    "t.root_ino, t.expires_ns, t.revoked_ns, t.root_path, "
+                                    "v.id IS NOT NULL FROM tokens t "
+                                    "LEFT JOIN volumes v ON v.id = t.volume_id "
                                     "WHERE t.secret_hash = ?",
                                     Blob{hash}));
     ASSIGN_OR_RETURN(bool row, st->Step());
@@ -209,10 +231,16 @@ absl::StatusOr<std::optional<TokenGrant>> MetaServiceImpl::FindToken(std::string
     g.id = static_cast<uint64_t>(st->ColumnInt64(0));
     g.volume_id = static_cast<uint64_t>(st->ColumnInt64(1));
     g.volume_name = st->ColumnText(2);
+    g.proxy = st->ColumnInt64(3) == pb::ACCESS_PROXY;
     g.can_write = st->ColumnInt64(3) == pb::ACCESS_WRITE;
     g.root_ino = static_cast<uint64_t>(st->ColumnInt64(4));
     g.expires_ns = st->ColumnInt64(5);
     g.revoked = st->ColumnInt64(6) != 0;
+    g.path = st->ColumnText(7);
+    // A volume token outlives no volume (DeleteVolume deletes them; this is belt and braces).
+    if (!g.proxy && (g.volume_id == 0 || st->ColumnInt64(8) == 0)) {
+      return std::optional<TokenGrant>();
+    }
     return std::optional<TokenGrant>(std::move(g));
   });
 }
@@ -274,3 +302,15 @@ absl::Status MetaServiceImpl::CheckSessionKey(uint64_t session_id, std::string_v
 }
 
 }  // namespace nighfs::meta::internal
+
+namespace nighfs::meta {
+
+absl::Status CheckTokenLive(const TokenGrant& grant, int64_t now_ns) {
+  if (grant.revoked) return absl::UnauthenticatedError("token revoked");
+  if (grant.expires_ns != 0 && now_ns >= grant.expires_ns) {
+    return absl::UnauthenticatedError("token expired");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace nighfs::meta

@@ -195,6 +195,10 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
     RETURN_IF_ERROR(EndVolumeAllocations(tx.db, id, tx.now));
     RETURN_IF_ERROR(Exec(tx.db, "INSERT INTO deleted_volumes (id, store_url) VALUES (?, ?)", id,
                          Text{v->store_url}));
+    // DeadBlocks answers "all dead" for a volume id up to this one (ids are never reused).
+    ASSIGN_OR_RETURN(int64_t highest, GetMetaInt(tx.db, "max_deleted_volume_id", 0));
+    RETURN_IF_ERROR(SetMetaInt(tx.db, "max_deleted_volume_id",
+                               std::max<int64_t>(highest, static_cast<int64_t>(id))));
     ASSIGN_OR_RETURN(int64_t floor, GetMetaInt(tx.db, "block_id_floor", 1));
     RETURN_IF_ERROR(SetMetaInt(tx.db, "block_id_floor",
                                std::max<int64_t>(floor, static_cast<int64_t>(v->next_block_id))));

@@ -252,12 +252,23 @@ struct CreateTokenArgs {
 int CreateToken(const Globals& g, const CreateTokenArgs& a, std::ostream& out, std::ostream& err) {
   metapb::CreateTokenRequest request;
   request.set_volume(a.volume);
+  const bool proxy = a.access == "proxy";
   if (a.access == "read") {
     request.set_access(metapb::ACCESS_READ);
   } else if (a.access == "write") {
     request.set_access(metapb::ACCESS_WRITE);
+  } else if (proxy) {
+    // A proxy server's own credential (nighfs-proxy --meta-token-file): bound to no volume.
+    request.set_access(metapb::ACCESS_PROXY);
   } else {
-    return Fail(err, absl::StrCat("--access: '", a.access, "' is neither read nor write"));
+    return Fail(err, absl::StrCat("--access: '", a.access, "' is not read, write or proxy"));
+  }
+  if (proxy && (!a.volume.empty() || !a.path.empty())) {
+    return Fail(err, "--access proxy: a proxy token is bound to no volume; give no --volume "
+                     "or --path");
+  }
+  if (!proxy && a.volume.empty()) {
+    return Fail(err, absl::StrCat("--volume is required for a ", a.access, " token"));
   }
   request.set_path(a.path);
   request.set_name(a.name);
@@ -270,7 +281,9 @@ int CreateToken(const Globals& g, const CreateTokenArgs& a, std::ostream& out, s
   if (!api.ok()) return Fail(err, Message(api.status()));
   absl::StatusOr<metapb::CreateTokenResponse> response = (*api)->CreateToken(request);
   if (!response.ok()) {
-    return Fail(err, absl::StrCat("cannot create a token for volume \"", a.volume, "\": ",
+    return Fail(err, absl::StrCat(proxy ? std::string("cannot create a proxy token: ")
+                                        : absl::StrCat("cannot create a token for volume \"",
+                                                       a.volume, "\": "),
                                   Message(response.status())));
   }
   out << RenderCreatedToken(response->token());
@@ -284,7 +297,10 @@ int CreateToken(const Globals& g, const CreateTokenArgs& a, std::ostream& out, s
     }
     out << "secret written to " << Printable(a.out_file) << " (mode 0600)\n";
   } else {
-    out << "secret (shown only now; mount with -o token_file=FILE holding it, mode 0600):\n"
+    out << (proxy ? "secret (shown only now; run nighfs-proxy with --meta-token-file=FILE "
+                    "holding it, mode 0600):\n"
+                  : "secret (shown only now; mount with -o token_file=FILE holding it, mode "
+                    "0600):\n")
         << response->secret() << "\n";
   }
   return kExitOk;
@@ -510,12 +526,15 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
       ->type_name("NAME");
   init_tls->add_flag("--force", tls_force, "replace existing files");
   CLI::App* create_token = create->add_subcommand(
-      "token", "create a volume token (its secret is shown once) for mounts: -o token_file=");
+      "token", "create a volume token (its secret is shown once) for mounts: -o token_file=; "
+               "or, with --access proxy, a proxy server's token (nighfs-proxy --meta-token-file)");
   CreateTokenArgs token_args;
-  create_token->add_option("--volume", token_args.volume, "the volume")->required();
-  create_token->add_option("--access", token_args.access, "read or write")
+  create_token->add_option("--volume", token_args.volume,
+                           "the volume (required for read and write; none for proxy)");
+  create_token->add_option("--access", token_args.access,
+                           "read or write (a volume token), or proxy (a proxy server's own)")
       ->required()
-      ->check(CLI::IsMember({"read", "write"}));
+      ->check(CLI::IsMember({"read", "write", "proxy"}));
   create_token->add_option("--path", token_args.path,
                            "confine it to this directory of the volume (default /)");
   create_token->add_option("--expires", token_args.expires,

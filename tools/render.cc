@@ -158,8 +158,14 @@ std::string AccessName(meta::v1::Access a) {
   switch (a) {
     case meta::v1::ACCESS_READ: return "read";
     case meta::v1::ACCESS_WRITE: return "write";
+    case meta::v1::ACCESS_PROXY: return "proxy";
     default: return "?";
   }
+}
+
+// A proxy token is bound to no volume.
+std::string TokenVolume(const meta::v1::Token& t) {
+  return t.access() == meta::v1::ACCESS_PROXY ? std::string("(proxy)") : t.volume();
 }
 
 std::string Expiry(int64_t expires_ns) {
@@ -172,7 +178,7 @@ std::string RenderCreatedToken(const meta::v1::Token& t) {
   KeyValues kv(2);
   kv.Add("id", absl::StrCat(t.id()));
   if (!t.name().empty()) kv.Add("name", t.name());
-  kv.Add("volume", t.volume());
+  kv.Add("volume", TokenVolume(t));
   kv.Add("access", AccessName(t.access()));
   kv.Add("subtree", t.path().empty() ? std::string("/") : t.path());
   kv.Add("expires", Expiry(t.expires_ns()));
@@ -183,7 +189,7 @@ std::string RenderTokenTable(const std::vector<meta::v1::Token>& tokens) {
   if (tokens.empty()) return "no tokens\n";
   Table table({"ID", "NAME", "VOLUME", "ACCESS", "SUBTREE", "CREATED", "EXPIRES"});
   for (const auto& t : tokens) {
-    table.AddRow({absl::StrCat(t.id()), t.name(), t.volume(), AccessName(t.access()),
+    table.AddRow({absl::StrCat(t.id()), t.name(), TokenVolume(t), AccessName(t.access()),
                   t.path().empty() ? std::string("/") : t.path(), FormatTime(t.created_ns()),
                   Expiry(t.expires_ns())});
   }

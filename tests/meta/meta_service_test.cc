@@ -36,6 +36,9 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "DROP TABLE gc_tombstones;"
+    "ALTER TABLE blocks DROP COLUMN holder_id;"
+    "DROP TABLE known_proxies;"
     "DROP TABLE tokens;"
     "ALTER TABLE sessions DROP COLUMN key_hash;"
     "ALTER TABLE sessions DROP COLUMN token_id;"

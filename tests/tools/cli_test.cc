@@ -526,6 +526,54 @@ TEST_F(CliMetaTest, TokensCreateListRevokeAndNeedTheAdminToken) {
   EXPECT_THAT(r.out, Not(HasSubstr(" w ")));
 }
 
+// Issue 12: a proxy server's own token: bound to no volume, admin-only to create, listed and
+// revoked like a volume token, and good for nothing but the proxy calls.
+TEST_F(CliMetaTest, ProxyTokenCreateListRevoke) {
+  ASSERT_EQ(Nighfs({"configure", "create", "volume", "v", "--store", store_}).exit_code, 0);
+  const std::string out_file = dir_.path() + "/proxy.token";
+  CliResult r = Nighfs({"configure", "create", "token", "--access", "proxy", "--name", "edge1",
+                        "--expires", "30d", "--out", out_file});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(proxy)"));
+  const std::string secret(absl::StripAsciiWhitespace(ReadFileOrEmpty(out_file)));
+  EXPECT_THAT(secret, StartsWith("nighfs-token-"));
+  EXPECT_THAT(r.out, Not(HasSubstr(secret)));
+  struct stat st;
+  ASSERT_EQ(::stat(out_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // A proxy token names no volume; a volume token needs one.
+  r = Nighfs({"configure", "create", "token", "--access", "proxy", "--volume", "v"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no volume"));
+  r = Nighfs({"configure", "create", "token", "--access", "read"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--volume"));
+  // Names are unique among live proxy tokens.
+  r = Nighfs({"configure", "create", "token", "--access", "proxy", "--name", "edge1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("edge1"));
+
+  r = Nighfs({"configure", "list", "tokens"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("edge1 +\\(proxy\\) +proxy"));
+  r = Nighfs({"configure", "list", "tokens", "--volume", "v"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("edge1"))) << "a proxy token belongs to no volume";
+
+  // Not an admin credential: configure commands with it are refused by the server (403).
+  r = runner_.Run({"--meta", address_, "--ca-file", ca_file(), "--admin-token-file", out_file,
+                   "configure", "list", "volumes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("proxy token"));
+
+  r = Nighfs({"configure", "revoke", "token", "edge1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "tokens"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("edge1")));
+}
+
 TEST(CliUnreachableTest, BadMetaAddressFailsFastWithAClearMessage) {
   TempDir dir;
   NighfsRunner runner(dir.path());
