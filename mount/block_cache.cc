@@ -6,8 +6,12 @@
 
 namespace nighfs::fs {
 
-BlockCache::BlockCache(blockstore::BlockStore* store, size_t capacity_bytes, ThreadPool* pool)
-    : store_(store), capacity_(capacity_bytes), pool_(pool) {}
+BlockCache::BlockCache(blockstore::BlockStore* store, size_t capacity_bytes, ThreadPool* pool,
+                       HolderStoreLookup holder_store)
+    : store_(store),
+      holder_store_(std::move(holder_store)),
+      capacity_(capacity_bytes),
+      pool_(pool) {}
 
 BlockCache::~BlockCache() = default;
 
@@ -52,14 +56,8 @@ absl::StatusOr<BlockData> BlockCache::FetchVerified(const meta::v1::Block& ref) 
   absl::Status last;
   // A mismatch may be a torn read on the way; fetch again before calling the block bad.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    absl::StatusOr<std::string> got = store_->Get(key);
-    if (!got.ok()) {
-      if (got.status().code() == absl::StatusCode::kNotFound) {
-        return absl::DataLossError(absl::StrCat("block ", ref.id(), " (", key,
-                                                ") is missing from the block store"));
-      }
-      return got.status();
-    }
+    absl::StatusOr<std::string> got = FetchObject(ref, key);
+    if (!got.ok()) return got.status();
     if (got->size() == ref.object_size() && Crc32c(*got) == ref.crc32c()) {
       return std::make_shared<const std::string>(std::move(*got));
     }
@@ -70,6 +68,37 @@ absl::StatusOr<BlockData> BlockCache::FetchVerified(const meta::v1::Block& ref) 
     NIGHFS_LOG(ERROR) << last.message();
   }
   return last;
+}
+
+absl::StatusOr<std::string> BlockCache::FetchObject(const meta::v1::Block& ref,
+                                                    const std::string& key) {
+  absl::StatusOr<std::string> got = store_->Get(key);
+  if (got.ok() || got.status().code() != absl::StatusCode::kNotFound) return got;
+  const std::string missing =
+      absl::StrCat("block ", ref.id(), " (", key, ") is missing from the block store");
+  if (ref.holder().empty()) return absl::DataLossError(missing);
+  // Acknowledged by a proxy that has not flushed it yet (or flushed it since: then the proxy
+  // reads it through from the store, or still has it cached).
+  if (!holder_store_) {
+    return absl::DataLossError(absl::StrCat(missing, ", and this mount cannot ask its holder, ",
+                                            "proxy ", ref.holder()));
+  }
+  absl::StatusOr<blockstore::BlockStore*> holder = holder_store_(ref.holder());
+  if (!holder.ok()) {
+    return absl::Status(holder.status().code(),
+                        absl::StrCat(missing, "; its holder, proxy ", ref.holder(),
+                                     ", cannot be asked: ", holder.status().message()));
+  }
+  stats_.holder_fetches.fetch_add(1, std::memory_order_relaxed);
+  got = (*holder)->Get(key);
+  if (got.ok()) return got;
+  if (got.status().code() == absl::StatusCode::kNotFound) {
+    return absl::DataLossError(
+        absl::StrCat(missing, " and from its holder, proxy ", ref.holder()));
+  }
+  return absl::Status(got.status().code(),
+                      absl::StrCat(missing, "; its holder, proxy ", ref.holder(),
+                                   ", failed: ", got.status().message()));
 }
 
 std::shared_ptr<BlockCache::Fetch> BlockCache::StartFetch(const meta::v1::Block& ref,

@@ -2,7 +2,9 @@
 // cached block is never stale: the metadata server alone decides which id is current. Every
 // block fetched from the store is checked against its recorded size and CRC32C before it is
 // cached or returned; a mismatch is fetched again and otherwise reported as DataLoss (EIO),
-// never returned as data.
+// never returned as data. A block the store does not have (NotFound) whose ref names a holder
+// (a proxy that acknowledged it and may not have flushed it yet) is fetched from that proxy,
+// and verified the same way.
 #ifndef NIGHFS_MOUNT_BLOCK_CACHE_H_
 #define NIGHFS_MOUNT_BLOCK_CACHE_H_
 
@@ -19,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "blockstore/block_store.h"
 #include "meta.pb.h"
+#include "mount/filesystem.h"
 #include "mount/thread_pool.h"
 
 namespace nighfs::fs {
@@ -29,12 +32,15 @@ struct BlockCacheStats {
   std::atomic<uint64_t> hits{0};
   std::atomic<uint64_t> misses{0};
   std::atomic<uint64_t> checksum_mismatches{0};
+  std::atomic<uint64_t> holder_fetches{0};  // blocks the store lacked, asked of their holder
 };
 
 class BlockCache {
  public:
-  // `store` and `pool` must outlive the cache. Thread-safe.
-  BlockCache(blockstore::BlockStore* store, size_t capacity_bytes, ThreadPool* pool);
+  // `store` and `pool` must outlive the cache. `holder_store` (may be unset) finds the proxy
+  // holding a block the store does not have. Thread-safe.
+  BlockCache(blockstore::BlockStore* store, size_t capacity_bytes, ThreadPool* pool,
+             HolderStoreLookup holder_store = {});
   ~BlockCache();
 
   // The whole object of `ref`, from the cache or the store (one fetch however many callers
@@ -56,6 +62,8 @@ class BlockCache {
     absl::StatusOr<BlockData> result;
   };
   absl::StatusOr<BlockData> FetchVerified(const meta::v1::Block& ref);
+  // The object of `ref` from the store, else from its holder; DataLoss if neither has it.
+  absl::StatusOr<std::string> FetchObject(const meta::v1::Block& ref, const std::string& key);
   void InsertLocked(uint64_t id, BlockData data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   BlockData LookupLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Registers (or joins) the in-flight fetch of `ref`; the caller holds mu_.
@@ -64,6 +72,7 @@ class BlockCache {
   void RunFetch(const meta::v1::Block& ref, const std::shared_ptr<Fetch>& fetch);
 
   blockstore::BlockStore* const store_;
+  const HolderStoreLookup holder_store_;
   const size_t capacity_;
   ThreadPool* const pool_;
   mutable absl::Mutex mu_;

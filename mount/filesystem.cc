@@ -67,7 +67,7 @@ FileSystemImpl::FileSystemImpl(MetaApi* meta, blockstore::BlockStore* store,
       bs_(volume.block_size()),
       session_id_(session_id),
       buffers_(BufferPool::Create(volume.block_size(), options.buffer_pool_bytes)),
-      cache_(store, options.cache_bytes, &pool_),
+      cache_(store, options.cache_bytes, &pool_, options.holder_store),
       pool_(options.io_threads) {
   if (!options.spill_dir.empty()) {
     absl::StatusOr<std::shared_ptr<SpillDir>> d = SpillDir::Open(options.spill_dir);

@@ -15,6 +15,7 @@
 #include <sys/statvfs.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,12 @@
 #include "status.pb.h"
 
 namespace nighfs::fs {
+
+// The store that reaches the proxy at `holder` ("HOST:PORT", a Block.holder): where a block
+// lives that the volume's store answered NotFound for, because the proxy that acknowledged it
+// has not flushed it yet. The store must stay valid for the life of the FileSystem.
+using HolderStoreLookup =
+    std::function<absl::StatusOr<blockstore::BlockStore*>(const std::string& holder)>;
 
 struct FsOptions {
   absl::Duration attr_timeout = absl::Seconds(1);
@@ -47,6 +54,8 @@ struct FsOptions {
   std::string spill_dir;
   // Free block-size buffers kept for reuse.
   size_t buffer_pool_bytes = 32u << 20;
+  // Unset: a block missing from the store is DataLoss (EIO) even when its ref names a holder.
+  HolderStoreLookup holder_store;
 };
 
 // Who is asking (from the FUSE request context): the process's fsuid, fsgid and supplementary

@@ -178,7 +178,10 @@ absl::StatusOr<uint64_t> FileSystemImpl::NextBlockId() {
 absl::Status FileSystemImpl::PutBlock(PendingBlock& p) {
   ASSIGN_OR_RETURN(uint64_t id, NextBlockId());
   const std::string& data = *p.data;
-  RETURN_IF_ERROR(store_->Put(blockstore::BlockKey(id), data));
+  // Behind a proxy the block may wait on the proxy's disk: the commit records where
+  // (Block.holder), so a reader that misses it in the store knows whom to ask.
+  ASSIGN_OR_RETURN(std::string holder, store_->PutAndLocate(blockstore::BlockKey(id), data));
+  p.ref.set_holder(std::move(holder));
   p.ref.set_index(p.index);
   p.ref.set_id(id);
   p.ref.set_length(static_cast<uint32_t>(data.size()));

@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "blockstore/block_store.h"
 #include "blockstore/counting_store.h"
+#include "blockstore/proxy_store.h"
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "google/protobuf/util/json_util.h"
@@ -30,6 +31,7 @@
 #include "metadata_client/scoped_meta.h"
 #include "mount/fuse_adapter.h"
 #include "mount/mount_options.h"
+#include "mount/routes.h"
 #include "status.pb.h"
 
 namespace nighfs::fs {
@@ -107,47 +109,32 @@ class SessionGuard {
   const uint64_t session_id_;
 };
 
-// The "direct" route: blocks go straight to the volume's object store. Its health is what the
-// mount's own requests to the store found, not an assumption.
-void FillDirectRoute(const blockstore::CountingStore& store, status::v1::Route* r) {
-  const blockstore::StoreHealth h = store.Health();
-  r->set_name("direct");
-  r->set_kind("store");
-  r->set_target(store.Describe());
-  r->set_healthy(h.healthy);
-  r->set_selected(true);
-  r->set_reason(
-      "no proxy groups are associated with this volume: blocks go straight to the object store");
-  r->set_requests(h.requests);
-  r->set_errors(h.errors);
-  r->set_errors_last_minute(h.errors_last_minute);
-  r->set_last_error(h.last_error);
-  if (h.last_error_time != absl::InfinitePast()) {
-    r->set_last_error_ns(absl::ToUnixNanos(h.last_error_time));
-  }
-  if (h.last_success_time != absl::InfinitePast()) {
-    r->set_last_success_ns(absl::ToUnixNanos(h.last_success_time));
-  }
-}
-
 // Background work of a live mount: session heartbeats and the status file.
 class MountKeeper {
  public:
+  // `proxy` is the store inside `store` when the mount goes through -o proxy=, else null.
   MountKeeper(MetaApi* meta, FileSystem* fs, const MountOptions& opts, const pb::Volume& volume,
-              const blockstore::CountingStore* store, uint64_t session_id,
-              std::shared_ptr<MetaSessionKey> session_key, const pb::MountResponse& mounted)
-      : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_(store),
+              const blockstore::CountingStore* store, blockstore::ProxyStore* proxy,
+              uint64_t session_id, std::shared_ptr<MetaSessionKey> session_key,
+              const pb::MountResponse& mounted)
+      : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_(store), proxy_(proxy),
         session_key_(std::move(session_key)),
         token_access_(mounted.access() == pb::ACCESS_READ ? "read" : "write"),
         token_path_(mounted.root_path().empty() ? "/" : mounted.root_path()),
-        store_desc_(store->Describe()), session_id_(session_id),
+        // Behind a proxy the store is the proxy's business: show the volume's, not the proxy.
+        store_desc_(proxy != nullptr ? volume.store_url() : store->Describe()),
+        session_id_(session_id),
         started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
+    // Pings on a thread of their own: a heartbeat waiting out an unreachable metadata server
+    // must not leave the proxy's RTT and health stale.
+    if (proxy_ != nullptr) pinger_ = std::make_unique<ProxyPinger>(proxy_, absl::Seconds(5));
     thread_ = std::thread([this] { Run(); });
   }
   ~MountKeeper() {
     stop_.Notify();
     thread_.join();
+    pinger_.reset();
     std::error_code ec;
     std::filesystem::remove(status_path_, ec);
   }
@@ -225,7 +212,11 @@ class MountKeeper {
       s.set_meta_reachable(meta_ok_);
       s.set_last_meta_error(last_error_);
     }
-    FillDirectRoute(*store_, s.add_routes());
+    if (pinger_ != nullptr) {
+      FillProxyRoute(*store_, proxy_->url(), pinger_->Last(), s.add_routes());
+    } else {
+      FillDirectRoute(*store_, s.add_routes());
+    }
     fs_->FillStats(s.mutable_stats());
     fs_->FillMemoryAndPending(&s);
     std::string json;
@@ -249,6 +240,7 @@ class MountKeeper {
   const MountOptions& opts_;
   const pb::Volume volume_;
   const blockstore::CountingStore* const store_;
+  blockstore::ProxyStore* const proxy_;
   const std::shared_ptr<MetaSessionKey> session_key_;
   const std::string token_access_;
   const std::string token_path_;
@@ -260,6 +252,7 @@ class MountKeeper {
   bool meta_ok_ ABSL_GUARDED_BY(mu_) = true;
   std::string last_error_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
+  std::unique_ptr<ProxyPinger> pinger_;  // only with -o proxy=
   std::thread thread_;
 };
 
@@ -345,25 +338,59 @@ int RunMount(MountOptions opts) {
   // From here on, every way out that does not reach the FUSE loop ends the session.
   SessionGuard session_guard(probe->get(), mounted->session_id());
 
-  // 2. The block store: credentials, reachability, container.
-  absl::StatusOr<blockstore::StoreCredentials> creds =
-      // Only the default file is optional: a path the user gave must exist, or a typo would
-      // silently fall back to the environment (or anonymous access).
-      blockstore::LoadCredentials(opts.credentials_given ||
-                                          ::access(opts.credentials_file.c_str(), F_OK) == 0
-                                      ? opts.credentials_file
-                                      : std::string());
-  if (!creds.ok()) return Fail(std::string(creds.status().message()));
-  absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
-      blockstore::OpenBlockStore(volume.store_url(), *creds);
-  if (!opened.ok()) return Fail("block store of volume " + volume.name() + ": " +
-                                std::string(opened.status().message()));
-  // Every block request goes through the counter, so `nighfs status` shows the store's health.
-  auto store = std::make_unique<blockstore::CountingStore>(*std::move(opened));
-  if (absl::Status s = store->Check(); !s.ok()) {
-    return Fail("block store " + store->Describe() + " is not usable: " +
-                std::string(s.message()));
+  // 2. The block store: straight to the object store (store credentials, reachability,
+  // container), or through a proxy, which holds the store credentials itself: the volume token
+  // is all this mount needs then. Every block request goes through a CountingStore, so
+  // `nighfs status` shows the route's health from real requests.
+  // The mount's token and CA reach the proxy of -o proxy= and the holders of unflushed blocks.
+  blockstore::ProxyStoreOptions proxy_opts;
+  proxy_opts.volume = volume.name();
+  proxy_opts.token = mo.bearer_token;
+  proxy_opts.ca_file = opts.ca_file;
+  std::unique_ptr<blockstore::CountingStore> store;
+  blockstore::ProxyStore* proxy = nullptr;
+  if (!opts.proxy.empty()) {
+    proxy_opts.address = opts.proxy;
+    absl::StatusOr<std::unique_ptr<blockstore::ProxyStore>> made =
+        blockstore::ProxyStore::Create(proxy_opts);
+    if (!made.ok()) return Fail(std::string(made.status().message()));
+    proxy = made->get();
+    if (proxy->url().rfind("http://", 0) == 0) {
+      NIGHFS_LOG(WARNING) << "proxy " << opts.proxy << " over plain HTTP: the volume token and "
+                          << "the blocks can be read and changed on the network";
+    }
+    store = std::make_unique<blockstore::CountingStore>(*std::move(made));
+    if (absl::Status s = store->Check(); !s.ok()) {
+      return Fail(std::string(s.message()));  // "check of proxy https://HOST:PORT failed: ..."
+    }
+  } else {
+    absl::StatusOr<blockstore::StoreCredentials> creds =
+        // Only the default file is optional: a path the user gave must exist, or a typo would
+        // silently fall back to the environment (or anonymous access).
+        blockstore::LoadCredentials(opts.credentials_given ||
+                                            ::access(opts.credentials_file.c_str(), F_OK) == 0
+                                        ? opts.credentials_file
+                                        : std::string());
+    if (!creds.ok()) return Fail(std::string(creds.status().message()));
+    absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
+        blockstore::OpenBlockStore(volume.store_url(), *creds);
+    if (!opened.ok()) return Fail("block store of volume " + volume.name() + ": " +
+                                  std::string(opened.status().message()));
+    store = std::make_unique<blockstore::CountingStore>(*std::move(opened));
+    if (absl::Status s = store->Check(); !s.ok()) {
+      return Fail("block store " + store->Describe() + " is not usable: " +
+                  std::string(s.message()));
+    }
   }
+  // A block another mount wrote through a proxy that has not flushed it yet is read from that
+  // proxy (Block.holder), whichever route this mount takes.
+  blockstore::ProxyStores holders(proxy_opts);
+  opts.fs.holder_store =
+      [&holders](const std::string& address) -> absl::StatusOr<blockstore::BlockStore*> {
+    absl::StatusOr<blockstore::ProxyStore*> p = holders.For(address);
+    if (!p.ok()) return p.status();
+    return *p;
+  };
 
   // 3. The FUSE session.
   std::vector<std::string> fargs = {"mount.nighfs"};
@@ -391,9 +418,9 @@ int RunMount(MountOptions opts) {
     fuse_session_destroy(se);
     return Fail("cannot mount at " + mp + " (is /dev/fuse available and are you root?)");
   }
-  std::fprintf(stderr, "mount.nighfs: volume %s mounted at %s (metadata %s, blocks in %s)\n",
+  std::fprintf(stderr, "mount.nighfs: volume %s mounted at %s (metadata %s, blocks %s %s)\n",
                volume.name().c_str(), mp.c_str(), opts.meta_address.c_str(),
-               store->Describe().c_str());
+               proxy != nullptr ? "through" : "in", store->Describe().c_str());
   if (!opts.foreground) {
     std::string log = opts.log_file;
     if (log.empty()) log = "/var/log/nighfs/mount-" + volume.name() + ".log";
@@ -426,7 +453,7 @@ int RunMount(MountOptions opts) {
     } else {
       ctx.fs = fs->get();
       {
-        MountKeeper keeper(meta->get(), fs->get(), opts, volume, store.get(),
+        MountKeeper keeper(meta->get(), fs->get(), opts, volume, store.get(), proxy,
                            mounted->session_id(), mo.session_key, *mounted);
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_max_threads(cfg, 64);

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "blockstore/proxy_store.h"
 #include <algorithm>
 #include <filesystem>
 
@@ -70,6 +71,15 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
     std::error_code ec;  // absolute, as ca_file
     o->token_file = std::filesystem::absolute(value, ec).lexically_normal().string();
     if (ec) return BadOption(opt, ec.message());
+    return absl::OkStatus();
+  }
+  if (key == "proxy") {
+    if (!need_value().ok()) return need_value();
+    // A typo fails here, before any connection is tried.
+    if (absl::Status s = blockstore::NormalizeProxyAddress(value).status(); !s.ok()) {
+      return BadOption(opt, std::string(s.message()));
+    }
+    o->proxy = value;
     return absl::OkStatus();
   }
   if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; o->credentials_given = true; return absl::OkStatus(); }
@@ -183,6 +193,7 @@ std::string MountUsage() {
          "  cache_size=MiB, readahead=BLOCKS, writeback_limit=MiB, io_threads=N,\n"
          "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S, spill_dir=PATH,\n"
          "  token_file=FILE (the volume token, mode 0600), credentials=FILE, ca_file=PEM,\n"
+         "  proxy=HOST:PORT (block I/O through a nighfs-proxy; no store credentials needed),\n"
          "  log_level=LEVEL, log_file=PATH, fsname=NAME, allow_stacked,\n"
          "  foreground, debug, and the generic mount flags (nosuid, nodev, noexec, noatime,\n"
          "  ...). See man mount.nighfs.\n";

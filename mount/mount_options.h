@@ -29,6 +29,10 @@ struct MountOptions {
   bool credentials_given = false;  // -o credentials=FILE: then the file must exist
   // -o token_file=PATH: the volume token (mode 0600, else refused); required by the server.
   std::string token_file;
+  // -o proxy=HOST:PORT (https; http://HOST:PORT for plain text): every block request goes
+  // through this nighfs-proxy, authenticated with the volume token and verified with ca_file.
+  // The mount then needs no store credentials. "" = straight to the object store.
+  std::string proxy;
   std::string log_level;
   std::string log_file;  // "" = default for background mounts
   std::string fsname;

@@ -111,14 +111,19 @@ class FsTest : public ::testing::Test {
     fs_ = NewMount();
   }
 
-  std::unique_ptr<FileSystem> NewMount(FsOptions opts = {}) {
+  // `api` and `store` replace the fixture's (faulty_meta_ if set, else meta_; faulty_).
+  std::unique_ptr<FileSystem> NewMount(FsOptions opts = {}, MetaApi* api = nullptr,
+                                       blockstore::BlockStore* store = nullptr) {
     pb::MountRequest mr;
     mr.set_volume_name("v");
     auto r = meta_->Mount(mr);
     EXPECT_OK(r);
     opts.io_threads = 4;
-    MetaApi* api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
-    auto fs = FileSystem::Create(api, faulty_.get(), r->volume(), r->session_id(), opts);
+    if (api == nullptr) {
+      api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
+    }
+    if (store == nullptr) store = faulty_.get();
+    auto fs = FileSystem::Create(api, store, r->volume(), r->session_id(), opts);
     EXPECT_OK(fs);
     return std::move(*fs);
   }
@@ -565,6 +570,97 @@ TEST_F(FsTest, ReadDirOffsetsAreStable) {
     off = more->back().next_offset;
   }
   EXPECT_EQ(seen.size(), 50u);
+}
+
+// A proxy as the mount sees it: PutAndLocate keeps the block on "its disk" (`held`, not the
+// object store) and answers with the address it advertises; Get looks only in the object store,
+// as a route that misses an unflushed block would.
+class HoldingProxy : public Forwarder {
+ public:
+  HoldingProxy(blockstore::BlockStore* object_store, blockstore::BlockStore* held)
+      : Forwarder(object_store), held_(held) {}
+  absl::Status Put(std::string_view k, std::string_view d) override {
+    return PutAndLocate(k, d).status();
+  }
+  absl::StatusOr<std::string> PutAndLocate(std::string_view k, std::string_view d) override {
+    if (absl::Status s = held_->Put(k, d); !s.ok()) return s;
+    return std::string("p1.example:7430");
+  }
+
+ private:
+  blockstore::BlockStore* const held_;
+};
+
+// Forwards to the metadata service and records the holder of every block committed. The
+// holders are cleared on the way: whether the server accepts one (a known proxy) is the
+// server's business and its tests'; here what matters is what the mount sends.
+class CommitRecorder : public MetaApi {
+ public:
+  explicit CommitRecorder(MetaApi* m) : m_(m) {}
+  std::vector<std::string> holders() {
+    absl::MutexLock l(&mu_);
+    return holders_;
+  }
+#define NIGHFS_FORWARD_META(M, Req, Resp) \
+  absl::StatusOr<pb::Resp> M(const pb::Req& r) override { return m_->M(Pass(r)); }
+  NIGHFS_META_METHODS(NIGHFS_FORWARD_META)
+#undef NIGHFS_FORWARD_META
+
+ private:
+  template <class Req>
+  const Req& Pass(const Req& r) {
+    return r;
+  }
+  pb::CommitBlocksRequest Pass(const pb::CommitBlocksRequest& r) {
+    pb::CommitBlocksRequest copy = r;
+    absl::MutexLock l(&mu_);
+    for (pb::Block& b : *copy.mutable_blocks()) {
+      holders_.push_back(b.holder());
+      b.clear_holder();
+    }
+    return copy;
+  }
+  MetaApi* const m_;
+  absl::Mutex mu_;
+  std::vector<std::string> holders_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(FsTest, BlocksAcknowledgedByAProxyAreCommittedWithItsAddressAndReadFromIt) {
+  auto held = blockstore::NewMemoryStore();
+  HoldingProxy proxy(store_.get(), held.get());
+  CommitRecorder recorder(meta_.get());
+  std::vector<std::string> asked;
+  FsOptions opts;
+  opts.cache_bytes = 0;  // every read goes to the store: no copy of what this mount wrote
+  opts.holder_store = [&](const std::string& holder) -> absl::StatusOr<blockstore::BlockStore*> {
+    asked.push_back(holder);
+    return held.get();
+  };
+  std::unique_ptr<FileSystem> fs = NewMount(opts, &recorder, &proxy);
+  auto made = fs->Create(kRoot, 1, "through-proxy", 0644, O_RDWR);
+  ASSERT_OK(made);
+  const std::string data = Bytes(2 * kBs + 1000, 11);
+  ASSERT_OK(fs->Write(made->second, 0, data));
+  ASSERT_OK(fs->Fsync(made->second));
+  EXPECT_EQ(recorder.holders(),
+            std::vector<std::string>(3, "p1.example:7430"));  // 3 blocks, each with its holder
+  EXPECT_EQ(ObjectCount(), 0u);  // nothing reached the object store
+  auto back = fs->Read(made->second, 0, data.size());
+  ASSERT_OK(back);
+  EXPECT_TRUE(*back == data);
+  EXPECT_FALSE(asked.empty());
+  for (const std::string& a : asked) EXPECT_EQ(a, "p1.example:7430");
+  ASSERT_OK(fs->Release(made->second));
+}
+
+TEST_F(FsTest, BlocksPutToTheStoreHaveNoHolder) {
+  CommitRecorder recorder(meta_.get());
+  std::unique_ptr<FileSystem> fs = NewMount({}, &recorder);
+  auto made = fs->Create(kRoot, 1, "direct", 0644, O_RDWR);
+  ASSERT_OK(made);
+  ASSERT_OK(fs->Write(made->second, 0, Bytes(kBs + 1, 12)));
+  ASSERT_OK(fs->Release(made->second));
+  EXPECT_EQ(recorder.holders(), std::vector<std::string>(2, ""));
 }
 
 }  // namespace

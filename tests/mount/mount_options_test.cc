@@ -44,6 +44,27 @@ TEST(MountOptionsTest, TokenFile) {
   EXPECT_TRUE(none->token_file.empty());
 }
 
+TEST(MountOptionsTest, Proxy) {
+  auto none = ParseMountArgs({"v@h:1", "/m"});
+  ASSERT_OK(none);
+  EXPECT_EQ(none->proxy, "");  // straight to the object store
+  auto o = ParseMountArgs(
+      {"v@h:1", "/m", "-o", "proxy=p1.example:7430,token_file=/t,ca_file=/etc/nighfs/ca.pem"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->proxy, "p1.example:7430");
+  EXPECT_EQ(o->token_file, "/t");
+  EXPECT_EQ(o->ca_file, "/etc/nighfs/ca.pem");
+  auto plain = ParseMountArgs({"v@h:1", "/m", "-o", "proxy=http://127.0.0.1:7430"});
+  ASSERT_OK(plain);
+  EXPECT_EQ(plain->proxy, "http://127.0.0.1:7430");
+  for (const char* bad : {"proxy", "proxy=", "proxy=h:99999", "proxy=h:1/x", "proxy=ftp://h:1",
+                          "proxy=me@h:1"}) {
+    auto r = ParseMountArgs({"v@h:1", "/m", "-o", bad});
+    EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    if (!r.ok()) EXPECT_NE(r.status().message().find("proxy"), std::string::npos) << bad;
+  }
+}
+
 TEST(MountOptionsTest, WritebackRetryOptions) {
   auto d = ParseMountArgs({"vol@h:1", "/m"});
   ASSERT_OK(d);
