@@ -394,6 +394,19 @@ void ClusterTest::StartMeta(std::vector<std::string> args) {
   meta_ = std::move(*m);
 }
 
+void ClusterTest::StartS3rver(const std::string& bucket, std::unique_ptr<S3rver>* server) {
+  if (S3rverBinary().empty()) {
+    if (InCi()) FAIL() << "s3rver is not installed; CI=true: the emulator tests must run";
+    GTEST_SKIP() << "s3rver is not installed (scripts/setup.sh)";
+  }
+  std::filesystem::create_directories(root_ + "/emulator");
+  auto started = S3rver::Start(root_ + "/emulator");
+  ASSERT_OK(started);
+  *server = std::move(*started);
+  ASSERT_OK((*server)->CreateBucket(bucket));
+  ASSERT_OK(WriteS3rverCredentials(S3rverCredentialsFile()));
+}
+
 FuseMount* ClusterTest::MountVolume(const std::string& volume, const std::string& dir,
                                     const std::string& options) {
   const std::string mp = root_ + "/" + dir;

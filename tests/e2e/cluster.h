@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "status.pb.h"
+#include "tests/testing/emulators.h"
 #include "tests/testing/process.h"
 
 namespace nighfs::testing {
@@ -184,6 +185,12 @@ class ClusterTest : public ::testing::Test {
 
   // Starts nighfs-meta with its state in root_/meta; fatal failure if it does not start.
   void StartMeta(std::vector<std::string> args = {});
+  // Starts s3rver with its objects in root_/emulator and bucket `bucket` into *server, and
+  // writes its account's credentials to root_/credentials (WriteS3rverCredentials). Skips the
+  // test when s3rver is not installed (fails in CI). Call under ASSERT_NO_FATAL_FAILURE, then
+  // return if IsSkipped().
+  void StartS3rver(const std::string& bucket, std::unique_ptr<S3rver>* server);
+  std::string S3rverCredentialsFile() const { return root_ + "/credentials"; }
   // The block store under root_/blocks, for CreateVolume.
   std::string BlocksUrl() const { return "file://" + root_ + "/blocks"; }
   // Mounts `volume` at root_/dir, kept until the test ends; nullptr (and a failure) if it fails.

@@ -97,17 +97,9 @@ class ProxyE2eTest : public ClusterTest {
   void SetUp() override {
     ClusterTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    if (S3rverBinary().empty()) {
-      if (InCi()) FAIL() << "s3rver is not installed; CI=true: the emulator tests must run";
-      GTEST_SKIP() << "s3rver is not installed (scripts/setup.sh)";
-    }
-    stdfs::create_directories(root_ + "/emulator");
-    auto server = S3rver::Start(root_ + "/emulator");
-    ASSERT_OK(server);
-    s3rver_ = std::move(*server);
-    ASSERT_OK(s3rver_->CreateBucket(kBucket));
-    creds_ = root_ + "/credentials";
-    ASSERT_OK(WriteS3rverCredentials(creds_));
+    ASSERT_NO_FATAL_FAILURE(StartS3rver(kBucket, &s3rver_));
+    if (IsSkipped()) return;
+    creds_ = S3rverCredentialsFile();
     ASSERT_NO_FATAL_FAILURE(StartMeta({"--credentials", creds_, "--gc-grace", "1"}));
     ASSERT_OK(CreateVolume(meta_->address(), kVolume, StoreUrl(s3rver_->url()), kBlock))
         << meta_->log();
