@@ -35,7 +35,7 @@ unmount_fuse() {  # mount point, daemon PID
 }
 
 # Starts nighfs-meta on a free loopback port with its state in $T/meta (file:// stores allowed
-# under $T); sets META_PID and META_ADDR, and exports NIGHFS_ADMIN_TOKEN_FILE (the admin token
+# under $T, more flags in $META_EXTRA_ARGS, split on spaces); sets META_PID and META_ADDR, and exports NIGHFS_ADMIN_TOKEN_FILE (the admin token
 # nighfs-meta wrote) for the nighfs CLI. Needs META_BIN and T.
 # Over TLS, as users run it: a lab CA in $T/tls; META_CA is the file clients must trust
 # (nighfs --ca-file, mount.nighfs -o ca_file=).
@@ -43,9 +43,10 @@ start_meta() {
   local i
   [[ -f $T/tls/server.pem ]] || "$CLI_BIN" configure init tls "$T/tls" >/dev/null
   META_CA=$T/tls/ca.pem
+  # shellcheck disable=SC2086
   "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
     --tls-cert "$T/tls/server.pem" --tls-key "$T/tls/server.key" \
-    --allow-file-root "$T" --gc-grace 5 >"$T/meta.log" 2>&1 &
+    --allow-file-root "$T" --gc-grace 5 ${META_EXTRA_ARGS:-} >"$T/meta.log" 2>&1 &
   META_PID=$!
   for ((i = 0; i < 100; i++)); do
     [[ -s $T/meta.port ]] && break
@@ -62,4 +63,88 @@ start_meta() {
 make_token() {
   "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create token --volume "$1" --access write \
     --out "$2" >/dev/null || die "cannot create a token for volume $1"
+}
+
+# A TCP port on 127.0.0.1 that was free a moment ago (for daemons without a --port-file).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits up to $2 seconds for something to accept connections on 127.0.0.1:$1 while PID $3 lives.
+wait_port() {
+  local port=$1 secs=$2 pid=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# Starts s3rver (scripts/setup.sh; S3RVER_BIN) on a free loopback port with its objects in $1 and
+# bucket $2 made at start-up, preloading tests/blockstore/s3rver_fixes.js as the tests do. Sets
+# S3RVER_PID and S3RVER_PORT. Needs REPO and T.
+start_s3rver() {
+  local dir=$1 bucket=$2
+  mkdir -p "$dir"
+  S3RVER_PORT=$(free_port)
+  NODE_OPTIONS="--openssl-legacy-provider --require $REPO/tests/blockstore/s3rver_fixes.js" \
+    "$S3RVER_BIN" -d "$dir" -a 127.0.0.1 -p "$S3RVER_PORT" --silent \
+    --configure-bucket "$bucket" >>"$T/s3rver.log" 2>&1 &
+  S3RVER_PID=$!
+  wait_port "$S3RVER_PORT" 30 "$S3RVER_PID" || die "s3rver did not start: $(tail -5 "$T/s3rver.log")"
+}
+
+# Starts nighfs-relay (RELAY_BIN) in front of 127.0.0.1:$1, more flags after it (e.g.
+# --delay-ms 15 --bandwidth 100M); runtime changes through $T/relay.ctl + SIGUSR1 (see
+# tests/relay/relay_main.cc). Sets RELAY_PID and RELAY_PORT. Needs T.
+start_relay() {
+  local upstream=$1 i
+  shift
+  rm -f "$T/relay.port"
+  "$RELAY_BIN" --upstream "127.0.0.1:$upstream" --port-file "$T/relay.port" \
+    --control "$T/relay.ctl" "$@" >>"$T/relay.log" 2>&1 &
+  RELAY_PID=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $T/relay.port ]] && break
+    kill -0 "$RELAY_PID" 2>/dev/null || die "nighfs-relay exited: $(tail -5 "$T/relay.log")"
+    sleep 0.1
+  done
+  [[ -s $T/relay.port ]] || die "nighfs-relay did not start"
+  RELAY_PORT=$(<"$T/relay.port")
+}
+
+# Starts nighfs-proxy (PROXY_BIN) on a free loopback port in front of the volumes of META_ADDR:
+# TLS with start_meta's lab files, a proxy token of its own ($T/proxy.token, made as admin),
+# its cache and journal in $T/proxy; more flags in "$@" (--creds-file F, --sync, ...). Sets
+# PROXY_PID, PROXY_ADDR (HOST:PORT, what mounts take as -o proxy=) and PROXY_URL (https://...).
+# Needs PROXY_BIN, CLI_BIN, META_ADDR, META_CA (start_meta) and T.
+start_proxy() {
+  local port i
+  mkdir -p "$T/proxy/disk"
+  if [[ ! -s $T/proxy.token ]]; then
+    "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create token --access proxy \
+      --out "$T/proxy.token" >/dev/null || die "cannot create a proxy token"
+  fi
+  port=${PROXY_PORT:-$(free_port)}
+  "$PROXY_BIN" --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" --meta "$META_ADDR" \
+    --meta-token-file "$T/proxy.token" --ca-file "$META_CA" \
+    --tls-cert "$T/tls/server.pem" --tls-key "$T/tls/server.key" \
+    --disk-folder "$T/proxy/disk" "$@" >>"$T/proxy.log" 2>&1 &
+  PROXY_PID=$!
+  PROXY_PORT=$port
+  PROXY_ADDR=127.0.0.1:$port
+  PROXY_URL=https://127.0.0.1:$port
+  for ((i = 0; i < 200; i++)); do
+    curl -sf --cacert "$META_CA" "$PROXY_URL/ping" >/dev/null 2>&1 && return 0
+    kill -0 "$PROXY_PID" 2>/dev/null || die "nighfs-proxy exited: $(tail -5 "$T/proxy.log")"
+    sleep 0.1
+  done
+  die "nighfs-proxy did not answer /ping: $(tail -5 "$T/proxy.log")"
+}
+
+# One sample of nighfs-proxy's /metrics: the sum of metric $1's samples ("" if absent).
+proxy_metric() {
+  curl -sf --cacert "$META_CA" "$PROXY_URL/metrics" |
+    awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF; found = 1 } END { if (found) print s }'
 }

@@ -19,7 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/tls_certs.h"
+#include "google/protobuf/util/json_util.h"
 #include "metadata_client/meta_client.h"
+#include "tests/testing/emulators.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::testing {
@@ -62,7 +64,9 @@ absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
   if (!client.ok()) return client.status();
   meta::v1::CreateTokenRequest req;
   req.set_volume(volume);
-  req.set_access(access == "read" ? meta::v1::ACCESS_READ : meta::v1::ACCESS_WRITE);
+  req.set_access(access == "read"    ? meta::v1::ACCESS_READ
+                 : access == "proxy" ? meta::v1::ACCESS_PROXY
+                                     : meta::v1::ACCESS_WRITE);
   req.set_path(path);
   auto r = (*client)->CreateToken(req);
   if (!r.ok()) return r.status();
@@ -107,6 +111,32 @@ namespace {
 bool Plaintext(const std::vector<std::string>& args) {
   return std::find(args.begin(), args.end(), "--insecure-plaintext") != args.end();
 }
+
+// Starts a daemon and waits until it accepts connections on 127.0.0.1:port; its log is the
+// error when it does not come up.
+absl::StatusOr<std::unique_ptr<ChildProcess>> StartListening(
+    const std::vector<std::string>& argv, const std::string& log_path,
+    const std::map<std::string, std::string>& env, int port) {
+  auto started = ChildProcess::Start(argv, log_path, env);
+  if (!started.ok()) return started.status();
+  ChildProcess* p = started->get();
+  bool up = WaitFor(
+      [&] { return WaitForTcpPort(port, absl::Milliseconds(50)).ok() || !p->Running(); },
+      absl::Seconds(20));
+  if (!up || !p->Running()) {
+    return absl::InternalError(absl::StrCat(std::filesystem::path(argv[0]).filename().string(),
+                                            " did not start: ", ReadFileOrEmpty(log_path)));
+  }
+  return started;
+}
+
+// Sends `sig`, waits for the exit (SIGKILL after `timeout`) and forgets the process.
+absl::Status StopChild(std::unique_ptr<ChildProcess>* proc, int sig, absl::Duration timeout) {
+  if (*proc == nullptr) return absl::OkStatus();
+  auto st = (*proc)->Stop(sig, timeout);
+  proc->reset();
+  return st.status();
+}
 }  // namespace
 
 std::string MetaServer::address() const {
@@ -134,35 +164,18 @@ absl::Status MetaServer::Launch() {
   if (!Plaintext(extra_args_)) {
     for (const auto& a : LabTlsServerArgs()) argv.push_back(a);
   }
-  auto started = ChildProcess::Start(argv, state_dir_ + "/meta.log", env_);
+  auto started = StartListening(argv, state_dir_ + "/meta.log", env_, port_);
   if (!started.ok()) return started.status();
   proc_ = std::move(*started);
-  ChildProcess* p = proc_.get();
-  bool up = WaitFor(
-      [&] { return WaitForTcpPort(port_, absl::Milliseconds(50)).ok() || !p->Running(); },
-      absl::Seconds(20));
-  if (!up || !p->Running()) {
-    return absl::InternalError(absl::StrCat("nighfs-meta did not start: ", log()));
-  }
   RegisterMetaAdmin(address(), admin_token_file());
   return absl::OkStatus();
 }
 
 MetaServer::~MetaServer() { (void)Stop(); }
 
-absl::Status MetaServer::Stop() {
-  if (proc_ == nullptr) return absl::OkStatus();
-  auto st = proc_->Stop(SIGTERM, absl::Seconds(20));
-  proc_.reset();
-  return st.status();
-}
+absl::Status MetaServer::Stop() { return StopChild(&proc_, SIGTERM, absl::Seconds(20)); }
 
-absl::Status MetaServer::Kill() {
-  if (proc_ == nullptr) return absl::OkStatus();
-  auto st = proc_->Stop(SIGKILL, absl::Seconds(10));
-  proc_.reset();
-  return st.status();
-}
+absl::Status MetaServer::Kill() { return StopChild(&proc_, SIGKILL, absl::Seconds(10)); }
 
 absl::Status MetaServer::Restart() {
   absl::Status s = Stop();
@@ -183,6 +196,67 @@ absl::Status CreateVolume(const std::string& meta_address, const std::string& na
   return (*client)->CreateVolume(req).status();
 }
 
+absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(
+    const std::string& meta_address, const std::string& dir, std::vector<std::string> extra_args) {
+  std::unique_ptr<ProxyServer> p(new ProxyServer());
+  p->meta_address_ = meta_address;
+  p->dir_ = dir;
+  p->disk_folder_ = dir + "/disk";
+  p->db_folder_ = dir + "/db";
+  p->token_file_ = dir + "/proxy.token";
+  p->extra_args_ = std::move(extra_args);
+  std::filesystem::create_directories(p->disk_folder_);
+  std::filesystem::create_directories(p->db_folder_);
+  auto id = CreateTokenFile(meta_address, "", "proxy", "", p->token_file_);
+  if (!id.ok()) return id.status();
+  p->port_ = FreeLoopbackPort();
+  absl::Status s = p->Launch();
+  if (!s.ok()) return s;
+  return p;
+}
+
+std::string ProxyServer::address() const {
+  return absl::StrCat(Plaintext(extra_args_) ? "http://" : "", "127.0.0.1:", port_);
+}
+
+std::string ProxyServer::base_url() const {
+  return absl::StrCat(Plaintext(extra_args_) ? "http://" : "https://", "127.0.0.1:", port_);
+}
+
+absl::Status ProxyServer::Launch() {
+  const std::string listen = absl::StrCat("127.0.0.1:", port_);
+  std::vector<std::string> argv = {BuildRoot() + "/proxy/nighfs-proxy",
+                                   "--listen", listen,
+                                   "--advertise", listen,
+                                   "--meta", meta_address_,
+                                   "--meta-token-file", token_file_,
+                                   "--ca-file", LabCaFile(),
+                                   "--disk-folder", disk_folder_,
+                                   "--db-folder", db_folder_};
+  for (const auto& a : extra_args_) argv.push_back(a);
+  if (!Plaintext(extra_args_)) {
+    for (const auto& a : LabTlsServerArgs()) argv.push_back(a);
+  }
+  auto started = StartListening(argv, dir_ + "/proxy.log", {}, port_);
+  if (!started.ok()) return started.status();
+  proc_ = std::move(*started);
+  return absl::OkStatus();
+}
+
+ProxyServer::~ProxyServer() { (void)Stop(); }
+
+absl::Status ProxyServer::Stop() { return StopChild(&proc_, SIGTERM, absl::Seconds(20)); }
+
+absl::Status ProxyServer::Kill() { return StopChild(&proc_, SIGKILL, absl::Seconds(10)); }
+
+absl::Status ProxyServer::Restart() {
+  absl::Status s = Stop();
+  if (!s.ok()) return s;
+  return Launch();
+}
+
+std::string ProxyServer::log() const { return ReadFileOrEmpty(dir_ + "/proxy.log"); }
+
 bool IsMounted(const std::string& mount_point) {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
@@ -191,6 +265,42 @@ bool IsMounted(const std::string& mount_point) {
     if (f.size() > 4 && f[4] == mount_point) return true;
   }
   return false;
+}
+
+absl::StatusOr<status::v1::MountStatus> ReadMountStatus(const FuseMount& m) {
+  const std::string run = m.path() + ".run";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(run, ec)) {
+    if (e.path().extension() != ".json") continue;
+    status::v1::MountStatus s;
+    google::protobuf::util::JsonParseOptions o;
+    o.ignore_unknown_fields = true;
+    auto r = google::protobuf::util::JsonStringToMessage(ReadFileOrEmpty(e.path()), &s, o);
+    if (!r.ok()) return absl::InternalError(std::string(r.message()));
+    return s;
+  }
+  return absl::NotFoundError("no status file in " + run);
+}
+
+bool WaitMountStored(const FuseMount& m, absl::Duration timeout) {
+  return WaitFor(
+      [&] {
+        auto s = ReadMountStatus(m);
+        return s.ok() && s->updated_ns() > 0 && s->stats().pending_files() == 0 &&
+               s->stats().dirty_bytes() == 0 && s->pending().empty();
+      },
+      timeout);
+}
+
+absl::Status WriteS3rverCredentials(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError("cannot create " + path);
+  const std::string text = absl::StrCat("AWS_ACCESS_KEY_ID=", kS3rverAccessKey,
+                                        "\nAWS_SECRET_ACCESS_KEY=", kS3rverSecret, "\n");
+  const bool ok = ::fchmod(fd, 0600) == 0 &&
+                  ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  return ok ? absl::OkStatus() : absl::InternalError("cannot write " + path);
 }
 
 int RunShell(const std::string& command, std::string* output) {
@@ -282,6 +392,19 @@ void ClusterTest::StartMeta(std::vector<std::string> args) {
   auto m = MetaServer::Start(root_ + "/meta", std::move(args));
   ASSERT_OK(m);
   meta_ = std::move(*m);
+}
+
+void ClusterTest::StartS3rver(const std::string& bucket, std::unique_ptr<S3rver>* server) {
+  if (S3rverBinary().empty()) {
+    if (InCi()) FAIL() << "s3rver is not installed; CI=true: the emulator tests must run";
+    GTEST_SKIP() << "s3rver is not installed (scripts/setup.sh)";
+  }
+  std::filesystem::create_directories(root_ + "/emulator");
+  auto started = S3rver::Start(root_ + "/emulator");
+  ASSERT_OK(started);
+  *server = std::move(*started);
+  ASSERT_OK((*server)->CreateBucket(bucket));
+  ASSERT_OK(WriteS3rverCredentials(S3rverCredentialsFile()));
 }
 
 FuseMount* ClusterTest::MountVolume(const std::string& volume, const std::string& dir,

@@ -9,7 +9,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "status.pb.h"
+#include "tests/testing/emulators.h"
 #include "tests/testing/process.h"
 
 namespace nighfs::testing {
@@ -74,15 +77,66 @@ absl::Status CreateVolume(const std::string& meta_address, const std::string& na
                           const std::string& store_url, uint32_t block_size = 0);
 
 // Creates a volume token as admin and writes its secret to `file` (mode 0600). `access` is
-// "read" or "write"; `path` "" or "/" = the whole volume. Returns the token id.
+// "read" or "write"; `path` "" or "/" = the whole volume. Returns the token id. `access`
+// "proxy" makes a proxy server's own credential instead (ACCESS_PROXY, bound to no volume:
+// `volume` and `path` must be ""), what `nighfs configure create token --access proxy` makes.
 absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
                                          const std::string& volume, const std::string& access,
                                          const std::string& path, const std::string& file);
 
+// A nighfs-proxy process (issue 12) on a loopback port, in front of the stores of the volumes
+// of one nighfs-meta: started with the lab TLS files (unless `extra_args` has
+// --insecure-plaintext), a proxy token of its own made as admin (DIR/proxy.token), --meta,
+// --ca-file LabCaFile(), --disk-folder DIR/disk, --db-folder DIR/db and --advertise
+// 127.0.0.1:PORT. Store credentials (--creds-file) and tuning (--sync, --disk-quota,
+// --writeback-delay, ...) come in `extra_args`. Stopped (SIGTERM) by the destructor.
+class ProxyServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ProxyServer>> Start(
+      const std::string& meta_address, const std::string& dir,
+      std::vector<std::string> extra_args = {});
+  ~ProxyServer();
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+  // SIGTERM and wait (a clean stop).
+  absl::Status Stop();
+  // SIGKILL, no chance to clean up (a crash); Restart() brings it back.
+  absl::Status Kill();
+  // Starts again on the same port, folders and token (also after Kill or a crash).
+  absl::Status Restart();
+  bool Running() { return proc_ != nullptr && proc_->Running(); }
+  // The running process (nullptr after Stop/Kill), e.g. to SIGSTOP/SIGCONT it.
+  ChildProcess* process() { return proc_.get(); }
+  int port() const { return port_; }
+  // "127.0.0.1:PORT" (TLS), or "http://127.0.0.1:PORT" with --insecure-plaintext.
+  std::string address() const;
+  // "https://127.0.0.1:PORT" or "http://127.0.0.1:PORT", for HTTP requests in tests.
+  std::string base_url() const;
+  // The mount option that routes a mount's block I/O through this proxy: "proxy=ADDRESS".
+  std::string mount_option() const { return "proxy=" + address(); }
+  const std::string& disk_folder() const { return disk_folder_; }
+  const std::string& db_folder() const { return db_folder_; }
+  const std::string& token_file() const { return token_file_; }
+  std::string log() const;
+
+ private:
+  ProxyServer() = default;
+  absl::Status Launch();
+  std::string meta_address_;
+  std::string dir_;
+  std::string disk_folder_;
+  std::string db_folder_;
+  std::string token_file_;
+  std::vector<std::string> extra_args_;
+  int port_ = 0;
+  std::unique_ptr<ChildProcess> proc_;
+};
+
 class FuseMount {
  public:
   // Runs `mount.nighfs SPEC MOUNTPOINT -f -o OPTIONS` and waits until the mount is live.
-  // OPTIONS without a ca_file get ca_file=LabCaFile().
+  // OPTIONS without a ca_file get ca_file=LabCaFile(). A mount behind a proxy gets
+  // ProxyServer::mount_option() in OPTIONS.
   // Without token_file= in OPTIONS, a write token for the volume is made (as admin, see
   // RegisterMetaAdmin) in MOUNTPOINT.token and passed.
   static absl::StatusOr<std::unique_ptr<FuseMount>> Start(const std::string& spec,
@@ -104,6 +158,18 @@ class FuseMount {
 
 bool IsMounted(const std::string& mount_point);
 
+// The mount's status file (what `nighfs status` reads; the daemon rewrites it every few
+// seconds in MOUNTPOINT.run, FuseMount's NIGHFS_RUN_DIR), parsed.
+absl::StatusOr<status::v1::MountStatus> ReadMountStatus(const FuseMount& m);
+// Waits until the mount's status says nothing is pending or dirty (every close stored, or
+// acknowledged by its proxy); false on timeout.
+bool WaitMountStored(const FuseMount& m, absl::Duration timeout);
+
+// Writes the store credentials of s3rver's account (tests/testing/emulators.h) to `path`,
+// mode 0600, in the KEY=VALUE format of blockstore::LoadCredentials: for nighfs-meta
+// --credentials, mount.nighfs credentials= and nighfs-proxy --creds-file.
+absl::Status WriteS3rverCredentials(const std::string& path);
+
 // Runs a shell command; returns its exit status and captures stdout+stderr in *output.
 int RunShell(const std::string& command, std::string* output = nullptr);
 
@@ -119,6 +185,12 @@ class ClusterTest : public ::testing::Test {
 
   // Starts nighfs-meta with its state in root_/meta; fatal failure if it does not start.
   void StartMeta(std::vector<std::string> args = {});
+  // Starts s3rver with its objects in root_/emulator and bucket `bucket` into *server, and
+  // writes its account's credentials to root_/credentials (WriteS3rverCredentials). Skips the
+  // test when s3rver is not installed (fails in CI). Call under ASSERT_NO_FATAL_FAILURE, then
+  // return if IsSkipped().
+  void StartS3rver(const std::string& bucket, std::unique_ptr<S3rver>* server);
+  std::string S3rverCredentialsFile() const { return root_ + "/credentials"; }
   // The block store under root_/blocks, for CreateVolume.
   std::string BlocksUrl() const { return "file://" + root_ + "/blocks"; }
   // Mounts `volume` at root_/dir, kept until the test ends; nullptr (and a failure) if it fails.

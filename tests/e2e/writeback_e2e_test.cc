@@ -44,24 +44,9 @@ class WritebackE2eTest : public ClusterTest {
   void SetUp() override {
     ClusterTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    if (S3rverBinary().empty()) {
-      if (InCi()) FAIL() << "s3rver is not installed; CI=true: the emulator tests must run";
-      GTEST_SKIP() << "s3rver is not installed (scripts/setup.sh)";
-    }
-    stdfs::create_directories(root_ + "/emulator");
-    auto server = S3rver::Start(root_ + "/emulator");
-    ASSERT_OK(server);
-    s3rver_ = std::move(*server);
-    ASSERT_OK(s3rver_->CreateBucket(kBucket));
-    const std::string creds = root_ + "/credentials";
-    {
-      int fd = ::open(creds.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      ASSERT_GE(fd, 0);
-      const std::string text = absl::StrCat("AWS_ACCESS_KEY_ID=", kS3rverAccessKey,
-                                            "\nAWS_SECRET_ACCESS_KEY=", kS3rverSecret, "\n");
-      ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-      ::close(fd);
-    }
+    ASSERT_NO_FATAL_FAILURE(StartS3rver(kBucket, &s3rver_));
+    if (IsSkipped()) return;
+    const std::string creds = S3rverCredentialsFile();
     creds_ = creds;
     ASSERT_NO_FATAL_FAILURE(StartMeta({"--credentials", creds, "--gc-grace", "1"}));
     const std::string url = absl::StrCat("s3://", kBucket, "/vol?endpoint=", s3rver_->url(),
@@ -78,33 +63,6 @@ class WritebackE2eTest : public ClusterTest {
 
   FuseMount* Mount(const std::string& dir) {
     return MountVolume("vol", dir, absl::StrCat("credentials=", creds_, ",", kMountOptions));
-  }
-
-  // The mount's status file (written every few seconds by the daemon).
-  static absl::StatusOr<status::v1::MountStatus> ReadStatus(const FuseMount& m) {
-    const std::string run = m.path() + ".run";
-    std::error_code ec;
-    for (const auto& e : stdfs::directory_iterator(run, ec)) {
-      if (e.path().extension() != ".json") continue;
-      status::v1::MountStatus s;
-      google::protobuf::util::JsonParseOptions o;
-      o.ignore_unknown_fields = true;
-      auto r = google::protobuf::util::JsonStringToMessage(ReadFileOrEmpty(e.path()), &s, o);
-      if (!r.ok()) return absl::InternalError(std::string(r.message()));
-      return s;
-    }
-    return absl::NotFoundError("no status file in " + run);
-  }
-
-  // Waits until the status says nothing is pending or dirty; false on timeout.
-  static bool WaitAllStored(const FuseMount& m, absl::Duration timeout) {
-    return WaitFor(
-        [&] {
-          auto s = ReadStatus(m);
-          return s.ok() && s->updated_ns() > 0 && s->stats().pending_files() == 0 &&
-                 s->stats().dirty_bytes() == 0 && s->pending().empty();
-        },
-        timeout);
   }
 
   std::string creds_;
@@ -165,12 +123,12 @@ TEST_F(WritebackE2eTest, ClosesWhileStoreIsDownLoseNothing) {
   // ... and the status says what waits.
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto s = ReadStatus(*mnt_);
+        auto s = ReadMountStatus(*mnt_);
         return s.ok() && s->stats().pending_files() == files.size();
       },
       absl::Seconds(15)))
-      << ReadStatus(*mnt_).status();
-  auto st = ReadStatus(*mnt_);
+      << ReadMountStatus(*mnt_).status();
+  auto st = ReadMountStatus(*mnt_);
   ASSERT_OK(st);
   uint64_t total = 0;
   for (const auto& w : files) total += w.data.size();
@@ -192,7 +150,7 @@ TEST_F(WritebackE2eTest, ClosesWhileStoreIsDownLoseNothing) {
   EXPECT_NE(out.find("MEMORY"), std::string::npos) << out;
 
   ASSERT_OK(s3rver_->Restart());
-  ASSERT_TRUE(WaitAllStored(*mnt_, absl::Seconds(30))) << mnt_->log();
+  ASSERT_TRUE(WaitMountStored(*mnt_, absl::Seconds(30))) << mnt_->log();
   for (const auto& w : files) EXPECT_TRUE(ReadFile(mnt_->path() + "/" + w.name) == w.data) << w.name;
   EXPECT_EQ(ReadFile(mnt_->path() + "/before"), "stored before the outage");
   // Every byte is in the store: a fresh mount (empty cache, no buffers) reads the same.
