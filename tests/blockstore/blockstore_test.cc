@@ -26,11 +26,13 @@
 #include "tests/blockstore/conformance.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
+#include "tests/testing/scoped_env.h"
 
 namespace nighfs::blockstore {
 namespace {
 
 namespace fs = std::filesystem;
+using ::nighfs::testing::ScopedEnv;
 using conformance::BlockStoreConformance;
 using conformance::StoreFactory;
 using conformance::StoreFactoryName;
@@ -287,29 +289,6 @@ TEST(ValidateKeyTest, AcceptsAndRejects) {
 // ---------------------------------------------------------------------------------------------
 // LoadCredentials
 
-// Sets (or unsets) an environment variable for one test and restores it afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value == nullptr) {
-      ::unsetenv(name);
-    } else {
-      ::setenv(name, value, 1);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 class CredentialsTest : public ::testing::Test {
  protected:

@@ -24,38 +24,15 @@
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
+#include "tests/testing/scoped_env.h"
 
 namespace nighfs::proxy {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::nighfs::testing::ScopedEnv;
 
-// Sets (nullptr: unsets) an environment variable for the scope, restoring it afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value == nullptr) {
-      ::unsetenv(name);
-    } else {
-      ::setenv(name, value, 1);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 class ScopedUmask {
  public:
