@@ -158,6 +158,7 @@ absl::StatusOr<std::unique_ptr<MountRouting>> MountRouting::CreateWith(
   ro.probe_timeout = o.probe_timeout;
   ro.request_deadline = o.route_deadline;
   ro.start_prober = o.start_prober;
+  if (o.clock) ro.clock = o.clock;
   // Right after start (and after direct), the first groups to answer must not win before the
   // nearer ones had their chance: two probe rounds and a timeout.
   ro.selector.settle_grace = 2 * o.probe_interval + o.probe_timeout;

@@ -7,6 +7,7 @@
 #define NIGHFS_MOUNT_ROUTING_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +58,7 @@ struct MountRoutingOptions {
   std::shared_ptr<proxyselect::Pinger> pinger;
   proxyselect::MemberStoreFactory member_store_factory;
   bool start_prober = true;
+  std::function<absl::Time()> clock;  // null: absl::Now
 };
 
 // Thread-safe.
