@@ -13,6 +13,7 @@
 #include "blockstore/block_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/proxy/fake_meta.h"
 #include "tests/proxyselect/fakes.h"
 #include "tests/testing/test_status.h"
 
@@ -28,15 +29,7 @@ using proxyselect::testing::MemberStores;
 
 // Answers GetVolumeRoutes from a settable reply (or error) and counts the calls; every other
 // call is Unimplemented.
-class UnimplementedMeta : public MetaApi {
- public:
-#define NIGHFS_ROUTES_META_METHOD(M, Req, Resp) \
-  absl::StatusOr<pb::Resp> M(const pb::Req&) override { return absl::UnimplementedError(#M); }
-  NIGHFS_META_METHODS(NIGHFS_ROUTES_META_METHOD)
-#undef NIGHFS_ROUTES_META_METHOD
-};
-
-class RoutesMeta : public UnimplementedMeta {
+class RoutesMeta : public proxy::testing::UnimplementedMeta {
  public:
   absl::StatusOr<pb::GetVolumeRoutesResponse> GetVolumeRoutes(
       const pb::GetVolumeRoutesRequest& req) override {
