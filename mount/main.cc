@@ -23,6 +23,7 @@
 #include "blockstore/block_store.h"
 #include "blockstore/counting_store.h"
 #include "blockstore/proxy_store.h"
+#include "blockstore/store_wrapper.h"
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "google/protobuf/util/json_util.h"
@@ -32,6 +33,7 @@
 #include "mount/fuse_adapter.h"
 #include "mount/mount_options.h"
 #include "mount/routes.h"
+#include "mount/routing.h"
 #include "status.pb.h"
 
 namespace nighfs::fs {
@@ -115,14 +117,16 @@ class MountKeeper {
   // `proxy` is the store inside `store` when the mount goes through -o proxy=, else null.
   MountKeeper(MetaApi* meta, FileSystem* fs, const MountOptions& opts, const pb::Volume& volume,
               const blockstore::CountingStore* store, blockstore::ProxyStore* proxy,
-              uint64_t session_id, std::shared_ptr<MetaSessionKey> session_key,
-              const pb::MountResponse& mounted)
+              MountRouting* routing, uint64_t session_id,
+              std::shared_ptr<MetaSessionKey> session_key, const pb::MountResponse& mounted)
       : meta_(meta), fs_(fs), opts_(opts), volume_(volume), store_(store), proxy_(proxy),
+        routing_(routing),
         session_key_(std::move(session_key)),
         token_access_(mounted.access() == pb::ACCESS_READ ? "read" : "write"),
         token_path_(mounted.root_path().empty() ? "/" : mounted.root_path()),
         // Behind a proxy the store is the proxy's business: show the volume's, not the proxy.
-        store_desc_(proxy != nullptr ? volume.store_url() : store->Describe()),
+        store_desc_(proxy != nullptr || routing != nullptr ? volume.store_url()
+                                                           : store->Describe()),
         session_id_(session_id),
         started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
@@ -149,7 +153,10 @@ class MountKeeper {
         next_beat = absl::Now() + absl::Seconds(10);
       }
       WriteStatus();
-      if (stop_.WaitForNotificationWithTimeout(absl::Seconds(5))) return;
+      // With proxy groups the route can change within a probe interval: status follows it.
+      const absl::Duration every =
+          routing_ != nullptr ? std::min(absl::Seconds(5), opts_.probe_interval) : absl::Seconds(5);
+      if (stop_.WaitForNotificationWithTimeout(every)) return;
     }
   }
 
@@ -159,6 +166,8 @@ class MountKeeper {
     absl::StatusOr<pb::HeartbeatResponse> r = meta_->Heartbeat(req);
     if (r.ok()) {
       SetMetaState(true, "");
+      // A changed proxy-group configuration reaches the router without a remount.
+      if (routing_ != nullptr) routing_->OnRoutesVersion(r->routes_version());
       return;
     }
     SetMetaState(false, std::string(r.status().message()));
@@ -212,7 +221,10 @@ class MountKeeper {
       s.set_meta_reachable(meta_ok_);
       s.set_last_meta_error(last_error_);
     }
-    if (pinger_ != nullptr) {
+    if (routing_ != nullptr) {
+      FillGroupsRoute(*store_, routing_->Snapshot(), s.add_routes());
+      routing_->FillStatus(s.mutable_routing());
+    } else if (pinger_ != nullptr) {
       FillProxyRoute(*store_, proxy_->url(), pinger_->Last(), s.add_routes());
     } else {
       FillDirectRoute(*store_, s.add_routes());
@@ -241,6 +253,7 @@ class MountKeeper {
   const pb::Volume volume_;
   const blockstore::CountingStore* const store_;
   blockstore::ProxyStore* const proxy_;
+  MountRouting* const routing_;  // null without proxy groups
   const std::shared_ptr<MetaSessionKey> session_key_;
   const std::string token_access_;
   const std::string token_path_;
@@ -349,7 +362,41 @@ int RunMount(MountOptions opts) {
   proxy_opts.ca_file = opts.ca_file;
   std::unique_ptr<blockstore::CountingStore> store;
   blockstore::ProxyStore* proxy = nullptr;
-  if (!opts.proxy.empty()) {
+  // Proxy groups of the volume (issue 13), unless -o proxy= overrides them (one proxy, for
+  // debugging). A server without them (Unimplemented) or unreachable for them: direct.
+  pb::GetVolumeRoutesResponse routes;
+  if (opts.proxy.empty()) {
+    pb::GetVolumeRoutesRequest rr;
+    rr.set_volume_id(volume.id());
+    absl::StatusOr<pb::GetVolumeRoutesResponse> got = (*probe)->GetVolumeRoutes(rr);
+    if (got.ok()) {
+      routes = *std::move(got);
+    } else {
+      NIGHFS_LOG(WARNING) << "cannot read the proxy groups of volume " << volume.name()
+                          << " (going straight to the object store): " << got.status();
+    }
+  }
+  const bool use_groups = !GroupsFromRoutes(routes).empty();
+  // With groups the direct store is the last route, optional: without store credentials the
+  // mount goes through the groups only (and status says so).
+  std::shared_ptr<blockstore::BlockStore> direct;
+  std::string direct_missing;
+  if (use_groups) {
+    absl::StatusOr<blockstore::StoreCredentials> creds = blockstore::LoadCredentials(
+        opts.credentials_given || ::access(opts.credentials_file.c_str(), F_OK) == 0
+            ? opts.credentials_file
+            : std::string());
+    absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
+        creds.ok() ? blockstore::OpenBlockStore(volume.store_url(), *creds)
+                   : absl::StatusOr<std::unique_ptr<blockstore::BlockStore>>(creds.status());
+    absl::Status checked = opened.ok() ? (*opened)->Check() : opened.status();
+    if (checked.ok()) {
+      direct = *std::move(opened);
+    } else {
+      direct_missing = absl::StrCat("no usable store credentials: ", checked.message());
+      NIGHFS_LOG(WARNING) << "no direct fallback to the object store: " << direct_missing;
+    }
+  } else if (!opts.proxy.empty()) {
     proxy_opts.address = opts.proxy;
     absl::StatusOr<std::unique_ptr<blockstore::ProxyStore>> made =
         blockstore::ProxyStore::Create(proxy_opts);
@@ -385,6 +432,7 @@ int RunMount(MountOptions opts) {
   // A block another mount wrote through a proxy that has not flushed it yet is read from that
   // proxy (Block.holder), whichever route this mount takes.
   blockstore::ProxyStores holders(proxy_opts);
+  std::unique_ptr<MountRouting> routing;
   opts.fs.holder_store =
       [&holders](const std::string& address) -> absl::StatusOr<blockstore::BlockStore*> {
     absl::StatusOr<blockstore::ProxyStore*> p = holders.For(address);
@@ -420,7 +468,8 @@ int RunMount(MountOptions opts) {
   }
   std::fprintf(stderr, "mount.nighfs: volume %s mounted at %s (metadata %s, blocks %s %s)\n",
                volume.name().c_str(), mp.c_str(), opts.meta_address.c_str(),
-               proxy != nullptr ? "through" : "in", store->Describe().c_str());
+               proxy != nullptr || use_groups ? "through" : "in",
+               use_groups ? "proxy groups" : store->Describe().c_str());
   if (!opts.foreground) {
     std::string log = opts.log_file;
     if (log.empty()) log = "/var/log/nighfs/mount-" + volume.name() + ".log";
@@ -445,7 +494,32 @@ int RunMount(MountOptions opts) {
   } else {
     // The token's scope at one place: its subtree root is the mount's inode 1.
     std::unique_ptr<MetaApi> scoped = NewScopedMetaApi(meta->get(), root_ino, opts.read_only);
-    absl::StatusOr<std::unique_ptr<FileSystem>> fs =
+    if (use_groups) {
+      // Made here, after the fork: the router starts its prober thread.
+      MountRoutingOptions ro;
+      ro.meta = meta->get();
+      ro.volume_id = volume.id();
+      ro.member_options = proxy_opts;
+      ro.direct = std::move(direct);
+      ro.direct_missing_reason = direct_missing;
+      ro.probe_interval = opts.probe_interval;
+      ro.probe_timeout = opts.probe_timeout;
+      ro.route_deadline = opts.route_deadline;
+      absl::StatusOr<std::unique_ptr<MountRouting>> made = MountRouting::CreateWith(ro, routes);
+      if (made.ok()) {
+        routing = *std::move(made);
+        // `routing` owns the router and outlives the file system and this counting view.
+        store = std::make_unique<blockstore::CountingStore>(
+            std::make_unique<blockstore::BlockStoreWrapper>(std::shared_ptr<blockstore::BlockStore>(
+                routing->store(), [](blockstore::BlockStore*) {})));
+      } else {
+        NIGHFS_LOG(ERROR) << "proxy-group routing: " << made.status();
+      }
+    }
+    absl::StatusOr<std::unique_ptr<FileSystem>> fs = store == nullptr
+        ? absl::StatusOr<std::unique_ptr<FileSystem>>(
+              absl::FailedPreconditionError("no block store"))
+        :
         FileSystem::Create(scoped.get(), store.get(), volume, mounted->session_id(), opts.fs);
     if (!fs.ok()) {
       NIGHFS_LOG(ERROR) << fs.status();
@@ -454,7 +528,7 @@ int RunMount(MountOptions opts) {
       ctx.fs = fs->get();
       {
         MountKeeper keeper(meta->get(), fs->get(), opts, volume, store.get(), proxy,
-                           mounted->session_id(), mo.session_key, *mounted);
+                           routing.get(), mounted->session_id(), mo.session_key, *mounted);
         fuse_loop_config* cfg = fuse_loop_cfg_create();
         fuse_loop_cfg_set_max_threads(cfg, 64);
         fuse_loop_cfg_set_idle_threads(cfg, 16);

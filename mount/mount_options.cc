@@ -84,7 +84,8 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
   }
   if (key == "credentials") { if (!need_value().ok()) return need_value(); o->credentials_file = value; o->credentials_given = true; return absl::OkStatus(); }
   if (key == "attr_timeout" || key == "entry_timeout" || key == "meta_timeout" ||
-      key == "mount_timeout" || key == "flush_timeout" || key == "retry_max") {
+      key == "mount_timeout" || key == "flush_timeout" || key == "retry_max" ||
+      key == "probe_interval" || key == "probe_timeout" || key == "route_deadline") {
     if (!need_value().ok()) return need_value();
     absl::StatusOr<double> d = Number(opt, value);
     if (!d.ok()) return d.status();
@@ -94,6 +95,12 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
     if (key == "meta_timeout") o->meta_timeout = dur;
     if (key == "mount_timeout") o->mount_timeout = dur;
     if (key == "flush_timeout") o->fs.flush_timeout = dur;
+    if (key == "probe_interval" || key == "probe_timeout" || key == "route_deadline") {
+      if (*d <= 0) return BadOption(opt, "expects a positive number of seconds");
+      if (key == "probe_interval") o->probe_interval = dur;
+      if (key == "probe_timeout") o->probe_timeout = dur;
+      if (key == "route_deadline") o->route_deadline = dur;
+    }
     if (key == "retry_max") {
       if (*d <= 0) return BadOption(opt, "expects a positive number of seconds");
       o->fs.retry_max_backoff = dur;
@@ -194,6 +201,7 @@ std::string MountUsage() {
          "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S, spill_dir=PATH,\n"
          "  token_file=FILE (the volume token, mode 0600), credentials=FILE, ca_file=PEM,\n"
          "  proxy=HOST:PORT (block I/O through a nighfs-proxy; no store credentials needed),\n"
+         "  probe_interval=S (1), probe_timeout=S (0.5), route_deadline=S (60) for proxy groups,\n"
          "  log_level=LEVEL, log_file=PATH, fsname=NAME, allow_stacked,\n"
          "  foreground, debug, and the generic mount flags (nosuid, nodev, noexec, noatime,\n"
          "  ...). See man mount.nighfs.\n";

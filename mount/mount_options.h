@@ -33,6 +33,12 @@ struct MountOptions {
   // through this nighfs-proxy, authenticated with the volume token and verified with ca_file.
   // The mount then needs no store credentials. "" = straight to the object store.
   std::string proxy;
+  // Proxy-group routing (issue 13; used when the volume has groups and no -o proxy=): every
+  // member is pinged each probe_interval, a ping unanswered after probe_timeout fails, and one
+  // block call may take route_deadline across all routes and retries.
+  absl::Duration probe_interval = absl::Seconds(1);
+  absl::Duration probe_timeout = absl::Milliseconds(500);
+  absl::Duration route_deadline = absl::Seconds(60);
   std::string log_level;
   std::string log_file;  // "" = default for background mounts
   std::string fsname;

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/util/json_util.h"
 #include "tools/size.h"
 #include "tools/table.h"
@@ -202,6 +204,27 @@ std::string RenderTokensJson(const std::vector<meta::v1::Token>& tokens) {
   return ListJson(list);
 }
 
+namespace {
+
+// The proxy groups of a mount (issue 13): the mount's own words (its RoutingStore snapshot as
+// proxyselect::FormatRoutingStatus wrote it), indented under a heading with the configuration.
+std::string RenderRouting(const status::v1::Routing& r) {
+  std::string out = absl::StrCat(
+      "\n  PROXY GROUPS (routes version ", r.routes_version(), ", probe every ",
+      absl::FormatDuration(absl::Microseconds(r.probe_interval_us())), ", timeout ",
+      absl::FormatDuration(absl::Microseconds(r.probe_timeout_us())), ")\n");
+  if (!r.last_refresh_error().empty()) {
+    absl::StrAppend(&out, "  configuration refresh FAILED (the last routes stay in use): ",
+                    r.last_refresh_error(), "\n");
+  }
+  for (absl::string_view line : absl::StrSplit(r.text(), '\n', absl::SkipEmpty())) {
+    absl::StrAppend(&out, "  ", line, "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe& probe,
                               absl::Time now) {
   std::string out = absl::StrCat(Printable(s.mount_point()), "\n");
@@ -265,6 +288,7 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
     absl::StrAppend(&out, routes.Render(2));
     for (const auto& r : s.routes()) absl::StrAppend(&out, RenderRouteHealth(r, now));
   }
+  if (s.has_routing()) absl::StrAppend(&out, RenderRouting(s.routing()));
 
   const auto& st = s.stats();
   const uint64_t lookups = st.block_cache_hits() + st.block_cache_misses();

@@ -81,6 +81,23 @@ TEST(MountOptionsTest, WritebackRetryOptions) {
   EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "flush_timeout=x"}).ok());
 }
 
+TEST(MountOptionsTest, ProxyGroupProbeOptions) {
+  auto d = ParseMountArgs({"vol@h:1", "/m"});
+  ASSERT_OK(d);
+  EXPECT_EQ(d->probe_interval, absl::Seconds(1));
+  EXPECT_EQ(d->probe_timeout, absl::Milliseconds(500));
+  EXPECT_EQ(d->route_deadline, absl::Seconds(60));
+  auto o = ParseMountArgs(
+      {"vol@h:1", "/m", "-o", "probe_interval=0.2,probe_timeout=0.1,route_deadline=9"});
+  ASSERT_OK(o);
+  EXPECT_EQ(o->probe_interval, absl::Milliseconds(200));
+  EXPECT_EQ(o->probe_timeout, absl::Milliseconds(100));
+  EXPECT_EQ(o->route_deadline, absl::Seconds(9));
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "probe_interval=0"}).ok());
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "probe_timeout=-1"}).ok());
+  EXPECT_FALSE(ParseMountArgs({"vol@h:1", "/m", "-o", "route_deadline=x"}).ok());
+}
+
 TEST(MountOptionsTest, CaFileIsMadeAbsoluteAndPlainHttpAddressesAreKept) {
   absl::StatusOr<MountOptions> o =
       ParseMountArgs({"vol@http://10.0.0.5:7420", "/mnt/v", "-o", "ca_file=tls/ca.pem"});

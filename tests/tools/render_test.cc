@@ -264,6 +264,32 @@ TEST(RenderMountStatusTest, RouteShowsRequestsErrorsAndTheLastError) {
               AllOf(HasSubstr("last success never\n"), Not(HasSubstr("last error"))));
 }
 
+// Proxy groups (issue 13): the mount's own routing text, indented under a heading with the
+// configuration in use; nothing of it recomputed here.
+TEST(RenderMountStatusTest, ProxyGroupsShowTheMountsRoutingText) {
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  status::v1::MountStatus s = SampleStatus(now);
+  EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now), Not(HasSubstr("PROXY GROUPS")));
+  status::v1::Routing* r = s.mutable_routing();
+  r->set_routes_version(4);
+  r->set_probe_interval_us(1'000'000);
+  r->set_probe_timeout_us(500'000);
+  r->set_text("route:    proxy group 1 onprem/dc1: lowest RTT\n"
+              "group 1 onprem/dc1: healthy, rtt 1.02 ms  <- selected\n"
+              "  p1:7430  ok  rtt last 1.01 ms smoothed 1.02 ms  [no requests]\n");
+  std::string text = RenderMountStatus(s, MetaProbe(), now);
+  EXPECT_THAT(text, HasSubstr("\n  PROXY GROUPS (routes version 4, probe every 1s, timeout 500ms)\n"
+                              "  route:    proxy group 1 onprem/dc1: lowest RTT\n"
+                              "  group 1 onprem/dc1: healthy, rtt 1.02 ms  <- selected\n"
+                              "    p1:7430  ok  rtt last 1.01 ms smoothed 1.02 ms  [no requests]\n"));
+  EXPECT_THAT(text, Not(HasSubstr("refresh FAILED")));
+  (void)Lines(text);
+  r->set_last_refresh_error("UNAVAILABLE: meta down");
+  EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now),
+              HasSubstr("  configuration refresh FAILED (the last routes stay in use): "
+                        "UNAVAILABLE: meta down\n"));
+}
+
 TEST(RenderMountStatusTest, NoRoutesAndNoCacheTrafficAreSaidPlainly) {
   const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
   status::v1::MountStatus s = SampleStatus(now);
