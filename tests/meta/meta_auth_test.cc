@@ -211,7 +211,7 @@ TEST_F(MetaAuthTest, ProxyTokenCallsOnlyTheProxyRpcsAndVolumeTokensNeither) {
 TEST_F(MetaAuthTest, ProxyGroupsAreAdminOnlyAndRoutesAreScopedToTheVolume) {
   pb::CreateVolumeRequest cv;
   cv.set_name("w");
-  cv.set_store_url(store_url_);
+  cv.set_store_url(store_url_ + "/w");
   absl::StatusOr<pb::CreateVolumeResponse> w = client_->CreateVolume(cv);
   ASSERT_OK(w);
   pb::CreateProxyGroupRequest cg;
