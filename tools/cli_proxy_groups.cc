@@ -7,26 +7,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "google/protobuf/util/json_util.h"
 #include "tools/cli.h"
 #include "tools/cli_internal.h"
+#include "tools/render.h"
 #include "tools/table.h"
 
 namespace nighfs::tools::internal {
 namespace {
 
 namespace metapb = ::nighfs::meta::v1;
-
-std::string Json(const google::protobuf::Message& list) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(list, &json, options);
-  if (json.empty() || json.back() != '\n') json += '\n';
-  return json;
-}
 
 std::string GroupTable(const google::protobuf::RepeatedPtrField<metapb::ProxyGroup>& groups) {
   if (groups.empty()) return "no proxy groups\n";
@@ -139,7 +128,7 @@ std::optional<int> ProxyGroupCommands::Run(const Globals& g, std::ostream& out,
     absl::StatusOr<metapb::ListProxyGroupsResponse> r =
         api.ListProxyGroups(metapb::ListProxyGroupsRequest());
     if (!r.ok()) return Fail(err, "cannot list proxy groups: " + Message(r.status()));
-    out << (json_ ? Json(*r) : GroupTable(r->groups()));
+    out << (json_ ? ListJson(*r) : GroupTable(r->groups()));
     return kExitOk;
   }
   if (delete_group_->parsed()) {
@@ -173,7 +162,7 @@ std::optional<int> ProxyGroupCommands::Run(const Globals& g, std::ostream& out,
     absl::StatusOr<metapb::ListVolumeProxyGroupsResponse> r = api.ListVolumeProxyGroups(req);
     if (!r.ok()) return Fail(err, "cannot list volume proxy groups: " + Message(r.status()));
     if (json_) {
-      out << Json(*r);
+      out << ListJson(*r);
     } else if (r->associations().empty()) {
       out << "no volume proxy groups\n";
     } else {
