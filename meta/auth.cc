@@ -116,7 +116,15 @@ MetaAuthorizer::MetaAuthorizer(MetaService* service, MetaAuthOptions options)
 bool MetaAuthorizer::IsAdminOnly(std::string_view method) {
   static constexpr std::string_view kAdminOnly[] = {"CreateVolume", "ListVolumes",
                                                     "DeleteVolume", "CreateToken",
-                                                    "ListTokens",   "RevokeToken"};
+                                                    "ListTokens",   "RevokeToken",
+                                                    // Proxy groups: configuration is the
+                                                    // admin's; GetVolumeRoutes is scoped by
+                                                    // its volume_id like any volume call.
+                                                    "CreateProxyGroup", "UpdateProxyGroup",
+                                                    "ListProxyGroups", "DeleteProxyGroup",
+                                                    "CreateVolumeProxyGroup",
+                                                    "ListVolumeProxyGroups",
+                                                    "DeleteVolumeProxyGroup"};
   for (std::string_view m : kAdminOnly) {
     if (m == method) return true;
   }

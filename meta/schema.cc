@@ -197,6 +197,34 @@ CREATE TABLE gc_tombstones (
 CREATE INDEX gc_tombstones_by_time ON gc_tombstones(deleted_ns);
 )sql";
 
+// Version 7: proxy groups (meta/proxy_groups.cc, issue 13). A group's members keep their
+// configured order (position). routes_version is per volume: what a mount routes over changes
+// only with its own volume's associations, so a mount never re-fetches for another volume's
+// change; the Heartbeat reads it with one primary-key lookup.
+constexpr char kV7ProxyGroups[] = R"sql(
+CREATE TABLE proxy_groups (
+  id {ID},
+  provider_code TEXT NOT NULL,
+  region_code TEXT NOT NULL,
+  created_ns INTEGER NOT NULL,
+  updated_ns INTEGER NOT NULL
+);
+CREATE TABLE proxy_group_members (
+  group_id INTEGER NOT NULL,
+  address TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (group_id, address)
+);
+CREATE TABLE volume_proxy_groups (
+  volume_id INTEGER NOT NULL,
+  group_id INTEGER NOT NULL,
+  created_ns INTEGER NOT NULL,
+  PRIMARY KEY (volume_id, group_id)
+);
+CREATE INDEX volume_proxy_groups_by_group ON volume_proxy_groups(group_id);
+ALTER TABLE volumes ADD COLUMN routes_version INTEGER NOT NULL DEFAULT 1;
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
   auto expand = [&d](const char* script) {
@@ -204,7 +232,8 @@ std::vector<std::string> Migrations(const sql::Dialect& d) {
                                         {"{BLOB}", std::string(d.blob_type)}});
   };
   return {expand(kSchemaV1), kV2StoredBytes, expand(kV3RequestReplies),
-          kV4BlockIdRanges, expand(kV5Tokens), expand(kV6Proxies)};
+          kV4BlockIdRanges, expand(kV5Tokens), expand(kV6Proxies),
+          expand(kV7ProxyGroups)};
 }
 
 }  // namespace

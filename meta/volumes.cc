@@ -186,6 +186,7 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
     for (const char* sql : {"DELETE FROM tokens WHERE volume_id = ?",
                             "DELETE FROM sustained WHERE volume_id = ?",
                             "DELETE FROM sessions WHERE volume_id = ?",
+                            "DELETE FROM volume_proxy_groups WHERE volume_id = ?",
                             "DELETE FROM blocks WHERE volume_id = ?",
                             "DELETE FROM xattrs WHERE volume_id = ?",
                             "DELETE FROM dentries WHERE volume_id = ?",
@@ -280,7 +281,15 @@ absl::StatusOr<pb::HeartbeatResponse> MetaServiceImpl::Heartbeat(const pb::Heart
     }
     RETURN_IF_ERROR(Exec(tx.db, "UPDATE sessions SET last_heartbeat_ns = ? WHERE id = ?", tx.now,
                          req.session_id()));
-    return pb::HeartbeatResponse();
+    // What the mount routes over may have changed (proxy groups): one primary-key read.
+    ASSIGN_OR_RETURN(int64_t routes,
+                     QueryInt(tx.db, 0,
+                              "SELECT v.routes_version FROM sessions s JOIN volumes v "
+                              "ON v.id = s.volume_id WHERE s.id = ?",
+                              req.session_id()));
+    pb::HeartbeatResponse r;
+    r.set_routes_version(static_cast<uint64_t>(routes));
+    return r;
   });
 }
 

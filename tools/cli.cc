@@ -27,6 +27,7 @@
 #include "common/tls_certs.h"
 #include "common/token_file.h"
 #include "metadata_client/meta_client.h"
+#include "tools/cli_internal.h"
 #include "tools/mount_status.h"
 #include "tools/render.h"
 #include "tools/size.h"
@@ -45,12 +46,9 @@ namespace metapb = ::nighfs::meta::v1;
 // reachability, it does not wait for it.
 constexpr absl::Duration kStatusProbeTimeout = absl::Seconds(2);
 
-struct Globals {
-  std::string meta;  // as the user wrote it, for messages
-  std::string ca_file;  // --ca-file or $NIGHFS_CA_FILE; empty: the system CA store
-  absl::Duration timeout;
-  std::string admin_token_file;  // "" = $NIGHFS_ADMIN_TOKEN_FILE, else kDefaultAdminTokenFile
-};
+using internal::Fail;
+using internal::Globals;
+using internal::Message;
 
 constexpr char kDefaultAdminTokenFile[] = "/var/lib/nighfs/admin.token";
 
@@ -94,6 +92,10 @@ MetaProbe ProbeMeta(HttpClient& http, const std::string& address, absl::Duration
   return probe;
 }
 
+}  // namespace
+
+namespace internal {
+
 // A client for the metadata server, after one quick probe: an unreachable server (refused,
 // no route, DNS failure, nothing answering within --timeout) is reported at once in plain
 // words instead of after the RPC layer's retries run out.
@@ -133,6 +135,12 @@ int Fail(std::ostream& err, const std::string& message) {
   err << "nighfs: " << Printable(message) << "\n";
   return kExitFailure;
 }
+
+}  // namespace internal
+
+namespace {
+
+using internal::ConnectMeta;
 
 int CreateVolume(const Globals& g, const std::string& name, const std::string& store,
                  const std::string& block_size_text, std::ostream& out, std::ostream& err) {
@@ -491,7 +499,8 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
 
   CLI::App* configure =
       app.add_subcommand(
-      "configure", "create, list and delete volumes and tokens on the metadata server "
+      "configure", "create, list and delete volumes, tokens and proxy groups on the metadata "
+                   "server "
                    "(needs the admin token)");
   configure->require_subcommand(1);
 
@@ -573,6 +582,9 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
   delete_volume->add_option("NAME", delete_name, "volume name")->required();
   delete_volume->add_flag("--yes", delete_yes, "confirm the deletion");
 
+  internal::ProxyGroupCommands proxy_groups;
+  proxy_groups.Add(configure, create, list, del);
+
   CLI::App* status = app.add_subcommand(
       "status", "show the nighfs mounts of this host: routes, health and counters");
   std::string status_mount;
@@ -638,6 +650,7 @@ int RunNighfsCli(int argc, const char* const* argv, std::ostream& out, std::ostr
   }
   if (revoke_token->parsed()) return RevokeToken(g, revoke_which, revoke_volume, out, err);
   if (delete_volume->parsed()) return DeleteVolume(g, delete_name, delete_yes, out, err);
+  if (std::optional<int> rc = proxy_groups.Run(g, out, err)) return *rc;
   if (status->parsed()) return Status(g, status_mount, status_json, out, err);
   if (version->parsed()) {
     out << "nighfs " << NighfsVersion() << "\n";

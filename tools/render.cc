@@ -130,10 +130,6 @@ std::string RenderVolumeTable(const std::vector<meta::v1::Volume>& volumes) {
   return table.Render();
 }
 
-namespace {
-
-// One style for every JSON nighfs prints: every field, and the field names of the .proto, as
-// mount.nighfs uses in its status files.
 std::string ListJson(const google::protobuf::Message& list) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
@@ -145,8 +141,6 @@ std::string ListJson(const google::protobuf::Message& list) {
   if (json.empty() || json.back() != '\n') json += '\n';
   return json;
 }
-
-}  // namespace
 
 std::string RenderVolumesJson(const std::vector<meta::v1::Volume>& volumes) {
   meta::v1::ListVolumesResponse list;

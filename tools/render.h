@@ -20,6 +20,10 @@ std::string HumanDuration(absl::Duration d);
 // A round-trip time given in microseconds: "850 us", "1.2 ms", "-" when 0 (not measured).
 std::string FormatRtt(int64_t rtt_us);
 
+// One style for every JSON nighfs prints: every field, and the field names of the .proto, as
+// mount.nighfs uses in its status files.
+std::string ListJson(const google::protobuf::Message& list);
+
 // "created volume NAME" followed by its id, block size, store and creation time.
 std::string RenderCreatedVolume(const meta::v1::Volume& volume);
 

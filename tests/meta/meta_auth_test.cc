@@ -208,6 +208,83 @@ TEST_F(MetaAuthTest, ProxyTokenCallsOnlyTheProxyRpcsAndVolumeTokensNeither) {
   EXPECT_THAT(Names(1), ::testing::IsEmpty()) << "nothing was created";
 }
 
+TEST_F(MetaAuthTest, ProxyGroupsAreAdminOnlyAndRoutesAreScopedToTheVolume) {
+  pb::CreateVolumeRequest cv;
+  cv.set_name("w");
+  cv.set_store_url(store_url_ + "/w");
+  absl::StatusOr<pb::CreateVolumeResponse> w = client_->CreateVolume(cv);
+  ASSERT_OK(w);
+  pb::CreateProxyGroupRequest cg;
+  cg.set_provider_code("onprem");
+  cg.set_region_code("dc1");
+  cg.add_addresses("127.0.0.1:7430");
+  absl::StatusOr<pb::ProxyGroupResponse> g = client_->CreateProxyGroup(cg);
+  ASSERT_OK(g);
+  pb::CreateVolumeProxyGroupRequest assoc;
+  assoc.set_volume("v");
+  assoc.set_proxy_group_id(g->group().id());
+  ASSERT_OK(client_->CreateVolumeProxyGroup(assoc));
+
+  absl::StatusOr<pb::CreateTokenResponse> rw = Token(pb::ACCESS_WRITE);
+  absl::StatusOr<pb::CreateTokenResponse> ro = Token(pb::ACCESS_READ);
+  ASSERT_OK(rw);
+  ASSERT_OK(ro);
+  pb::MkdirRequest md = MkdirReq(1, "sub");
+  ASSERT_OK(client_->Mkdir(md));
+  absl::StatusOr<pb::CreateTokenResponse> sub = Token(pb::ACCESS_READ, "/sub");
+  ASSERT_OK(sub);
+  pb::CreateTokenRequest ct;
+  ct.set_access(pb::ACCESS_PROXY);
+  absl::StatusOr<pb::CreateTokenResponse> proxy = client_->CreateToken(ct);
+  ASSERT_OK(proxy);
+  secrets_.push_back(proxy->secret());
+
+  pb::GetVolumeRoutesRequest mine;
+  mine.set_volume_id(vol_);
+  pb::GetVolumeRoutesRequest theirs;
+  theirs.set_volume_id(w->volume().id());
+  for (const std::string& secret : {rw->secret(), ro->secret(), sub->secret()}) {
+    EXPECT_EQ(RawStatus("GetVolumeRoutes", mine, secret), 200);
+    EXPECT_EQ(RawStatus("GetVolumeRoutes", theirs, secret), 403);
+  }
+  absl::StatusOr<pb::GetVolumeRoutesResponse> routes = Client(ro->secret())->GetVolumeRoutes(mine);
+  ASSERT_OK(routes);
+  ASSERT_EQ(routes->groups_size(), 1);
+  EXPECT_EQ(routes->groups(0).addresses(0), "127.0.0.1:7430");
+  EXPECT_OK(client_->GetVolumeRoutes(theirs));
+  EXPECT_EQ(RawStatus("GetVolumeRoutes", mine, proxy->secret()), 403);
+  EXPECT_EQ(RawStatus("GetVolumeRoutes", mine, ""), 401);
+
+  // Configuration: the admin only; volume and proxy tokens get 403 and change nothing.
+  pb::UpdateProxyGroupRequest ug;
+  ug.set_id(g->group().id());
+  ug.add_addresses("attacker.example:443");
+  pb::DeleteProxyGroupRequest dg;
+  dg.set_id(g->group().id());
+  pb::ListVolumeProxyGroupsRequest lv;
+  lv.set_volume("v");
+  pb::DeleteVolumeProxyGroupRequest dv;
+  dv.set_volume("v");
+  dv.set_proxy_group_id(g->group().id());
+  for (const std::string& secret : {rw->secret(), ro->secret(), proxy->secret()}) {
+    EXPECT_EQ(RawStatus("CreateProxyGroup", cg, secret), 403);
+    EXPECT_EQ(RawStatus("UpdateProxyGroup", ug, secret), 403);
+    EXPECT_EQ(RawStatus("ListProxyGroups", pb::ListProxyGroupsRequest(), secret), 403);
+    EXPECT_EQ(RawStatus("DeleteProxyGroup", dg, secret), 403);
+    EXPECT_EQ(RawStatus("CreateVolumeProxyGroup", assoc, secret), 403);
+    EXPECT_EQ(RawStatus("ListVolumeProxyGroups", lv, secret), 403);
+    EXPECT_EQ(RawStatus("DeleteVolumeProxyGroup", dv, secret), 403);
+  }
+  absl::StatusOr<pb::ListProxyGroupsResponse> groups = client_->ListProxyGroups({});
+  ASSERT_OK(groups);
+  ASSERT_EQ(groups->groups_size(), 1);
+  EXPECT_EQ(groups->groups(0).addresses_size(), 1);
+  EXPECT_EQ(groups->groups(0).addresses(0), "127.0.0.1:7430");
+  absl::StatusOr<pb::ListVolumeProxyGroupsResponse> assocs = client_->ListVolumeProxyGroups(lv);
+  ASSERT_OK(assocs);
+  EXPECT_EQ(assocs->associations_size(), 1);
+}
+
 TEST_F(MetaAuthTest, SubtreeTokenCannotReachOutsideItsSubtree) {
   const pb::Attr a = Mkdir(1, "a");
   const pb::Attr in = Mkdir(a.ino(), "in");

@@ -36,6 +36,10 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "DROP TABLE proxy_groups;"
+    "DROP TABLE proxy_group_members;"
+    "DROP TABLE volume_proxy_groups;"
+    "ALTER TABLE volumes DROP COLUMN routes_version;"
     "DROP TABLE gc_tombstones;"
     "ALTER TABLE blocks DROP COLUMN holder_id;"
     "DROP TABLE known_proxies;"

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "meta/meta_service.h"
 #include "meta/principal.h"
+#include "meta/schema.h"
 #include "tests/meta/fake_store.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
@@ -514,10 +515,13 @@ TEST_F(ProxyOpsTest, SchemaV5DatabaseMigratesToV6) {
       "DROP TABLE gc_tombstones;"
       "ALTER TABLE blocks DROP COLUMN holder_id;"
       "DROP TABLE known_proxies;"
+      // and without what later versions added (v7: proxy groups)
+      "DROP TABLE proxy_groups; DROP TABLE proxy_group_members; DROP TABLE volume_proxy_groups;"
+      "ALTER TABLE volumes DROP COLUMN routes_version;"
       "UPDATE meta SET value = '5' WHERE key = 'schema_version';");
   EXPECT_EQ(RawInt("SELECT COUNT(*) FROM sqlite_master WHERE name = 'known_proxies'"), 0);
   Open();
-  EXPECT_EQ(RawInt("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"), 6);
+  EXPECT_EQ(RawInt("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"), kSchemaVersion);
   std::vector<pb::Block> b = Blocks(ino);
   ASSERT_EQ(b.size(), 1u);
   EXPECT_EQ(b[0].id(), id);

@@ -574,6 +574,77 @@ TEST_F(CliMetaTest, ProxyTokenCreateListRevoke) {
   EXPECT_THAT(r.out, Not(HasSubstr("edge1")));
 }
 
+TEST_F(CliMetaTest, ProxyGroupsAndVolumeProxyGroupsCreateUpdateListDelete) {
+  ASSERT_EQ(Nighfs({"configure", "create", "volume", "v", "--store", store_}).exit_code, 0);
+  CliResult r = Nighfs({"configure", "create", "proxy-group", "--provider-code", "onprem",
+                        "--region-code", "dc1", "--addresses", "p1:7430,http://p2:7430"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("created proxy group "));
+  meta::v1::ListProxyGroupsResponse groups;
+  r = Nighfs({"configure", "list", "proxy-groups", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &groups).ok()) << r.out;
+  ASSERT_EQ(groups.groups_size(), 1);
+  const std::string id = absl::StrCat(groups.groups(0).id());
+  EXPECT_EQ(groups.groups(0).provider_code(), "onprem");
+  EXPECT_THAT(groups.groups(0).addresses(), ::testing::ElementsAre("p1:7430", "http://p2:7430"));
+
+  // Invalid input is the server's to refuse, with its reason; nothing is created.
+  r = Nighfs({"configure", "create", "proxy-group", "--provider-code", "OnPrem", "--region-code",
+              "dc1", "--addresses", "p1:7430"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, StartsWith("nighfs: cannot create proxy group: "));
+  r = Nighfs({"configure", "update", "proxy-group", id, "--addresses", "p1:7430,p1:7430"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("twice"));
+
+  r = Nighfs({"configure", "update", "proxy-group", id, "--addresses", "p1:7430, p3:7430"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "proxy-groups"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, StartsWith("ID  PROVIDER  REGION  MEMBERS\n"));
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat(id, "   onprem    dc1     p1:7430,p3:7430\n")));
+
+  r = Nighfs({"configure", "create", "volume-proxy-group", "--volume", "v", "--proxy-group-id",
+              id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "volume-proxy-groups", "--volume", "v"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("v +" + id + "\n"));
+  r = Nighfs({"configure", "list", "volume-proxy-groups", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  meta::v1::ListVolumeProxyGroupsResponse assocs;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &assocs).ok()) << r.out;
+  ASSERT_EQ(assocs.associations_size(), 1);
+  EXPECT_EQ(assocs.associations(0).volume(), "v");
+
+  r = Nighfs({"configure", "delete", "proxy-group", id});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("associated"));
+  r = Nighfs({"configure", "delete", "volume-proxy-group", "--volume", "v", "--proxy-group-id",
+              id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "volume-proxy-groups"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "no volume proxy groups\n");
+  r = Nighfs({"configure", "delete", "proxy-group", id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Nighfs({"configure", "list", "proxy-groups"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "no proxy groups\n");
+
+  // The admin token is needed: a volume token is refused by the server.
+  const std::string token_file = dir_.path() + "/v.token";
+  ASSERT_EQ(Nighfs({"configure", "create", "token", "--volume", "v", "--access", "write",
+                    "--out", token_file})
+                .exit_code,
+            0);
+  r = runner_.Run({"--meta", address_, "--ca-file", ca_file(), "--admin-token-file", token_file,
+                   "configure", "list", "proxy-groups"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("admin token"));
+}
+
 TEST(CliUnreachableTest, BadMetaAddressFailsFastWithAClearMessage) {
   TempDir dir;
   NighfsRunner runner(dir.path());
