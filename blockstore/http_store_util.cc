@@ -1,5 +1,6 @@
 #include "blockstore/http_store_util.h"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "blockstore/call_deadline.h"
 #include "common/logging.h"
 
 namespace nighfs::blockstore {
@@ -114,10 +116,33 @@ absl::Status SendWithRetries(HttpClient& http, const RetryPolicy& policy, const 
                              const std::function<HttpRequest()>& make_request,
                              const std::function<absl::Status(HttpResponse&)>& on_response,
                              std::string_view secret) {
-  absl::Status s = RetryWithBackoff(
-      policy,
-      [&]() -> absl::Status {
-        absl::StatusOr<HttpResponse> r = http.Do(make_request());
+  // The caller's deadline (call_deadline.h) bounds the retries and each attempt's timeout;
+  // without one the policy alone decides, as before.
+  const absl::Time call_deadline = CallDeadline();
+  RetryPolicy bounded = policy;
+  if (call_deadline != absl::InfiniteFuture()) {
+    const absl::Duration left = call_deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat(AV(op.store), " ", AV(op.method), " ", AV(op.what),
+                                                      ": the call's deadline passed before it was sent"));
+    }
+    bounded.deadline = std::min(bounded.deadline, left);
+  }
+  absl::Status s = RetryUntilDeadline(
+      bounded,
+      [&](absl::Time give_up) -> absl::Status {
+        HttpRequest request = make_request();
+        if (call_deadline != absl::InfiniteFuture()) {
+          const absl::Duration left = give_up - absl::Now();
+          if (left <= absl::ZeroDuration()) {
+            return absl::DeadlineExceededError(absl::StrCat(
+                AV(op.store), " ", AV(op.method), " ", AV(op.what), ": the call's deadline passed"));
+          }
+          request.timeout = request.timeout > absl::ZeroDuration()
+                                ? std::min(request.timeout, left)
+                                : left;
+        }
+        absl::StatusOr<HttpResponse> r = http.Do(request);
         if (!r.ok()) return TransportError(op, r.status());
         return on_response(*r);
       },

@@ -1,5 +1,6 @@
 #include "blockstore/proxy_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "blockstore/call_deadline.h"
 #include "blockstore/http_store_util.h"
 #include "blockstore/s3_responses.h"
 #include "common/crc32c.h"
@@ -168,7 +170,10 @@ class HttpProxyStore final : public ProxyStore {
       return absl::UnavailableError(absl::StrCat("GET ", req.url, ": ", r->status,
                                                  " (not a nighfs-proxy, or not ready)"));
     }
-    return rtt;
+    // A ping that had to open the connection (the first one, or after the proxy closed it)
+    // would count the TCP and TLS handshakes, several round trips, as latency: at start that
+    // made the group probed first look farther than it is, and a switch followed.
+    return std::max(rtt - r->connect_time, absl::ZeroDuration());
   }
 
  private:
@@ -218,7 +223,9 @@ class HttpProxyStore final : public ProxyStore {
   void WaitRetryAfter(const HttpResponse& r) const {
     int64_t seconds = 0;
     if (!absl::SimpleAtoi(r.Header("Retry-After"), &seconds) || seconds <= 0) return;
-    absl::SleepFor(std::min(absl::Seconds(seconds), options_.retry.max_backoff));
+    // Never past the caller's deadline (call_deadline.h): the retry would not be sent anyway.
+    absl::SleepFor(std::min({absl::Seconds(seconds), options_.retry.max_backoff,
+                             CallDeadline() - absl::Now()}));
   }
 
   absl::Status ErrorFor(std::string_view method, std::string_view key,

@@ -82,6 +82,7 @@ class ProxyStore : public BlockStore {
   // connection of its own, so its time is a round trip, not a handshake or a wait behind
   // block transfers; its round-trip time. At most one ping is in flight: a call while another
   // runs returns Unavailable at once (a ping still unanswered is itself the measurement).
+  // A ping that opened the connection reports its time without the TCP/TLS handshake.
   virtual absl::StatusOr<absl::Duration> Ping() = 0;
 
   // Get: `Range` for a part. Put: as PutAndLocate, the holder dropped. PutAndLocate: the

@@ -406,6 +406,11 @@ absl::StatusOr<HttpResponse> CurlHttpClient::Do(const HttpRequest& request) {
   }
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  // Both are 0 when a kept-alive connection was reused; APPCONNECT covers TLS, CONNECT TCP.
+  curl_off_t connect_us = 0, appconnect_us = 0;
+  curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &connect_us);
+  curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &appconnect_us);
+  response.connect_time = absl::Microseconds(std::max(connect_us, appconnect_us));
   ReturnHandle(h);
   response.status = static_cast<int>(status);
   return response;

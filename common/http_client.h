@@ -30,6 +30,10 @@ struct HttpResponse {
   int status = 0;
   HttpHeaders headers;  // names as received
   std::string body;
+  // Time this request spent opening a new connection (TCP, and TLS for https) before it was
+  // sent; zero when it reused a kept-alive one. A latency probe subtracts it: a handshake is
+  // several round trips and says nothing about the next request on the connection.
+  absl::Duration connect_time = absl::ZeroDuration();
   // Case-insensitive header lookup; empty if absent.
   std::string Header(std::string_view name) const;
 };

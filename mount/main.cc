@@ -125,8 +125,9 @@ class MountKeeper {
         token_access_(mounted.access() == pb::ACCESS_READ ? "read" : "write"),
         token_path_(mounted.root_path().empty() ? "/" : mounted.root_path()),
         // Behind a proxy the store is the proxy's business: show the volume's, not the proxy.
-        store_desc_(proxy != nullptr || routing != nullptr ? volume.store_url()
-                                                           : store->Describe()),
+        store_desc_(proxy != nullptr || (routing != nullptr && routing->active())
+                        ? volume.store_url()
+                        : store->Describe()),
         session_id_(session_id),
         started_ns_(absl::ToUnixNanos(absl::Now())) {
     status_path_ = absl::StrCat(RunDir(), "/", ::getpid(), ".json");
@@ -155,10 +156,13 @@ class MountKeeper {
       WriteStatus();
       // With proxy groups the route can change within a probe interval: status follows it.
       const absl::Duration every =
-          routing_ != nullptr ? std::min(absl::Seconds(5), opts_.probe_interval) : absl::Seconds(5);
+          Routed() ? std::min(absl::Seconds(5), opts_.probe_interval) : absl::Seconds(5);
       if (stop_.WaitForNotificationWithTimeout(every)) return;
     }
   }
+
+  // Whether block I/O goes through proxy groups now (a volume may gain or lose them).
+  bool Routed() const { return routing_ != nullptr && routing_->active(); }
 
   void Heartbeat() {
     pb::HeartbeatRequest req;
@@ -221,7 +225,7 @@ class MountKeeper {
       s.set_meta_reachable(meta_ok_);
       s.set_last_meta_error(last_error_);
     }
-    if (routing_ != nullptr) {
+    if (Routed()) {
       FillGroupsRoute(*store_, routing_->Snapshot(), s.add_routes());
       routing_->FillStatus(s.mutable_routing());
     } else if (pinger_ != nullptr) {
@@ -253,7 +257,7 @@ class MountKeeper {
   const pb::Volume volume_;
   const blockstore::CountingStore* const store_;
   blockstore::ProxyStore* const proxy_;
-  MountRouting* const routing_;  // null without proxy groups
+  MountRouting* const routing_;  // null with -o proxy=
   const std::shared_ptr<MetaSessionKey> session_key_;
   const std::string token_access_;
   const std::string token_path_;
@@ -423,11 +427,13 @@ int RunMount(MountOptions opts) {
         blockstore::OpenBlockStore(volume.store_url(), *creds);
     if (!opened.ok()) return Fail("block store of volume " + volume.name() + ": " +
                                   std::string(opened.status().message()));
-    store = std::make_unique<blockstore::CountingStore>(*std::move(opened));
-    if (absl::Status s = store->Check(); !s.ok()) {
-      return Fail("block store " + store->Describe() + " is not usable: " +
+    if (absl::Status s = (*opened)->Check(); !s.ok()) {
+      return Fail("block store " + (*opened)->Describe() + " is not usable: " +
                   std::string(s.message()));
     }
+    // Through MountRouting all the same (step 4): groups associated with the volume later are
+    // picked up without a remount.
+    direct = *std::move(opened);
   }
   // A block another mount wrote through a proxy that has not flushed it yet is read from that
   // proxy (Block.holder), whichever route this mount takes.
@@ -469,7 +475,9 @@ int RunMount(MountOptions opts) {
   std::fprintf(stderr, "mount.nighfs: volume %s mounted at %s (metadata %s, blocks %s %s)\n",
                volume.name().c_str(), mp.c_str(), opts.meta_address.c_str(),
                proxy != nullptr || use_groups ? "through" : "in",
-               use_groups ? "proxy groups" : store->Describe().c_str());
+               use_groups ? "proxy groups"
+               : proxy != nullptr ? proxy->url().c_str()
+                                  : direct->Describe().c_str());
   if (!opts.foreground) {
     std::string log = opts.log_file;
     if (log.empty()) log = "/var/log/nighfs/mount-" + volume.name() + ".log";
@@ -494,8 +502,9 @@ int RunMount(MountOptions opts) {
   } else {
     // The token's scope at one place: its subtree root is the mount's inode 1.
     std::unique_ptr<MetaApi> scoped = NewScopedMetaApi(meta->get(), root_ino, opts.read_only);
-    if (use_groups) {
-      // Made here, after the fork: the router starts its prober thread.
+    if (opts.proxy.empty()) {
+      // Made here, after the fork: the router starts its prober thread. Without groups yet,
+      // calls go to the direct store until a heartbeat brings some.
       MountRoutingOptions ro;
       ro.meta = meta->get();
       ro.volume_id = volume.id();
@@ -506,14 +515,15 @@ int RunMount(MountOptions opts) {
       ro.probe_timeout = opts.probe_timeout;
       ro.route_deadline = opts.route_deadline;
       absl::StatusOr<std::unique_ptr<MountRouting>> made = MountRouting::CreateWith(ro, routes);
-      if (made.ok()) {
+      if (made.ok() && *made != nullptr) {
         routing = *std::move(made);
         // `routing` owns the router and outlives the file system and this counting view.
         store = std::make_unique<blockstore::CountingStore>(
             std::make_unique<blockstore::BlockStoreWrapper>(std::shared_ptr<blockstore::BlockStore>(
                 routing->store(), [](blockstore::BlockStore*) {})));
       } else {
-        NIGHFS_LOG(ERROR) << "proxy-group routing: " << made.status();
+        NIGHFS_LOG(ERROR) << "proxy-group routing: "
+                          << (made.ok() ? absl::InternalError("no route") : made.status());
       }
     }
     absl::StatusOr<std::unique_ptr<FileSystem>> fs = store == nullptr

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "blockstore/store_wrapper.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "mount/routes.h"
 
 namespace nighfs::fs {
@@ -129,18 +130,67 @@ absl::StatusOr<std::unique_ptr<MountRouting>> MountRouting::Create(MountRoutingO
   return CreateWith(std::move(options), *routes);
 }
 
+// Forwards every call to the current target (the router, or the direct store while no group is
+// configured). Each call holds its own reference, so a target replaced meanwhile lives until
+// the calls on it return.
+class MountRouting::Front : public blockstore::BlockStore {
+ public:
+  explicit Front(std::shared_ptr<blockstore::BlockStore> target) : target_(std::move(target)) {}
+  void Set(std::shared_ptr<blockstore::BlockStore> target) {
+    absl::MutexLock l(&mu_);
+    target_ = std::move(target);
+  }
+
+  absl::StatusOr<std::string> Get(std::string_view key, uint64_t offset,
+                                  uint64_t length) override {
+    return Target()->Get(key, offset, length);
+  }
+  absl::Status Put(std::string_view key, std::string_view data) override {
+    return Target()->Put(key, data);
+  }
+  absl::StatusOr<std::string> PutAndLocate(std::string_view key, std::string_view data) override {
+    return Target()->PutAndLocate(key, data);
+  }
+  absl::Status Delete(std::string_view key) override { return Target()->Delete(key); }
+  absl::StatusOr<blockstore::ObjectInfo> Head(std::string_view key) override {
+    return Target()->Head(key);
+  }
+  absl::StatusOr<blockstore::ListPage> List(std::string_view prefix, std::string_view page_token,
+                                            int max_keys) override {
+    return Target()->List(prefix, page_token, max_keys);
+  }
+  absl::Status Check() override { return Target()->Check(); }
+  std::string Describe() const override { return Target()->Describe(); }
+
+ private:
+  std::shared_ptr<blockstore::BlockStore> Target() const {
+    absl::MutexLock l(&mu_);
+    return target_;
+  }
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<blockstore::BlockStore> target_ ABSL_GUARDED_BY(mu_);
+};
+
 absl::StatusOr<std::unique_ptr<MountRouting>> MountRouting::CreateWith(
     MountRoutingOptions options, const pb::GetVolumeRoutesResponse& routes) {
   std::vector<proxyselect::GroupConfig> groups = GroupsFromRoutes(routes);
-  if (groups.empty()) return nullptr;
-
+  if (groups.empty() && options.direct == nullptr) return nullptr;
   std::unique_ptr<MountRouting> r(new MountRouting(std::move(options), routes.routes_version()));
-  const MountRoutingOptions& o = r->options_;
+  if (!groups.empty()) {
+    RETURN_IF_ERROR(r->Apply(std::move(groups), routes.routes_version()));
+  }
+  return r;
+}
+
+absl::StatusOr<std::shared_ptr<proxyselect::RoutingStore>> MountRouting::MakeRouter(
+    std::vector<proxyselect::GroupConfig> groups) {
+  const MountRoutingOptions& o = options_;
   proxyselect::RoutingOptions ro;
   ro.groups = std::move(groups);
   ro.member_store_factory = o.member_store_factory;
   if (!ro.member_store_factory) {
-    blockstore::ProxyStores* members = r->members_.get();
+    blockstore::ProxyStores* members = members_.get();
     ro.member_store_factory = [members](const std::string& address)
         -> absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> {
       absl::StatusOr<blockstore::ProxyStore*> p = members->For(address);
@@ -150,8 +200,7 @@ absl::StatusOr<std::unique_ptr<MountRouting>> MountRouting::CreateWith(
           std::shared_ptr<blockstore::BlockStore>(*p, [](blockstore::BlockStore*) {}));
     };
   }
-  ro.pinger = o.pinger != nullptr ? o.pinger
-                                  : std::make_shared<ProxyStoresPinger>(r->members_.get());
+  ro.pinger = o.pinger != nullptr ? o.pinger : std::make_shared<ProxyStoresPinger>(members_.get());
   ro.direct = o.direct;
   if (o.direct == nullptr) ro.direct_missing_reason = o.direct_missing_reason;
   ro.probe_interval = o.probe_interval;
@@ -165,8 +214,7 @@ absl::StatusOr<std::unique_ptr<MountRouting>> MountRouting::CreateWith(
   absl::StatusOr<std::unique_ptr<proxyselect::RoutingStore>> router =
       proxyselect::RoutingStore::Create(std::move(ro));
   if (!router.ok()) return router.status();
-  r->router_ = *std::move(router);
-  return r;
+  return std::shared_ptr<proxyselect::RoutingStore>(*std::move(router));
 }
 
 MountRouting::MountRouting(MountRoutingOptions options, uint64_t version)
@@ -177,13 +225,33 @@ MountRouting::MountRouting(MountRoutingOptions options, uint64_t version)
   m.connect_timeout = std::min(m.connect_timeout, absl::Seconds(1));
   m.ping_timeout = options_.probe_timeout;
   members_ = std::make_unique<blockstore::ProxyStores>(std::move(m));
+  front_ = std::make_unique<Front>(options_.direct);
 }
 
 // The router (and its prober, which pings through members_) goes first.
-MountRouting::~MountRouting() { router_.reset(); }
+MountRouting::~MountRouting() {
+  front_->Set(nullptr);
+  absl::MutexLock l(&mu_);
+  router_.reset();
+}
 
-blockstore::BlockStore* MountRouting::store() const { return router_.get(); }
-proxyselect::RoutingStore& MountRouting::routing_store() const { return *router_; }
+blockstore::BlockStore* MountRouting::store() const { return front_.get(); }
+
+std::shared_ptr<proxyselect::RoutingStore> MountRouting::routing_store() const {
+  absl::MutexLock l(&mu_);
+  return router_;
+}
+
+bool MountRouting::active() const { return routing_store() != nullptr; }
+
+proxyselect::RoutingSnapshot MountRouting::Snapshot() const {
+  if (std::shared_ptr<proxyselect::RoutingStore> r = routing_store()) return r->Snapshot();
+  proxyselect::RoutingSnapshot s;
+  s.direct_configured = options_.direct != nullptr;
+  s.direct_active = true;
+  s.direct_why = "the volume has no proxy group";
+  return s;
+}
 
 uint64_t MountRouting::routes_version() const {
   absl::MutexLock l(&mu_);
@@ -202,28 +270,49 @@ void MountRouting::OnRoutesVersion(uint64_t version) {
   if (!s.ok()) NIGHFS_LOG(WARNING) << "refreshing proxy-group routes failed: " << s;
 }
 
+// Under refresh_mu_ (or from CreateWith, before anyone else can call).
+absl::Status MountRouting::Apply(std::vector<proxyselect::GroupConfig> groups, uint64_t version) {
+  std::shared_ptr<proxyselect::RoutingStore> router = routing_store();
+  if (groups.empty()) {
+    if (router != nullptr && options_.direct == nullptr) {
+      NIGHFS_LOG(WARNING) << "the volume has no proxy group any more (routes version " << version
+                          << "), and this mount has no direct store: keeping the last groups";
+    } else if (router != nullptr) {
+      NIGHFS_LOG(INFO) << "the volume has no proxy group any more (routes version " << version
+                       << "): going straight to the object store";
+      front_->Set(options_.direct);
+      absl::MutexLock l(&mu_);
+      router_.reset();  // its prober stops once the calls in flight on it are done
+    }
+  } else if (router != nullptr) {
+    RETURN_IF_ERROR(router->SetGroups(std::move(groups)));
+    NIGHFS_LOG(INFO) << "proxy-group routes version " << version << " applied";
+  } else {
+    absl::StatusOr<std::shared_ptr<proxyselect::RoutingStore>> made = MakeRouter(std::move(groups));
+    if (!made.ok()) return made.status();
+    {
+      absl::MutexLock l(&mu_);
+      router_ = *made;
+    }
+    front_->Set(*made);
+    NIGHFS_LOG(INFO) << "proxy-group routes version " << version
+                     << " applied: block I/O now goes through proxy groups";
+  }
+  absl::MutexLock l(&mu_);
+  version_ = version;
+  return absl::OkStatus();
+}
+
 absl::Status MountRouting::Refresh() {
   pb::GetVolumeRoutesRequest req;
   req.set_volume_id(options_.volume_id);
   absl::StatusOr<pb::GetVolumeRoutesResponse> routes = options_.meta->GetVolumeRoutes(req);
   if (!routes.ok()) return routes.status();
-  std::vector<proxyselect::GroupConfig> groups = GroupsFromRoutes(*routes);
-  if (groups.empty()) {
-    NIGHFS_LOG(WARNING) << "the volume has no proxy group any more (routes version "
-                        << routes->routes_version() << "): keeping the last groups until "
-                        << "remounted";
-  } else if (absl::Status s = router_->SetGroups(std::move(groups)); !s.ok()) {
-    return s;
-  } else {
-    NIGHFS_LOG(INFO) << "proxy-group routes version " << routes->routes_version() << " applied";
-  }
-  absl::MutexLock l(&mu_);
-  version_ = routes->routes_version();
-  return absl::OkStatus();
+  return Apply(GroupsFromRoutes(*routes), routes->routes_version());
 }
 
 void MountRouting::FillStatus(status::v1::Routing* out) const {
-  FillRoutingStatus(router_->Snapshot(), out);
+  FillRoutingStatus(Snapshot(), out);
   absl::MutexLock l(&mu_);
   out->set_routes_version(version_);
   out->set_last_refresh_error(last_error_);

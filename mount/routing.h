@@ -2,7 +2,10 @@
 // configuration: GetVolumeRoutes at mount, again whenever a heartbeat reports another
 // routes_version (no remount), into a proxyselect::RoutingStore whose members are ProxyStores
 // with a small retry budget of their own (the routing store owns retries and failover), and
-// the RoutingStore snapshot into status.proto's Routing, as it is.
+// the RoutingStore snapshot into status.proto's Routing, as it is. A mount whose volume has no
+// group (at mount time, or after the last one is removed) goes straight to the object store
+// through the same MountRouting, and starts routing through groups associated later, again
+// without a remount.
 #ifndef NIGHFS_MOUNT_ROUTING_H_
 #define NIGHFS_MOUNT_ROUTING_H_
 
@@ -64,8 +67,9 @@ struct MountRoutingOptions {
 // Thread-safe.
 class MountRouting {
  public:
-  // Calls GetVolumeRoutes. nullptr (not an error) when the volume has no group with members:
-  // the mount goes direct as before. An error of the call is returned (the caller decides).
+  // Calls GetVolumeRoutes. Without a group with members the MountRouting sends every call to
+  // `direct` until groups appear; nullptr (not an error) when there is no direct store either:
+  // nothing to route. An error of the call is returned (the caller decides).
   static absl::StatusOr<std::unique_ptr<MountRouting>> Create(MountRoutingOptions options);
   // As Create, with routes already fetched (the mount fetches them before it forks, and starts
   // the prober thread after).
@@ -73,27 +77,39 @@ class MountRouting {
       MountRoutingOptions options, const meta::v1::GetVolumeRoutesResponse& routes);
   ~MountRouting();
 
-  // The BlockStore of the file system.
+  // The BlockStore of the file system: the router while groups are configured, else direct.
   blockstore::BlockStore* store() const;
+  // Whether calls go through proxy groups (false: straight to the direct store, no group).
+  bool active() const;
   // From each heartbeat reply: a routes_version other than the one in use fetches the routes
-  // again and applies them (RoutingStore::SetGroups). A failed fetch is kept for status and
-  // tried again at the next heartbeat. An empty configuration keeps the last groups (a
-  // RoutingStore cannot go without; the mount goes on through them until remounted).
+  // again and applies them (RoutingStore::SetGroups, or a new router when there was none). A
+  // failed fetch is kept for status and tried again at the next heartbeat. An empty
+  // configuration sends calls straight to the direct store (calls in flight finish on the old
+  // router); without a direct store the last groups are kept, as the only way to the blocks.
   void OnRoutesVersion(uint64_t version);
   uint64_t routes_version() const;
 
   void FillStatus(status::v1::Routing* out) const;
-  proxyselect::RoutingSnapshot Snapshot() const { return router_->Snapshot(); }
-  proxyselect::RoutingStore& routing_store() const;
+  // Without groups: no group, direct active and why.
+  proxyselect::RoutingSnapshot Snapshot() const;
+  // The router; null while no group is configured.
+  std::shared_ptr<proxyselect::RoutingStore> routing_store() const;
 
  private:
+  class Front;  // the store() the file system holds: forwards to the router or direct
+
   MountRouting(MountRoutingOptions options, uint64_t version);
+  absl::StatusOr<std::shared_ptr<proxyselect::RoutingStore>> MakeRouter(
+      std::vector<proxyselect::GroupConfig> groups);
+  absl::Status Apply(std::vector<proxyselect::GroupConfig> groups, uint64_t version);
   absl::Status Refresh();
 
   const MountRoutingOptions options_;
   std::unique_ptr<blockstore::ProxyStores> members_;
-  std::unique_ptr<proxyselect::RoutingStore> router_;
+  std::unique_ptr<Front> front_;
   mutable absl::Mutex mu_;
+  // Shared with Front, so that calls in flight keep a router that was just dropped alive.
+  std::shared_ptr<proxyselect::RoutingStore> router_ ABSL_GUARDED_BY(mu_);
   absl::Mutex refresh_mu_;  // one refresh at a time
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_error_ ABSL_GUARDED_BY(mu_);

@@ -63,8 +63,13 @@ struct RoutingOptions {
   absl::Duration probe_interval = absl::Seconds(1);
   absl::Duration probe_timeout = absl::Seconds(1);
   bool start_prober = true;
-  // One call's whole budget across routes and rounds.
+  // One call's whole budget across routes and rounds. Each route's call runs under a
+  // blockstore::ScopedCallDeadline of what is left of it (call_deadline.h), so a store's own
+  // retries never outlast it.
   absl::Duration request_deadline = absl::Seconds(60);
+  // The most one attempt on a member may take (its own retries included) before the next
+  // route is tried. Long enough for a block over a slow link; a black-holed member costs this.
+  absl::Duration member_attempt_timeout = absl::Seconds(5);
   // Backoff between rounds of the chain when every route failed (doubling, capped).
   absl::Duration initial_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(1);

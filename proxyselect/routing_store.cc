@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "blockstore/call_deadline.h"
 #include "common/logging.h"
 #include "common/retry.h"
 #include "proxyselect/estimator.h"
@@ -450,6 +451,12 @@ class RoutingStoreImpl : public RoutingStore {
     std::vector<std::string> failures;  // "route: status", for the final error
     auto attempt = [&](const Route& r, bool* done) -> Result {
       const absl::Time t0 = options_.clock();
+      // The route's own budget (call_deadline.h): what is left of the request's, and for a
+      // member no more than member_attempt_timeout, so that a member that stopped answering
+      // costs one attempt's time before the next route is tried, whatever its own retries.
+      absl::Duration budget = deadline - t0;
+      if (!r->address.empty()) budget = std::min(budget, options_.member_attempt_timeout);
+      blockstore::ScopedCallDeadline bounded(absl::Now() + budget);
       Result result = fn(*r->store);
       const absl::Duration latency = options_.clock() - t0;
       const absl::Status& status = StatusOf(result);

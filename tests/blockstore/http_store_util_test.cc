@@ -4,6 +4,7 @@
 // through emulators and a fault-injecting proxy.
 #include "blockstore/http_store_util.h"
 
+#include <algorithm>
 #include <deque>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "blockstore/block_store.h"
+#include "blockstore/call_deadline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_status.h"
@@ -200,6 +202,90 @@ TEST(SendWithRetriesTest, RedactsTheSecretFromReturnedMessages) {
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(std::string(s.message()), HasSubstr("<redacted>"));
   EXPECT_THAT(std::string(s.message()), Not(HasSubstr("SECRETSIG")));
+}
+
+
+// A client that takes `per_request` to fail each request (a store that answers slowly with
+// 503s), and records the timeout each request was given.
+class SlowFailingClient : public HttpClient {
+ public:
+  explicit SlowFailingClient(absl::Duration per_request) : per_request_(per_request) {}
+  absl::StatusOr<HttpResponse> Do(const HttpRequest& request) override {
+    timeouts_.push_back(request.timeout);
+    absl::SleepFor(std::min(per_request_, request.timeout > absl::ZeroDuration()
+                                              ? request.timeout
+                                              : absl::InfiniteDuration()));
+    return Response(503);
+  }
+  const std::vector<absl::Duration>& timeouts() const { return timeouts_; }
+
+ private:
+  const absl::Duration per_request_;
+  std::vector<absl::Duration> timeouts_;
+};
+
+TEST(CallDeadlineTest, ScopesNestAndNeverExtendTheOuterDeadline) {
+  EXPECT_EQ(CallDeadline(), absl::InfiniteFuture());
+  const absl::Time t = absl::Now() + absl::Seconds(10);
+  {
+    ScopedCallDeadline outer(t);
+    EXPECT_EQ(CallDeadline(), t);
+    {
+      ScopedCallDeadline later(t + absl::Seconds(5));
+      EXPECT_EQ(CallDeadline(), t);  // an inner scope cannot give more time
+      ScopedCallDeadline sooner(t - absl::Seconds(5));
+      EXPECT_EQ(CallDeadline(), t - absl::Seconds(5));
+    }
+    EXPECT_EQ(CallDeadline(), t);
+  }
+  EXPECT_EQ(CallDeadline(), absl::InfiniteFuture());
+}
+
+TEST(CallDeadlineTest, BoundsTheRetriesAndEachAttemptsTimeout) {
+  // Without a call deadline this policy would retry for 30 s.
+  RetryPolicy p = FastPolicy(0);
+  p.max_backoff = absl::Milliseconds(20);
+  SlowFailingClient client(absl::Milliseconds(40));
+  const absl::Time start = absl::Now();
+  absl::Status s;
+  {
+    ScopedCallDeadline bound(start + absl::Milliseconds(300));
+    s = SendWithRetries(client, p, {"S3", "GET", "k"}, [] { return HttpRequest(); }, ByStatus);
+  }
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_LT(took, absl::Seconds(2)) << "the call deadline was not honoured";
+  ASSERT_GE(client.timeouts().size(), 2u);
+  for (absl::Duration t : client.timeouts()) {
+    EXPECT_GT(t, absl::ZeroDuration());
+    EXPECT_LE(t, absl::Milliseconds(300));
+  }
+  // Each attempt got what was left, less and less.
+  EXPECT_LT(client.timeouts().back(), client.timeouts().front());
+}
+
+TEST(CallDeadlineTest, APassedDeadlineSendsNothing) {
+  SlowFailingClient client(absl::Milliseconds(1));
+  ScopedCallDeadline bound(absl::Now() - absl::Milliseconds(1));
+  const absl::Status s =
+      SendWithRetries(client, FastPolicy(3), {"S3", "PUT", "blk/1"}, [] { return HttpRequest(); },
+                      ByStatus);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("S3 PUT blk/1"));
+  EXPECT_TRUE(client.timeouts().empty());
+}
+
+TEST(CallDeadlineTest, WithoutOneTheRequestTimeoutIsLeftAsBuilt) {
+  ScriptedClient client({Response(200)});
+  ASSERT_OK(SendWithRetries(client, FastPolicy(1), {"S3", "GET", "k"},
+                            [] {
+                              HttpRequest r;
+                              r.timeout = absl::Seconds(7);
+                              return r;
+                            },
+                            ByStatus));
+  ASSERT_EQ(client.sent().size(), 1u);
+  EXPECT_EQ(client.sent()[0].timeout, absl::Seconds(7));
 }
 
 }  // namespace

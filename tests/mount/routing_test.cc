@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "blockstore/block_store.h"
+#include "blockstore/fault_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/proxy/fake_meta.h"
@@ -99,7 +100,7 @@ class MountRoutingTest : public ::testing::Test {
   void Rounds(MountRouting& r, int n) {
     for (int i = 0; i < n; ++i) {
       clock_.Advance(absl::Seconds(1));
-      r.routing_store().ProbeRoundForTest();
+      r.routing_store()->ProbeRoundForTest();
     }
   }
   const status::v1::RoutingGroup* Group(const status::v1::Routing& s, const std::string& name) {
@@ -142,6 +143,49 @@ TEST_F(MountRoutingTest, NoGroupsMeansNoRouting) {
   ASSERT_OK(r.status());
   EXPECT_EQ(*r, nullptr);
   EXPECT_EQ(meta_.last_volume(), 7u);
+}
+
+TEST_F(MountRoutingTest, AVolumeWithoutGroupsGoesDirectAndPicksUpGroupsLater) {
+  std::shared_ptr<blockstore::BlockStore> direct = blockstore::NewMemoryStore();
+  meta_.Set(3, {});
+  std::unique_ptr<MountRouting> r = MustCreate(Options(direct));
+  ASSERT_NE(r, nullptr);
+  EXPECT_FALSE(r->active());
+  EXPECT_TRUE(r->Snapshot().direct_active);
+  ASSERT_OK(r->store()->Put("blk/1", "one"));
+  EXPECT_EQ(*direct->Get("blk/1"), "one");
+
+  // A group is associated while mounted: the next heartbeat brings it, no remount.
+  pinger_->Set("a1:7430", absl::Milliseconds(1));
+  meta_.Set(4, {{1, {"a1:7430"}}});
+  r->OnRoutesVersion(4);
+  ASSERT_TRUE(r->active());
+  Rounds(*r, 3);
+  EXPECT_EQ(r->Snapshot().selected_group, "1 onprem/dc1");
+  absl::StatusOr<std::string> holder = r->store()->PutAndLocate("blk/2", "two");
+  ASSERT_OK(holder);
+  EXPECT_EQ(*holder, "a1:7430");
+  EXPECT_EQ(members_.Get("a1:7430")->calls(blockstore::FaultInjectingStore::Op::kPut), 1);
+  EXPECT_FALSE(direct->Get("blk/2").ok()) << "went direct, not through the group";
+
+  // The last group is dissociated: straight to the object store again.
+  meta_.Set(5, {});
+  r->OnRoutesVersion(5);
+  EXPECT_FALSE(r->active());
+  EXPECT_EQ(r->routes_version(), 5u);
+  ASSERT_OK(r->store()->Put("blk/3", "three"));
+  EXPECT_EQ(*direct->Get("blk/3"), "three");
+  EXPECT_EQ(members_.Get("a1:7430")->calls(blockstore::FaultInjectingStore::Op::kPut), 1);
+}
+
+TEST_F(MountRoutingTest, WithoutADirectStoreTheLastGroupsAreKept) {
+  meta_.Set(1, {{1, {"a1:7430"}}});
+  std::unique_ptr<MountRouting> r = MustCreate(Options());
+  ASSERT_NE(r, nullptr);
+  meta_.Set(2, {});
+  r->OnRoutesVersion(2);
+  EXPECT_TRUE(r->active()) << "no other way to the blocks";
+  EXPECT_THAT(r->Snapshot().groups, SizeIs(1));
 }
 
 TEST_F(MountRoutingTest, MetaErrorAtCreateIsReturned) {

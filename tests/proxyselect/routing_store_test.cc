@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "blockstore/block_store.h"
+#include "blockstore/call_deadline.h"
 #include "blockstore/fault_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -105,6 +106,69 @@ class RoutingStoreTest : public ::testing::Test {
   MemberStores members_{backing_};
   std::shared_ptr<FaultInjectingStore> direct_;
 };
+
+// Records the call deadline (blockstore/call_deadline.h) each Put ran under; fails them all
+// when told to.
+class DeadlineRecorder : public blockstore::BlockStoreWrapper {
+ public:
+  explicit DeadlineRecorder(std::shared_ptr<blockstore::BlockStore> base)
+      : BlockStoreWrapper(std::move(base)) {}
+  absl::Status Put(std::string_view key, std::string_view data) override {
+    absl::MutexLock l(&mu_);
+    seen_.push_back(blockstore::CallDeadline());
+    if (fail_) return absl::UnavailableError("connection refused");
+    return BlockStoreWrapper::Put(key, data);
+  }
+  void set_fail(bool fail) {
+    absl::MutexLock l(&mu_);
+    fail_ = fail;
+  }
+  std::vector<absl::Time> seen() const {
+    absl::MutexLock l(&mu_);
+    return seen_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool fail_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<absl::Time> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(RoutingStoreTest, EachRouteRunsUnderItsShareOfTheRequestDeadline) {
+  RoutingOptions o = Options({kFar});
+  o.request_deadline = Seconds(10);
+  o.member_attempt_timeout = Seconds(2);
+  auto member = std::make_shared<DeadlineRecorder>(backing_);
+  auto direct = std::make_shared<DeadlineRecorder>(backing_);
+  o.member_store_factory =
+      [member](const std::string&) -> absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> {
+    return std::make_unique<blockstore::BlockStoreWrapper>(
+        std::shared_ptr<blockstore::BlockStore>(member));
+  };
+  o.direct = direct;
+  auto r = Make(std::move(o));
+  Rounds(*r, 1);
+  ASSERT_EQ(r->Snapshot().selected_group, "far");
+
+  absl::Time before = absl::Now();
+  ASSERT_OK(r->Put(BlockKey(1), "a"));
+  absl::Time after = absl::Now();
+  ASSERT_EQ(member->seen().size(), 1u);
+  // A member gets member_attempt_timeout, not the whole request deadline.
+  EXPECT_GE(member->seen()[0], before + Seconds(2));
+  EXPECT_LE(member->seen()[0], after + Seconds(2));
+  EXPECT_EQ(blockstore::CallDeadline(), absl::InfiniteFuture()) << "the scope leaked";
+
+  // The member fails: the direct route gets what is left of the request deadline.
+  member->set_fail(true);
+  before = absl::Now();
+  ASSERT_OK(r->Put(BlockKey(2), "b"));
+  after = absl::Now();
+  ASSERT_EQ(direct->seen().size(), 1u);
+  EXPECT_GT(direct->seen()[0], before + Seconds(2));
+  EXPECT_LE(direct->seen()[0], after + Seconds(10));
+  EXPECT_EQ(*r->Get(BlockKey(2)), "b");
+}
 
 TEST_F(RoutingStoreTest, CreateRefusesBadConfigurations) {
   RoutingOptions o = Options({kNear});
