@@ -47,7 +47,22 @@ constexpr unsigned kReadLock = 1u << 3;
 constexpr unsigned kTryLock = 1u << 4;
 constexpr unsigned kTryLockFailed = 1u << 5;
 
-bool Tsan() { return __tsan_mutex_pre_lock != nullptr; }
+// How many shim wrappers this thread is inside. abseil calls some of its own public entry
+// points through the PLT, i.e. through the shim again: AwaitWithTimeout calls
+// AwaitWithDeadline, CondVar::WaitWithTimeout calls WaitWithDeadline, Notification::Notify locks
+// its Mutex. Only the outermost call annotates; a nested one annotating again would unlock a
+// mutex TSan already sees unlocked ("unlock of an unlocked mutex", then false races).
+thread_local int shim_depth = 0;
+
+class Depth {
+ public:
+  Depth() { ++shim_depth; }
+  ~Depth() { --shim_depth; }
+  Depth(const Depth&) = delete;
+  Depth& operator=(const Depth&) = delete;
+};
+
+bool Tsan() { return __tsan_mutex_pre_lock != nullptr && shim_depth == 1; }
 
 void PreLock(void* mu, unsigned flags) {
   if (Tsan()) __tsan_mutex_pre_lock(mu, flags);
@@ -111,12 +126,14 @@ namespace absl {
 ABSL_NAMESPACE_BEGIN
 
 Mutex::~Mutex() {
+  Depth nest;
   static auto real = Real<void (*)(Mutex*)>(MANGLED("5MutexD2Ev"));
   if (Tsan()) __tsan_mutex_destroy(this, 0);
   real(this);
 }
 
 void Mutex::Lock() {
+  Depth nest;
   static auto real = Real<void (*)(Mutex*)>(MANGLED("5Mutex4LockEv"));
   PreLock(this, 0);
   real(this);
@@ -124,6 +141,7 @@ void Mutex::Lock() {
 }
 
 void Mutex::Unlock() {
+  Depth nest;
   static auto real = Real<void (*)(Mutex*)>(MANGLED("5Mutex6UnlockEv"));
   PreUnlock(this, 0);
   real(this);
@@ -131,6 +149,7 @@ void Mutex::Unlock() {
 }
 
 bool Mutex::TryLock() {
+  Depth nest;
   static auto real = Real<bool (*)(Mutex*)>(MANGLED("5Mutex7TryLockEv"));
   PreLock(this, kTryLock);
   bool ok = real(this);
@@ -139,6 +158,7 @@ bool Mutex::TryLock() {
 }
 
 void Mutex::ReaderLock() {
+  Depth nest;
   static auto real = Real<void (*)(Mutex*)>(MANGLED("5Mutex10ReaderLockEv"));
   PreLock(this, kReadLock);
   real(this);
@@ -146,6 +166,7 @@ void Mutex::ReaderLock() {
 }
 
 void Mutex::ReaderUnlock() {
+  Depth nest;
   static auto real = Real<void (*)(Mutex*)>(MANGLED("5Mutex12ReaderUnlockEv"));
   PreUnlock(this, kReadLock);
   real(this);
@@ -153,6 +174,7 @@ void Mutex::ReaderUnlock() {
 }
 
 bool Mutex::ReaderTryLock() {
+  Depth nest;
   static auto real = Real<bool (*)(Mutex*)>(MANGLED("5Mutex13ReaderTryLockEv"));
   PreLock(this, kReadLock | kTryLock);
   bool ok = real(this);
@@ -161,6 +183,7 @@ bool Mutex::ReaderTryLock() {
 }
 
 void Mutex::LockWhen(const Condition& cond) {
+  Depth nest;
   static auto real =
       Real<void (*)(Mutex*, const Condition&)>(MANGLED("5Mutex8LockWhenERKNS0_9ConditionE"));
   PreLock(this, 0);
@@ -169,6 +192,7 @@ void Mutex::LockWhen(const Condition& cond) {
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
+  Depth nest;
   static auto real = Real<void (*)(Mutex*, const Condition&)>(
       MANGLED("5Mutex14ReaderLockWhenERKNS0_9ConditionE"));
   PreLock(this, kReadLock);
@@ -177,6 +201,7 @@ void Mutex::ReaderLockWhen(const Condition& cond) {
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
+  Depth nest;
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       MANGLED("5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
   PreLock(this, 0);
@@ -186,6 +211,7 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
 }
 
 bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
+  Depth nest;
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       MANGLED("5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
   PreLock(this, 0);
@@ -196,6 +222,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
 
 // Await*: held (writer) before and after; released while waiting.
 void Mutex::Await(const Condition& cond) {
+  Depth nest;
   static auto real =
       Real<void (*)(Mutex*, const Condition&)>(MANGLED("5Mutex5AwaitERKNS0_9ConditionE"));
   WhileReleased(this, [&] {
@@ -205,18 +232,21 @@ void Mutex::Await(const Condition& cond) {
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
+  Depth nest;
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Duration)>(
       MANGLED("5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE"));
   return WhileReleased(this, [&] { return real(this, cond, timeout); });
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
+  Depth nest;
   static auto real = Real<bool (*)(Mutex*, const Condition&, absl::Time)>(
       MANGLED("5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE"));
   return WhileReleased(this, [&] { return real(this, cond, deadline); });
 }
 
 void CondVar::Wait(Mutex* mu) {
+  Depth nest;
   static auto real = Real<void (*)(CondVar*, Mutex*)>(MANGLED("7CondVar4WaitEPNS0_5MutexE"));
   WhileReleased(mu, [&] {
     real(this, mu);
@@ -225,24 +255,28 @@ void CondVar::Wait(Mutex* mu) {
 }
 
 bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
+  Depth nest;
   static auto real = Real<bool (*)(CondVar*, Mutex*, absl::Duration)>(
       MANGLED("7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE"));
   return WhileReleased(mu, [&] { return real(this, mu, timeout); });
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
+  Depth nest;
   static auto real = Real<bool (*)(CondVar*, Mutex*, absl::Time)>(
       MANGLED("7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE"));
   return WhileReleased(mu, [&] { return real(this, mu, deadline); });
 }
 
 void Notification::Notify() {
+  Depth nest;
   static auto real = Real<void (*)(Notification*)>(MANGLED("12Notification6NotifyEv"));
   if (Tsan()) __tsan_release(NotifiedKey(this));
   real(this);
 }
 
 void Notification::WaitForNotification() const {
+  Depth nest;
   static auto real = Real<void (*)(const Notification*)>(
       MANGLED_CONST("12Notification19WaitForNotificationEv"));
   real(this);
@@ -250,6 +284,7 @@ void Notification::WaitForNotification() const {
 }
 
 bool Notification::WaitForNotificationWithTimeout(absl::Duration timeout) const {
+  Depth nest;
   static auto real = Real<bool (*)(const Notification*, absl::Duration)>(
       MANGLED_CONST("12Notification30WaitForNotificationWithTimeoutENS0_8DurationE"));
   bool r = real(this, timeout);
@@ -258,6 +293,7 @@ bool Notification::WaitForNotificationWithTimeout(absl::Duration timeout) const 
 }
 
 bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
+  Depth nest;
   static auto real = Real<bool (*)(const Notification*, absl::Time)>(
       MANGLED_CONST("12Notification31WaitForNotificationWithDeadlineENS0_4TimeE"));
   bool r = real(this, deadline);

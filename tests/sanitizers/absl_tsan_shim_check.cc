@@ -44,5 +44,46 @@ int main() {
     ready = 2;
   }
   writer.join();
-  return counter == 20000 && seen == 42 && ready == 2 ? 0 : 1;
+
+  // The timed waits: abseil implements AwaitWithTimeout (and CondVar::WaitWithTimeout) by
+  // calling its *WithDeadline sibling through the PLT, i.e. through the shim again; the shim
+  // must annotate the release and re-acquisition once, not twice.
+  int step = 0;  // guarded by mu
+  std::thread stepper([&] {
+    absl::MutexLock l(&mu);
+    step = 1;
+  });
+  {
+    absl::MutexLock l(&mu);
+    mu.AwaitWithTimeout(absl::Condition(+[](int* s) { return *s == 1; }, &step),
+                        absl::Seconds(30));
+    step = 2;
+  }
+  stepper.join();
+  absl::CondVar cv;
+  int signalled = 0;  // guarded by mu
+  std::thread signaller([&] {
+    absl::MutexLock l(&mu);
+    signalled = 1;
+    cv.Signal();
+  });
+  {
+    absl::MutexLock l(&mu);
+    while (signalled == 0) cv.WaitWithTimeout(&mu, absl::Milliseconds(100));
+    signalled = 2;
+  }
+  signaller.join();
+  int late = 0;
+  absl::Notification n2;
+  std::thread late_producer([&] {
+    late = 7;
+    n2.Notify();
+  });
+  const bool notified = n2.WaitForNotificationWithTimeout(absl::Seconds(30));
+  const int late_seen = late;
+  late_producer.join();
+  return counter == 20000 && seen == 42 && ready == 2 && step == 2 && signalled == 2 &&
+                 notified && late_seen == 7
+             ? 0
+             : 1;
 }
