@@ -289,20 +289,28 @@ TEST_F(TlsTest, LabFilesAreWrittenOnceAndPrivate) {
 // Figures for the report: small requests per second on kept-alive connections, TLS against
 // plain HTTP, and with a new client (new TLS context, connection and full handshake) per
 // request.
-TEST_F(TlsTest, KeptAliveTlsCostsLittleOverPlainHttp) {
+TEST_F(TlsTest, KeptAliveTlsRidesOneConnection) {
+  // Requests per second for 500 ms, and how many of them opened a connection.
+  struct Rate {
+    double rps = 0;
+    int requests = 0;
+    int connects = 0;
+  };
   auto rate = [](HttpClient& c, const std::string& url, bool fresh) {
+    Rate out;
     const absl::Time end = absl::Now() + absl::Milliseconds(500);
-    int n = 0;
     HttpClientOptions o;
     o.ca_file = Lab() + "/ca.pem";
     const absl::Time start = absl::Now();
     while (absl::Now() < end) {
       std::unique_ptr<HttpClient> own = fresh ? HttpClient::Create(o) : nullptr;
       absl::StatusOr<HttpResponse> r = Get(fresh ? *own : c, url);
-      if (!r.ok() || r->status != 200) return 0.0;
-      ++n;
+      if (!r.ok() || r->status != 200) return Rate();
+      ++out.requests;
+      if (r->connect_time > absl::ZeroDuration()) ++out.connects;
     }
-    return n / absl::ToDoubleSeconds(absl::Now() - start);
+    out.rps = out.requests / absl::ToDoubleSeconds(absl::Now() - start);
+    return out;
   };
   absl::StatusOr<std::unique_ptr<HttpServer>> plain =
       HttpServer::Start({}, [](const ServerRequest&) {
@@ -315,17 +323,21 @@ TEST_F(TlsTest, KeptAliveTlsCostsLittleOverPlainHttp) {
   std::unique_ptr<HttpClient> tls_client = Client(Lab());
   std::unique_ptr<HttpClient> plain_client = Client("");
   const std::string plain_url = absl::StrCat("http://127.0.0.1:", (*plain)->port(), "/x");
-  const double plain_rps = rate(*plain_client, plain_url, false);
-  const double tls_rps = rate(*tls_client, Url(), false);
-  const double handshake_rps = rate(*tls_client, Url(), true);
+  const Rate plain_rate = rate(*plain_client, plain_url, false);
+  const Rate tls_rate = rate(*tls_client, Url(), false);
+  const Rate handshake_rate = rate(*tls_client, Url(), true);
+  // The rates go into docs/BENCHMARKS.md ("Security costs") and depend on the machine's load;
+  // what is checked is why kept-alive TLS is cheap: one handshake for all its requests.
   std::printf("small requests/s, kept-alive: plain %.0f, TLS %.0f; TLS with a handshake each: "
               "%.0f (%.2f ms per request)\n",
-              plain_rps, tls_rps, handshake_rps, handshake_rps > 0 ? 1000.0 / handshake_rps : 0);
-  ASSERT_GT(plain_rps, 0);
-  ASSERT_GT(handshake_rps, 0);
-  // A loose bound (10 to 30 times measured, on 2 busy cores): the exact check of connection
-  // reuse is TrustedClientIsAnsweredOnOneKeptAliveConnection.
-  EXPECT_GT(tls_rps, handshake_rps * 2) << "TLS requests do not reuse their connection";
+              plain_rate.rps, tls_rate.rps, handshake_rate.rps,
+              handshake_rate.rps > 0 ? 1000.0 / handshake_rate.rps : 0);
+  ASSERT_GT(plain_rate.requests, 0);
+  ASSERT_GT(tls_rate.requests, 1);
+  ASSERT_GT(handshake_rate.requests, 0);
+  EXPECT_EQ(plain_rate.connects, 1);
+  EXPECT_EQ(tls_rate.connects, 1) << "TLS requests do not reuse their connection";
+  EXPECT_EQ(handshake_rate.connects, handshake_rate.requests);
 }
 
 }  // namespace
