@@ -517,16 +517,16 @@ TEST_F(RoutingE2eTest, BlackHoledMemberIsEjectedWithinProbeTimeout) {
   ASSERT_TRUE(io.WaitOps(5, absl::Seconds(30))) << "I/O stalled\n" << StatusDump(*m);
 
   hole.relay().SetMode(RelayMode::kForward);
-  EXPECT_TRUE(WaitRouting(
-                  *m,
-                  [&](const Routing& s) {
-                    const RoutingMember* mem = FindMember(s, hole.address());
-                    return mem != nullptr && mem->healthy();
-                  },
-                  absl::Seconds(10))
-                  .has_value())
-      << "not readmitted\n"
-      << StatusDump(*m);
+  const std::optional<absl::Duration> readmitted = WaitRouting(
+      *m,
+      [&](const Routing& s) {
+        const RoutingMember* mem = FindMember(s, hole.address());
+        return mem != nullptr && mem->healthy();
+      },
+      absl::Seconds(10));
+  ASSERT_TRUE(readmitted.has_value()) << "not readmitted\n" << StatusDump(*m);
+  std::printf("black hole healed: readmitted after %s\n",
+              absl::FormatDuration(*readmitted).c_str());
   ASSERT_TRUE(io.WaitOps(2, absl::Seconds(30)));
   io.Stop();
   EXPECT_THAT(io.errors(), IsEmpty());
@@ -535,6 +535,15 @@ TEST_F(RoutingE2eTest, BlackHoledMemberIsEjectedWithinProbeTimeout) {
   ExpectFiles(*reader, io.files());
   std::printf("I/O slowest op with a black-holed member: %s\n",
               absl::FormatDuration(io.slowest()).c_str());
+  // A call already on its way to the member when it went dark waits for the member store's
+  // own request timeout (5 s in mount/routing.cc) before it fails over: no error, a stall.
+  // Checked last, so that everything above still runs.
+  const absl::Duration bound = kProbeInterval + kProbeTimeout + kSlack;
+  if (io.slowest() > bound) {
+    GTEST_SKIP() << "TODO(issue 13, lead): per-call deadlines: an application op stalled "
+                 << absl::FormatDuration(io.slowest()) << " (> " << absl::FormatDuration(bound)
+                 << ") on a request in flight to the black-holed member";
+  }
 }
 
 // Items 4, 5 and 6, in a row with the application running throughout: the near group dies (the
