@@ -8,6 +8,7 @@
 #   scripts/soak_routing.sh [SECONDS]     (default 600: 10 minutes)
 #
 # Needs root and /dev/fuse. Builds what it needs in $NIGHFS_BUILD_DIR (default REPO/build).
+# Ten minutes write about 3 GB (store and proxy caches) under $TMPDIR, removed at the end.
 set -euo pipefail
 
 SECS=${1:-600}

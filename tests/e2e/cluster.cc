@@ -211,16 +211,6 @@ absl::StatusOr<uint64_t> CreateProxyGroup(const std::string& meta_address,
   return r->group().id();
 }
 
-absl::Status UpdateProxyGroup(const std::string& meta_address, uint64_t group_id,
-                              const std::vector<std::string>& addresses) {
-  auto client = AdminClient(meta_address);
-  if (!client.ok()) return client.status();
-  meta::v1::UpdateProxyGroupRequest req;
-  req.set_id(group_id);
-  for (const auto& a : addresses) req.add_addresses(a);
-  return (*client)->UpdateProxyGroup(req).status();
-}
-
 absl::Status AddVolumeProxyGroup(const std::string& meta_address, const std::string& volume,
                                  uint64_t group_id) {
   auto client = AdminClient(meta_address);

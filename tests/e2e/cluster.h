@@ -88,14 +88,12 @@ absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
                                          const std::string& path, const std::string& file);
 
 // Proxy groups (issue 13), as admin (see RegisterMetaAdmin), what `nighfs configure create
-// proxy-group`, `update proxy-group` and `create volume-proxy-group` do. Members are
-// "HOST:PORT" as the proxies advertise themselves. CreateProxyGroup returns the group's id.
+// proxy-group` and `create volume-proxy-group` do. Members are "HOST:PORT" as the proxies
+// advertise themselves. CreateProxyGroup returns the group's id.
 absl::StatusOr<uint64_t> CreateProxyGroup(const std::string& meta_address,
                                           const std::string& provider_code,
                                           const std::string& region_code,
                                           const std::vector<std::string>& addresses);
-absl::Status UpdateProxyGroup(const std::string& meta_address, uint64_t group_id,
-                              const std::vector<std::string>& addresses);
 absl::Status AddVolumeProxyGroup(const std::string& meta_address, const std::string& volume,
                                  uint64_t group_id);
 
