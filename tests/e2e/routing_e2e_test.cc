@@ -19,12 +19,14 @@
 // byte written, whatever happens to the proxies; and `nighfs status` (the status file, read as
 // `nighfs status --json` does) says what the router did.
 //
-// Probing is fast here (probe_interval=0.2s, probe_timeout=0.3s) so that each case takes
-// seconds. NIGHFS_ROUTING_JITTER_SECONDS (default 5) is how long the jitter case runs;
+// Probing is fast here (probe_interval=0.2s, probe_timeout=1s; 0.3s where detection by the
+// timeout is measured) so that each case takes seconds.
+// NIGHFS_ROUTING_JITTER_SECONDS (default 5) is how long the jitter case runs;
 // scripts/soak_routing.sh runs it for 10 minutes.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -63,18 +65,20 @@ using status::v1::RoutingMember;
 constexpr uint32_t kBlock = 64 << 10;  // the smallest: many blocks, so hashing spreads them
 constexpr char kVolume[] = "vol";
 const absl::Duration kProbeInterval = absl::Milliseconds(200);
-const absl::Duration kProbeTimeout = absl::Milliseconds(300);
+// A probe unanswered for this long ejects its member. 1 s, not less: on this loaded 2-core
+// machine a stall of the whole host (a link step of a build) can hold every probe past 300 ms
+// at once, which ejects every member and sends the mount direct for a second (seen in a soak).
+// Only the black-hole case, which measures detection by the probe timeout, uses a short one.
+const absl::Duration kProbeTimeout = absl::Seconds(1);
+const absl::Duration kShortProbeTimeout = absl::Milliseconds(300);
 constexpr char kMountOptions[] =
+    "probe_interval=0.2,probe_timeout=1,attr_timeout=1,entry_timeout=1,retry_max=0.5";
+constexpr char kShortProbeMountOptions[] =
     "probe_interval=0.2,probe_timeout=0.3,attr_timeout=1,entry_timeout=1,retry_max=0.5";
 // The mount rewrites its status file every probe interval; a condition becomes visible one
 // rewrite after it holds. The slack is for this 2-core machine shared with builds.
 const absl::Duration kStatusLag = kProbeInterval;
 const absl::Duration kSlack = absl::Seconds(1);
-// The jitter case probes as often but waits longer for an answer: it is about jitter, and on a
-// loaded 2-core machine a stall of the whole host (a link step of a build) can hold every probe
-// past 300 ms at once, which ejects every member and sends the mount direct for a second.
-constexpr char kJitterMountOptions[] =
-    "probe_interval=0.2,probe_timeout=1,attr_timeout=1,entry_timeout=1,retry_max=0.5";
 
 int EnvSeconds(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -284,20 +288,29 @@ class RoutingE2eTest : public ClusterTest {
         .has_value();
   }
 
-  // Whether every group is measured with RTTs in the sites' order (near < mid < far).
+  // Whether every group and every member is measured with RTTs in the sites' order: each
+  // group's RTT, and its slowest member's smoothed RTT, below the next site's fastest member.
   bool RttsInOrder(const Routing& r) const {
-    int64_t previous = 0;
+    int64_t previous_group = 0, previous_slowest = 0;
     for (const Site* site : {&near_, &mid_, &far_}) {
       const RoutingGroup* g = FindGroup(r, site->name);
-      if (g == nullptr || !g->measured() || g->rtt_us() <= previous) return false;
-      previous = g->rtt_us();
+      if (g == nullptr || !g->measured() || g->rtt_us() <= previous_group) return false;
+      previous_group = g->rtt_us();
+      int64_t slowest = 0;
+      for (const RoutingMember& mem : g->members()) {
+        if (!mem.measured() || mem.smoothed_rtt_us() <= previous_slowest) return false;
+        slowest = std::max(slowest, mem.smoothed_rtt_us());
+      }
+      previous_slowest = slowest;
     }
     return true;
   }
 
-  // Waits until the near group is selected, every member measured and the group RTTs in
-  // order. The order can take a few probe rounds: today the first sample of each member
-  // includes its TLS handshake (tens of ms under load) until the window's median drops it.
+  // Waits until the near group is selected, every member measured and the RTTs in order. The
+  // order can take a few probe rounds: today the first sample of each member includes its TLS
+  // handshake (tens of ms under load) until the window's median drops it, and a near member
+  // still at such an RTT makes its group look far once its peers are ejected (during the
+  // selector's settle grace, a switch at once to the mid group).
   // TODO(issue 13, lead): once the prober discards a new connection's first sample, the
   // order holds at the first complete round.
   bool WaitSettled(const FuseMount& m, absl::Duration timeout) const {
@@ -368,17 +381,16 @@ TEST_F(RoutingE2eTest, SelectsNearestGroupAndStatusSaysSo) {
   EXPECT_EQ(r.probe_interval_us(), absl::ToInt64Microseconds(kProbeInterval));
   EXPECT_EQ(r.probe_timeout_us(), absl::ToInt64Microseconds(kProbeTimeout));
   ASSERT_EQ(r.groups_size(), 3) << r.text();
-  int64_t previous_rtt = 0;
+  // WaitSettled saw the RTTs in the sites' order; a later snapshot may not be (a load spike
+  // of tens of ms on this machine lifts one member's peak-EWMA for a while), but the relay's
+  // delay stays a floor under every measured RTT.
   for (const Site* site : {&near_, &mid_, &far_}) {
     const RoutingGroup* g = FindGroup(r, site->name);
     ASSERT_NE(g, nullptr) << site->name << " missing in\n" << r.text();
     EXPECT_TRUE(g->healthy()) << r.text();
     EXPECT_TRUE(g->measured()) << r.text();
     EXPECT_EQ(g->selected(), site == &near_);
-    // The relay's delay is a floor under the measured RTT; the order is the sites' order.
     EXPECT_GE(g->rtt_us(), absl::ToInt64Microseconds(site->rtt)) << r.text();
-    EXPECT_GT(g->rtt_us(), previous_rtt) << r.text();
-    previous_rtt = g->rtt_us();
     ASSERT_EQ(g->members_size(), static_cast<int>(site->members.size()));
     for (const RoutingMember& mem : g->members()) {
       EXPECT_TRUE(mem.healthy()) << r.text();
@@ -443,7 +455,7 @@ TEST_F(RoutingE2eTest, KilledMemberMovesOnlyItsBlocks) {
     total += held.back().size();
     EXPECT_FALSE(held.back().empty()) << "48 blocks, none on " << p->address();
   }
-  ASSERT_EQ(total, 48u) << "each block has one home member";
+  ASSERT_EQ(total, 48u) << "each block has one home member\n" << StatusDump(*m);
 
   IoLoop io(m->path(), "during");
   io.Start();
@@ -504,7 +516,7 @@ TEST_F(RoutingE2eTest, KilledMemberMovesOnlyItsBlocks) {
 // probe timeout, while I/O goes on; once it answers again it is readmitted.
 TEST_F(RoutingE2eTest, BlackHoledMemberIsEjectedWithinProbeTimeout) {
   FuseMount* m = nullptr;
-  ASSERT_NO_FATAL_FAILURE(MountSettled(&m));
+  ASSERT_NO_FATAL_FAILURE(MountSettled(&m, kShortProbeMountOptions));
   IoLoop io(m->path(), "io");
   io.Start();
   ASSERT_TRUE(io.WaitOps(2, absl::Seconds(20)));
@@ -513,12 +525,12 @@ TEST_F(RoutingE2eTest, BlackHoledMemberIsEjectedWithinProbeTimeout) {
   const std::optional<absl::Duration> detected = WaitRouting(
       *m,
       [&](const Routing& r) { return MemberHealthIs(r, hole.address(), false); },
-      kProbeInterval + kProbeTimeout + kStatusLag + kSlack);
+      kProbeInterval + kShortProbeTimeout + kStatusLag + kSlack);
   ASSERT_TRUE(detected.has_value()) << StatusDump(*m);
   std::printf("black hole detected in %s (probe interval %s + timeout %s)\n",
               absl::FormatDuration(*detected).c_str(),
               absl::FormatDuration(kProbeInterval).c_str(),
-              absl::FormatDuration(kProbeTimeout).c_str());
+              absl::FormatDuration(kShortProbeTimeout).c_str());
   const Routing r = RoutingOf(*m);
   EXPECT_THAT(FindMember(r, hole.address())->why(), Not("ok"));
   EXPECT_EQ(r.selected_group(), near_.name) << "two members left: the group still serves";
@@ -543,7 +555,7 @@ TEST_F(RoutingE2eTest, BlackHoledMemberIsEjectedWithinProbeTimeout) {
   // A call already on its way to the member when it went dark waits for the member store's
   // own request timeout (5 s in mount/routing.cc) before it fails over: no error, a stall.
   // Checked last, so that everything above still runs.
-  const absl::Duration bound = kProbeInterval + kProbeTimeout + kSlack;
+  const absl::Duration bound = kProbeInterval + kShortProbeTimeout + kSlack;
   if (io.slowest() > bound) {
     GTEST_SKIP() << "TODO(issue 13, lead): per-call deadlines: an application op stalled "
                  << absl::FormatDuration(io.slowest()) << " (> " << absl::FormatDuration(bound)
@@ -573,8 +585,15 @@ TEST_F(RoutingE2eTest, FailsOverToNextGroupThenDirectThenBack) {
   EXPECT_EQ(r.switches().rbegin()->from(), near_.name) << r.text();
   EXPECT_EQ(r.switches().rbegin()->to(), mid_.name) << r.text();
   EXPECT_THAT(r.switches().rbegin()->reason(), Not(IsEmpty()));
-  EXPECT_FALSE(FindGroup(r, near_.name)->healthy());
-  EXPECT_THAT(FindGroup(r, near_.name)->why(), Not(IsEmpty()));
+  EXPECT_TRUE(WaitRouting(
+                  *m,
+                  [&](const Routing& s) {
+                    const RoutingGroup* g = FindGroup(s, near_.name);
+                    return g != nullptr && !g->healthy() && !g->why().empty();
+                  },
+                  kProbeInterval + kProbeTimeout + kStatusLag + kSlack)
+                  .has_value())
+      << StatusDump(*m);
   const uint64_t mid_before = Requests(r, mid_.members[0]->address());
   ASSERT_TRUE(io.WaitOps(3, absl::Seconds(30))) << "I/O stalled\n" << StatusDump(*m);
   EXPECT_TRUE(WaitRouting(
@@ -668,7 +687,7 @@ TEST_F(RoutingE2eTest, FailsOverToNextGroupThenDirectThenBack) {
 TEST_F(RoutingE2eTest, JitterMakesNoSwitch) {
   const int seconds = EnvSeconds("NIGHFS_ROUTING_JITTER_SECONDS", 5);
   FuseMount* m = nullptr;
-  ASSERT_NO_FATAL_FAILURE(MountSettled(&m, kJitterMountOptions));
+  ASSERT_NO_FATAL_FAILURE(MountSettled(&m));
   mid_.members[0]->relay().SetDelay(absl::Microseconds(750));
   for (Site* s : {&near_, &mid_, &far_}) {
     for (auto& p : s->members) p->relay().SetJitterPercent(30);
