@@ -254,6 +254,7 @@ class RoutingE2eTest : public ClusterTest {
   void MountSettled(FuseMount** m, const std::string& options = kMountOptions) {
     *m = MountVolume(kVolume, "mnt", options);
     ASSERT_NE(*m, nullptr);
+    ASSERT_TRUE(WaitPastSettleGrace(**m, options));
     ASSERT_TRUE(WaitSettled(**m, absl::Seconds(10))) << StatusDump(**m);
   }
 
@@ -320,6 +321,22 @@ class RoutingE2eTest : public ClusterTest {
                [&](const Routing& r) { return r.selected_group() == near_.name && RttsInOrder(r); },
                timeout)
                .has_value();
+  }
+
+  // Waits until the mount is past the selector's settle grace (mount/routing.cc: two probe
+  // intervals and a timeout after start, with some slack): within it a group better by the
+  // margins is taken at once, so a first sample inflated by a TLS handshake can still switch.
+  static bool WaitPastSettleGrace(const FuseMount& m, const std::string& options) {
+    const absl::Duration timeout =
+        options == kShortProbeMountOptions ? kShortProbeTimeout : kProbeTimeout;
+    const absl::Duration grace = 2 * kProbeInterval + timeout + absl::Milliseconds(500);
+    return WaitFor(
+        [&] {
+          auto st = ReadMountStatus(m);
+          return st.ok() && st->started_ns() > 0 &&
+                 absl::Now() - absl::FromUnixNanos(st->started_ns()) > grace;
+        },
+        absl::Seconds(20));
   }
 
   // Reads every file through `m` and compares it byte for byte.
@@ -473,6 +490,7 @@ TEST_F(RoutingE2eTest, KilledMemberMovesOnlyItsBlocks) {
   // A fresh mount: nothing cached, every block read goes to a proxy.
   FuseMount* reader = Mount("reader");
   ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(WaitPastSettleGrace(*reader, kMountOptions));
   ASSERT_TRUE(WaitRouting(
                   *reader,
                   [&](const Routing& r) {
