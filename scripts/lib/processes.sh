@@ -97,50 +97,53 @@ start_s3rver() {
 
 # Starts nighfs-relay (RELAY_BIN) in front of 127.0.0.1:$1, more flags after it (e.g.
 # --delay-ms 15 --bandwidth 100M); runtime changes through $T/relay.ctl + SIGUSR1 (see
-# tests/relay/relay_main.cc). Sets RELAY_PID and RELAY_PORT. Needs T.
+# tests/relay/relay_main.cc). Sets RELAY_PID and RELAY_PORT. Needs T. Several relays: give each
+# a RELAY_NAME (default "relay"), its files are then $T/NAME.{port,ctl,log}.
 start_relay() {
-  local upstream=$1 i
+  local upstream=$1 name=${RELAY_NAME:-relay} i
   shift
-  rm -f "$T/relay.port"
-  "$RELAY_BIN" --upstream "127.0.0.1:$upstream" --port-file "$T/relay.port" \
-    --control "$T/relay.ctl" "$@" >>"$T/relay.log" 2>&1 &
+  rm -f "$T/$name.port"
+  "$RELAY_BIN" --upstream "127.0.0.1:$upstream" --port-file "$T/$name.port" \
+    --control "$T/$name.ctl" "$@" >>"$T/$name.log" 2>&1 &
   RELAY_PID=$!
   for ((i = 0; i < 100; i++)); do
-    [[ -s $T/relay.port ]] && break
-    kill -0 "$RELAY_PID" 2>/dev/null || die "nighfs-relay exited: $(tail -5 "$T/relay.log")"
+    [[ -s $T/$name.port ]] && break
+    kill -0 "$RELAY_PID" 2>/dev/null || die "nighfs-relay exited: $(tail -5 "$T/$name.log")"
     sleep 0.1
   done
-  [[ -s $T/relay.port ]] || die "nighfs-relay did not start"
-  RELAY_PORT=$(<"$T/relay.port")
+  [[ -s $T/$name.port ]] || die "nighfs-relay did not start"
+  RELAY_PORT=$(<"$T/$name.port")
 }
 
 # Starts nighfs-proxy (PROXY_BIN) on a free loopback port in front of the volumes of META_ADDR:
 # TLS with start_meta's lab files, a proxy token of its own ($T/proxy.token, made as admin),
 # its cache and journal in $T/proxy; more flags in "$@" (--creds-file F, --sync, ...). Sets
 # PROXY_PID, PROXY_ADDR (HOST:PORT, what mounts take as -o proxy=) and PROXY_URL (https://...).
-# Needs PROXY_BIN, CLI_BIN, META_ADDR, META_CA (start_meta) and T.
+# Needs PROXY_BIN, CLI_BIN, META_ADDR, META_CA (start_meta) and T. Several proxies: give each a
+# PROXY_NAME (default "proxy": folders in $T/NAME, log $T/NAME.log) and an empty PROXY_PORT;
+# PROXY_ADVERTISE (default its own HOST:PORT) is the address it advertises, e.g. its relay's.
 start_proxy() {
-  local port i
-  mkdir -p "$T/proxy/disk"
+  local port name=${PROXY_NAME:-proxy} i
+  mkdir -p "$T/$name/disk"
   if [[ ! -s $T/proxy.token ]]; then
     "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create token --access proxy \
       --out "$T/proxy.token" >/dev/null || die "cannot create a proxy token"
   fi
   port=${PROXY_PORT:-$(free_port)}
-  "$PROXY_BIN" --listen "127.0.0.1:$port" --advertise "127.0.0.1:$port" --meta "$META_ADDR" \
-    --meta-token-file "$T/proxy.token" --ca-file "$META_CA" \
+  "$PROXY_BIN" --listen "127.0.0.1:$port" --advertise "${PROXY_ADVERTISE:-127.0.0.1:$port}" \
+    --meta "$META_ADDR" --meta-token-file "$T/proxy.token" --ca-file "$META_CA" \
     --tls-cert "$T/tls/server.pem" --tls-key "$T/tls/server.key" \
-    --disk-folder "$T/proxy/disk" "$@" >>"$T/proxy.log" 2>&1 &
+    --disk-folder "$T/$name/disk" "$@" >>"$T/$name.log" 2>&1 &
   PROXY_PID=$!
   PROXY_PORT=$port
   PROXY_ADDR=127.0.0.1:$port
   PROXY_URL=https://127.0.0.1:$port
   for ((i = 0; i < 200; i++)); do
     curl -sf --cacert "$META_CA" "$PROXY_URL/ping" >/dev/null 2>&1 && return 0
-    kill -0 "$PROXY_PID" 2>/dev/null || die "nighfs-proxy exited: $(tail -5 "$T/proxy.log")"
+    kill -0 "$PROXY_PID" 2>/dev/null || die "nighfs-proxy exited: $(tail -5 "$T/$name.log")"
     sleep 0.1
   done
-  die "nighfs-proxy did not answer /ping: $(tail -5 "$T/proxy.log")"
+  die "nighfs-proxy did not answer /ping: $(tail -5 "$T/$name.log")"
 }
 
 # One sample of nighfs-proxy's /metrics: the sum of metric $1's samples ("" if absent).

@@ -196,6 +196,31 @@ absl::Status CreateVolume(const std::string& meta_address, const std::string& na
   return (*client)->CreateVolume(req).status();
 }
 
+absl::StatusOr<uint64_t> CreateProxyGroup(const std::string& meta_address,
+                                          const std::string& provider_code,
+                                          const std::string& region_code,
+                                          const std::vector<std::string>& addresses) {
+  auto client = AdminClient(meta_address);
+  if (!client.ok()) return client.status();
+  meta::v1::CreateProxyGroupRequest req;
+  req.set_provider_code(provider_code);
+  req.set_region_code(region_code);
+  for (const auto& a : addresses) req.add_addresses(a);
+  auto r = (*client)->CreateProxyGroup(req);
+  if (!r.ok()) return r.status();
+  return r->group().id();
+}
+
+absl::Status AddVolumeProxyGroup(const std::string& meta_address, const std::string& volume,
+                                 uint64_t group_id) {
+  auto client = AdminClient(meta_address);
+  if (!client.ok()) return client.status();
+  meta::v1::CreateVolumeProxyGroupRequest req;
+  req.set_volume(volume);
+  req.set_proxy_group_id(group_id);
+  return (*client)->CreateVolumeProxyGroup(req).status();
+}
+
 absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Start(
     const std::string& meta_address, const std::string& dir, std::vector<std::string> extra_args) {
   std::unique_ptr<ProxyServer> p(new ProxyServer());
@@ -225,14 +250,13 @@ std::string ProxyServer::base_url() const {
 
 absl::Status ProxyServer::Launch() {
   const std::string listen = absl::StrCat("127.0.0.1:", port_);
-  std::vector<std::string> argv = {BuildRoot() + "/proxy/nighfs-proxy",
-                                   "--listen", listen,
-                                   "--advertise", listen,
-                                   "--meta", meta_address_,
-                                   "--meta-token-file", token_file_,
-                                   "--ca-file", LabCaFile(),
-                                   "--disk-folder", disk_folder_,
-                                   "--db-folder", db_folder_};
+  std::vector<std::string> argv = {BuildRoot() + "/proxy/nighfs-proxy", "--listen", listen};
+  if (std::find(extra_args_.begin(), extra_args_.end(), "--advertise") == extra_args_.end()) {
+    argv.insert(argv.end(), {"--advertise", listen});
+  }
+  argv.insert(argv.end(), {"--meta", meta_address_, "--meta-token-file", token_file_,
+                           "--ca-file", LabCaFile(), "--disk-folder", disk_folder_,
+                           "--db-folder", db_folder_});
   for (const auto& a : extra_args_) argv.push_back(a);
   if (!Plaintext(extra_args_)) {
     for (const auto& a : LabTlsServerArgs()) argv.push_back(a);
@@ -256,6 +280,47 @@ absl::Status ProxyServer::Restart() {
 }
 
 std::string ProxyServer::log() const { return ReadFileOrEmpty(dir_ + "/proxy.log"); }
+
+std::set<std::string> ProxyCachedBlocks(const ProxyServer& proxy) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(proxy.disk_folder(), ec);
+       it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const std::string p = it->path().string();
+    const size_t at = p.find("/blk/");
+    if (it->is_regular_file() && at != std::string::npos &&
+        it->path().filename().string().find("tmp") == std::string::npos) {
+      out.insert(p.substr(at + 1));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<RelayedProxy>> RelayedProxy::Start(
+    const std::string& meta_address, const std::string& dir, const RelayParams& params,
+    std::vector<std::string> extra_args) {
+  std::unique_ptr<RelayedProxy> rp(new RelayedProxy());
+  // The relay's port first: the proxy advertises it (holders, AuthorizeBlockAccess).
+  RelayOptions ro;
+  ro.listen_port = FreeLoopbackPort();
+  ro.params = params;
+  extra_args.push_back("--advertise");
+  extra_args.push_back(absl::StrCat("127.0.0.1:", ro.listen_port));
+  auto proxy = ProxyServer::Start(meta_address, dir, std::move(extra_args));
+  if (!proxy.ok()) return proxy.status();
+  rp->proxy_ = std::move(*proxy);
+  ro.upstream_port = rp->proxy_->port();
+  auto relay = Relay::Start(ro);
+  if (!relay.ok()) return relay.status();
+  rp->relay_ = std::move(*relay);
+  return rp;
+}
+
+RelayedProxy::~RelayedProxy() {
+  proxy_.reset();
+  relay_.reset();
+}
 
 bool IsMounted(const std::string& mount_point) {
   std::ifstream in("/proc/self/mountinfo");

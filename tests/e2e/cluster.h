@@ -3,8 +3,10 @@
 #ifndef NIGHFS_TESTS_E2E_CLUSTER_H_
 #define NIGHFS_TESTS_E2E_CLUSTER_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "status.pb.h"
+#include "tests/relay/relay.h"
 #include "tests/testing/emulators.h"
 #include "tests/testing/process.h"
 
@@ -84,11 +87,21 @@ absl::StatusOr<uint64_t> CreateTokenFile(const std::string& meta_address,
                                          const std::string& volume, const std::string& access,
                                          const std::string& path, const std::string& file);
 
+// Proxy groups (issue 13), as admin (see RegisterMetaAdmin), what `nighfs configure create
+// proxy-group` and `create volume-proxy-group` do. Members are "HOST:PORT" as the proxies
+// advertise themselves. CreateProxyGroup returns the group's id.
+absl::StatusOr<uint64_t> CreateProxyGroup(const std::string& meta_address,
+                                          const std::string& provider_code,
+                                          const std::string& region_code,
+                                          const std::vector<std::string>& addresses);
+absl::Status AddVolumeProxyGroup(const std::string& meta_address, const std::string& volume,
+                                 uint64_t group_id);
+
 // A nighfs-proxy process (issue 12) on a loopback port, in front of the stores of the volumes
 // of one nighfs-meta: started with the lab TLS files (unless `extra_args` has
 // --insecure-plaintext), a proxy token of its own made as admin (DIR/proxy.token), --meta,
 // --ca-file LabCaFile(), --disk-folder DIR/disk, --db-folder DIR/db and --advertise
-// 127.0.0.1:PORT. Store credentials (--creds-file) and tuning (--sync, --disk-quota,
+// 127.0.0.1:PORT (unless `extra_args` has its own --advertise). Store credentials (--creds-file) and tuning (--sync, --disk-quota,
 // --writeback-delay, ...) come in `extra_args`. Stopped (SIGTERM) by the destructor.
 class ProxyServer {
  public:
@@ -130,6 +143,38 @@ class ProxyServer {
   std::vector<std::string> extra_args_;
   int port_ = 0;
   std::unique_ptr<ChildProcess> proc_;
+};
+
+// The block keys ("blk/...") a proxy holds in its disk cache (DISK/<volume id>/blk/...),
+// temporary files left out: which blocks reached (or were read through) that proxy.
+std::set<std::string> ProxyCachedBlocks(const ProxyServer& proxy);
+
+// A nighfs-proxy reached only through an in-process latency relay (tests/relay/relay.h), as a
+// proxy at another site: the relay listens on a port of its own and the proxy advertises the
+// relay's address, so that address is the one to list in a proxy group, and every byte between
+// mounts and the proxy takes the relay's delay, jitter and mode. The relay outlives Kill() and
+// Restart() of the proxy (a connection then finds no upstream and is reset, as a dead host's
+// port would be refused). Destroyed: the proxy is stopped (SIGTERM), then the relay.
+class RelayedProxy {
+ public:
+  // `params`: the relay's initial delay (one-way), jitter, bandwidth and mode. `extra_args` as
+  // for ProxyServer::Start (without --advertise).
+  static absl::StatusOr<std::unique_ptr<RelayedProxy>> Start(
+      const std::string& meta_address, const std::string& dir, const RelayParams& params,
+      std::vector<std::string> extra_args = {});
+  ~RelayedProxy();
+  RelayedProxy(const RelayedProxy&) = delete;
+  RelayedProxy& operator=(const RelayedProxy&) = delete;
+
+  // The relay's "127.0.0.1:PORT": the member address for proxy groups.
+  std::string address() const { return relay_->address(); }
+  ProxyServer& proxy() { return *proxy_; }
+  Relay& relay() { return *relay_; }
+
+ private:
+  RelayedProxy() = default;
+  std::unique_ptr<ProxyServer> proxy_;
+  std::unique_ptr<Relay> relay_;
 };
 
 class FuseMount {
