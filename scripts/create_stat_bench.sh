@@ -5,7 +5,8 @@
 # nighfs-meta spent per operation (from /proc/PID/stat). Compare two builds:
 #   scripts/create_stat_bench.sh BIN_DIR [N]
 # BIN_DIR holds nighfs-meta, mount.nighfs and nighfs (e.g. build/meta, build/mount and
-# build/tools copied together). More nighfs-meta flags in $META_EXTRA_ARGS. With STRACE=FILE,
+# build/tools copied together). With JOBS=J (> 1), a third run has J processes at once, N files
+# each (concurrent writes: group commit). More nighfs-meta flags in $META_EXTRA_ARGS. With STRACE=FILE,
 # `strace -c -f` counts nighfs-meta's futex and sync calls over both runs into FILE. Needs root
 # and FUSE; stops what it started by PID on exit.
 set -euo pipefail
@@ -49,33 +50,47 @@ if [[ -n ${STRACE:-} ]]; then
   STRACE_PID=$!
   sleep 1  # attached to every thread
 fi
-run() {  # uid label
-  setpriv --reuid="$1" --regid="$1" --groups=100,"$1" /usr/bin/python3 - "$T/mnt/d/$1" "$N" \
-    "$2" "$META_PID" <<'PY'
-import os, sys, time
-d, n, who, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+run() {  # uid label jobs: `jobs` processes at once, N files each, in folders of their own
+  setpriv --reuid="$1" --regid="$1" --groups=100,"$1" /usr/bin/python3 - "$T/mnt/d/$1.$3" "$N" \
+    "$2" "$META_PID" "$3" <<'PY'
+import multiprocessing as mp, os, sys, time
+d, n, who, pid, jobs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 def cpu():  # utime + stime of nighfs-meta, in seconds
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 os.mkdir(d)
-names = [f"{d}/f{i}" for i in range(n)]
-cpu_us = []
-def timed(fn):
+phases = [lambda p: os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)),
+          os.stat, os.unlink]
+def worker(j, barrier):
+    names = [f"{d}/{j}/f{i}" for i in range(n)]
+    os.mkdir(f"{d}/{j}")
+    for fn in phases:
+        barrier.wait()
+        for p in names: fn(p)
+        barrier.wait()
+barrier = mp.Barrier(jobs + 1)
+procs = [mp.Process(target=worker, args=(j, barrier)) for j in range(jobs)]
+for p in procs: p.start()
+rates, cpu_us = [], []
+for _ in phases:
+    barrier.wait()  # all workers start the phase together...
     c, t = cpu(), time.monotonic()
-    for p in names: fn(p)
-    rate = n / (time.monotonic() - t)
-    cpu_us.append((cpu() - c) / n * 1e6)
-    return rate
-c = timed(lambda p: os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)))
-s = timed(os.stat)
-u = timed(os.unlink)
-print(f"{who:6} creates/s {c:7.0f}   stats/s {s:7.0f}   unlinks/s {u:7.0f}   "
+    barrier.wait()  # ...and it ends when the last one is done
+    rates.append(jobs * n / (time.monotonic() - t))
+    cpu_us.append((cpu() - c) / (jobs * n) * 1e6)
+for p in procs: p.join()
+print(f"{who:8} creates/s {rates[0]:7.0f}   stats/s {rates[1]:7.0f}   unlinks/s {rates[2]:7.0f}   "
       f"nighfs-meta CPU us per create/stat/unlink {cpu_us[0]:.0f}/{cpu_us[1]:.0f}/{cpu_us[2]:.0f}")
 PY
 }
-run 0 root
-run 1001 user
+run 0 root 1
+run 1001 user 1
+OPS=$((6 * N))
+if ((${JOBS:-1} > 1)); then
+  run 0 "root x$JOBS" "$JOBS"
+  OPS=$((OPS + 3 * N * JOBS))
+fi
 if [[ -n $STRACE_PID ]]; then
   kill -INT "$STRACE_PID"; wait "$STRACE_PID" || true; STRACE_PID=
-  log "strace of nighfs-meta over $((6 * N)) operations (2 users x N creates, stats, unlinks): $STRACE"
+  log "strace of nighfs-meta over $OPS operations (creates, stats, unlinks): $STRACE"
 fi
