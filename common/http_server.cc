@@ -704,7 +704,7 @@ void BeastHttpServer::Run() {
                                      : std::max(options_.threads, 1);
   threads_.reserve(n);
   for (int i = 0; i < n; ++i) {
-    threads_.emplace_back([this, &ioc = *contexts_[i % contexts_.size()]] {
+    threads_.emplace_back([&ioc = *contexts_[i % contexts_.size()]] {
       for (;;) {
         try {
           ioc.run();
