@@ -1,9 +1,15 @@
 // HttpServer on Boost.Beast 1.74 + Asio.
 //
-// Threading: one io_context run by options.threads threads. Every connection's socket lives on
-// its own strand, so a connection's reads, writes, timer and handler call never run
-// concurrently, while different connections proceed in parallel. The handler runs on the strand
-// (an io thread) and may block; that only stalls its own connection and one io thread.
+// Threading (HttpServerOptions::io_context_per_thread):
+// - shared: one io_context run by options.threads threads. Every connection's socket lives on
+//   its own strand, so a connection's reads, writes, timer and handler call never run
+//   concurrently, while different connections proceed in parallel. The handler runs on the
+//   strand (an io thread) and may block; that only stalls its own connection and one io thread.
+// - per thread: options.threads io_contexts for the connections, each run by one thread
+//   (concurrency hint 1: no wake-ups of other threads). A connection's socket lives on one of
+//   them for its whole life; one thread is a strand by itself. The acceptor has a context and
+//   a thread of its own, so a handler that blocks does not stop new connections from being
+//   accepted (and placed on other threads).
 //
 // Stop() stops the io_context, joins the threads (waiting for handlers in flight), and only then,
 // with no thread left touching any socket, closes the acceptor and every tracked connection. That
@@ -107,10 +113,11 @@ struct Admission {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `tls` (owned by the server, which outlives every session) null: plain HTTP.
-  Session(BeastHttpServer* server, uint64_t id, tcp::socket socket, std::string remote,
-          Admission admission, net::ssl::context* tls)
+  Session(BeastHttpServer* server, uint64_t id, int context, tcp::socket socket,
+          std::string remote, Admission admission, net::ssl::context* tls)
       : server_(server),
         id_(id),
+        context_(context),
         remote_(std::move(remote)),
         admission_(std::move(admission)),
         budget_timer_(socket.get_executor()) {
@@ -179,6 +186,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   BeastHttpServer* const server_;
   const uint64_t id_;
+  const int context_;  // index of the io_context the socket lives on
   // Exactly one of the two is set, for the connection's life.
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
@@ -205,9 +213,12 @@ class BeastHttpServer final : public HttpServer {
   BeastHttpServer(const HttpServerOptions& options, HttpHandler handler)
       : options_(options),
         handler_(std::move(handler)),
-        acceptor_(ioc_),
-        accept_retry_(ioc_),
-        work_(net::make_work_guard(ioc_)) {}
+        context_sessions_(ContextCount(options), 0),
+        contexts_(MakeContexts(ContextCount(options))),
+        acceptor_(*contexts_[0]),
+        accept_retry_(*contexts_[0]) {
+    for (const auto& ioc : contexts_) work_.push_back(net::make_work_guard(*ioc));
+  }
 
   ~BeastHttpServer() override { Stop(); }
 
@@ -222,9 +233,10 @@ class BeastHttpServer final : public HttpServer {
   const HttpServerOptions& options() const { return options_; }
   const HttpHandler& handler() const { return handler_; }
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
-  void Forget(uint64_t id, const Admission& admission) {
+  void Forget(uint64_t id, int context, const Admission& admission) {
     absl::MutexLock lock(&mu_);
     sessions_.erase(id);
+    --context_sessions_[context];
     if (!admission.counted) return;
     --connections_;
     auto it = per_peer_.find(admission.peer_ip);
@@ -249,8 +261,20 @@ class BeastHttpServer final : public HttpServer {
   }
 
  private:
+  // One shared context; or the acceptor's, then one per connection thread.
+  static size_t ContextCount(const HttpServerOptions& options) {
+    return options.io_context_per_thread ? static_cast<size_t>(std::max(options.threads, 1)) + 1
+                                         : 1;
+  }
+  static std::vector<std::unique_ptr<net::io_context>> MakeContexts(size_t n) {
+    std::vector<std::unique_ptr<net::io_context>> contexts;
+    // A context run by one thread never wakes another; a shared one must.
+    const int hint = n > 1 ? 1 : BOOST_ASIO_CONCURRENCY_HINT_DEFAULT;
+    for (size_t i = 0; i < n; ++i) contexts.push_back(std::make_unique<net::io_context>(hint));
+    return contexts;
+  }
   void Accept();
-  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void OnAccept(int context, beast::error_code ec, tcp::socket socket);
 
   const HttpServerOptions options_;
   const HttpHandler handler_;
@@ -261,8 +285,8 @@ class BeastHttpServer final : public HttpServer {
   absl::Mutex stop_mu_;  // serialises Stop()
   bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
 
-  // Declared before ioc_ on purpose: sessions still queued in the io_context are destroyed with
-  // it, and their destructors call Forget(), so mu_ and sessions_ must outlive ioc_.
+  // Declared before contexts_ on purpose: sessions still queued in an io_context are destroyed
+  // with it, and their destructors call Forget(), so mu_ and sessions_ must outlive contexts_.
   mutable absl::Mutex mu_;
   uint64_t next_session_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
@@ -272,11 +296,15 @@ class BeastHttpServer final : public HttpServer {
   size_t peak_buffered_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t rejected_busy_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t rejected_connections_ ABSL_GUARDED_BY(mu_) = 0;
+  // Open sessions on each io_context (new connections go to the least busy one).
+  std::vector<int> context_sessions_ ABSL_GUARDED_BY(mu_);
 
-  net::io_context ioc_;
-  tcp::acceptor acceptor_;
+  // One shared io_context; or, with HttpServerOptions::io_context_per_thread, the acceptor's
+  // and one for each connection thread after it. Each is run by its own thread(s).
+  std::vector<std::unique_ptr<net::io_context>> contexts_;
+  tcp::acceptor acceptor_;  // on contexts_[0], as everything the server itself waits on
   net::steady_timer accept_retry_;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
 };
 
@@ -285,7 +313,7 @@ class BeastHttpServer final : public HttpServer {
 
 Session::~Session() {
   ReleaseBudget();
-  server_->Forget(id_, admission_);
+  server_->Forget(id_, context_, admission_);
 }
 
 void Session::ReleaseBudget() {
@@ -646,7 +674,7 @@ void Session::Abort() { tcp().close(); }
 
 absl::Status BeastHttpServer::Listen() {
   beast::error_code ec;
-  tcp::resolver resolver(ioc_);
+  tcp::resolver resolver(*contexts_[0]);
   auto results = resolver.resolve(options_.bind_address, std::to_string(options_.port),
                                   tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || results.empty()) {
@@ -672,13 +700,14 @@ absl::Status BeastHttpServer::Listen() {
 
 void BeastHttpServer::Run() {
   Accept();
-  const int n = options_.threads > 0 ? options_.threads : 1;
+  const int n = contexts_.size() > 1 ? static_cast<int>(contexts_.size())
+                                     : std::max(options_.threads, 1);
   threads_.reserve(n);
   for (int i = 0; i < n; ++i) {
-    threads_.emplace_back([this] {
+    threads_.emplace_back([&ioc = *contexts_[i % contexts_.size()]] {
       for (;;) {
         try {
-          ioc_.run();
+          ioc.run();
           return;
         } catch (const std::exception& e) {
           // A completion handler threw (bad_alloc...): log and keep serving the others.
@@ -690,11 +719,23 @@ void BeastHttpServer::Run() {
 }
 
 void BeastHttpServer::Accept() {
-  acceptor_.async_accept(net::make_strand(ioc_),
-                         beast::bind_front_handler(&BeastHttpServer::OnAccept, this));
+  if (contexts_.size() == 1) {
+    acceptor_.async_accept(net::make_strand(*contexts_[0]),
+                           beast::bind_front_handler(&BeastHttpServer::OnAccept, this, 0));
+    return;
+  }
+  int context = 1;  // contexts_[0] is the acceptor's own
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 2; i < context_sessions_.size(); ++i) {
+      if (context_sessions_[i] < context_sessions_[context]) context = static_cast<int>(i);
+    }
+  }
+  acceptor_.async_accept(*contexts_[context],
+                         beast::bind_front_handler(&BeastHttpServer::OnAccept, this, context));
 }
 
-void BeastHttpServer::OnAccept(beast::error_code ec, tcp::socket socket) {
+void BeastHttpServer::OnAccept(int context, beast::error_code ec, tcp::socket socket) {
   if (stopping() || ec == net::error::operation_aborted) return;
   if (ec) {
     // EMFILE, ENOBUFS, ECONNABORTED...: keep the listener alive, but do not spin.
@@ -727,9 +768,11 @@ void BeastHttpServer::OnAccept(beast::error_code ec, tcp::socket socket) {
         ++rejected_connections_;
       }
       const uint64_t id = next_session_id_++;
-      session = std::make_shared<Session>(this, id, std::move(socket), FormatEndpoint(peer),
-                                          std::move(admission), tls_.get());
+      session = std::make_shared<Session>(this, id, context, std::move(socket),
+                                          FormatEndpoint(peer), std::move(admission),
+                                          tls_.get());
       sessions_.emplace(id, session);
+      ++context_sessions_[context];
     }
     session->Start();
   }  // else the peer is already gone; dropping `socket` closes it
@@ -752,8 +795,8 @@ void BeastHttpServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
   stopping_.store(true, std::memory_order_release);
-  work_.reset();
-  ioc_.stop();
+  work_.clear();
+  for (const auto& ioc : contexts_) ioc->stop();
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }

@@ -1,6 +1,7 @@
 // An HTTP/1.1 server for the daemons (nighfs-meta, later nighfs-proxy), on Boost.Beast/Asio.
 // Keep-alive connections, a fixed pool of threads, bounded request bodies. Handlers run on the
-// pool's threads and may block (SQLite, disk); they must be safe to call concurrently.
+// pool's threads and may block (SQLite, disk; see HttpServerOptions::io_context_per_thread);
+// they must be safe to call concurrently.
 #ifndef NIGHFS_COMMON_HTTP_SERVER_H_
 #define NIGHFS_COMMON_HTTP_SERVER_H_
 
@@ -39,6 +40,16 @@ struct HttpServerOptions {
   std::string bind_address = "127.0.0.1";
   uint16_t port = 0;  // 0 = any free port; see HttpServer::port()
   int threads = 8;
+  // How connections share the threads.
+  // false: one io_context run by every thread; a connection's steps may run on any of them, so
+  //   a handler that blocks for long (relaying a store request) stalls only its own connection.
+  //   The price is a thread hand-off per step: the thread that waits in epoll wakes another
+  //   one to take its place before it runs a completion.
+  // true: each thread runs its own io_context, and a connection stays on one thread (the one
+  //   with the fewest connections when it was accepted): its request is read, handled and
+  //   answered there, with no hand-off. For quick handlers only: one that blocks stalls the
+  //   other connections of its thread. One more thread accepts connections.
+  bool io_context_per_thread = false;
   size_t max_body_bytes = 256u << 20;  // larger bodies get 413
 
   // Overload protection; 0 = no limit. A request is refused with 503 and "Retry-After" (which

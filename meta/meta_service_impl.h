@@ -29,6 +29,7 @@
 #include "common/crypto.h"
 #include "common/status_macros.h"
 #include "meta/access.h"
+#include "meta/group_commit.h"
 #include "meta/meta_service.h"
 #include "meta/principal.h"
 #include "meta/request_dedup.h"
@@ -232,7 +233,7 @@ class MetaServiceImpl final : public MetaService {
       : options_(std::move(options)), lock_fd_(lock_fd), secret_key_(std::move(secret_key)),
         // Its own key (domain separation), derived rather than stored: one secret per database.
         grant_key_(HmacSha256(secret_key_, "nighfs open grant key v1")),
-        writer_(std::move(writer)),
+        writes_(std::make_unique<GroupCommit>(std::move(writer))),
         idle_readers_(std::move(readers)) {
     use_readers_ = !idle_readers_.empty();
     if (options_.run_background) background_ = std::thread([this] { BackgroundLoop(); });
@@ -244,10 +245,7 @@ class MetaServiceImpl final : public MetaService {
       stop_ = true;
     }
     if (background_.joinable()) background_.join();
-    {
-      absl::MutexLock lock(&write_mu_);
-      writer_.reset();
-    }
+    writes_.reset();  // nothing calls in any more (see MetaService)
     {
       absl::MutexLock lock(&pool_mu_);
       idle_readers_.clear();
@@ -321,18 +319,21 @@ class MetaServiceImpl final : public MetaService {
  private:
   int64_t Now() const { return options_.now_ns(); }
 
-  // Runs `fn` in one write transaction: committed if it returns OK (or sets
-  // tx.commit_on_error), rolled back otherwise. Writers are serialized.
+  // Runs `fn` in a write transaction: its writes are kept if it returns OK (or sets
+  // tx.commit_on_error), undone otherwise, and returns once what it kept is committed.
+  // Writers are serialized; concurrent ones share a commit (meta/group_commit.h), and `fn` may
+  // run on another caller's thread, under this caller's principal.
   template <class Fn>
   auto Write(Fn&& fn) -> std::invoke_result_t<Fn, Tx&> {
-    absl::MutexLock lock(&write_mu_);
-    // "now" is taken under the lock so timestamps follow the commit order.
-    Tx tx{writer_.get(), Now()};
-    ASSIGN_OR_RETURN(std::unique_ptr<sql::Transaction> txn, writer_->Begin(sql::TxMode::kWrite));
-    auto result = fn(tx);
-    if (!result.ok() && !tx.commit_on_error) return result;
-    RETURN_IF_ERROR(txn->Commit());
-    return result;
+    std::optional<std::invoke_result_t<Fn, Tx&>> result;
+    absl::Status s = writes_->Run([&](Connection* db) {
+      // "now" is taken in the writers' order, so timestamps follow the commit order.
+      Tx tx{db, Now()};
+      result.emplace(fn(tx));
+      return result->ok() || tx.commit_on_error;
+    });
+    if (!s.ok()) return s;
+    return *std::move(result);
   }
 
   // Write() for a mutation that may be a retry: runs `fn` at most once per `request_id` (see
@@ -442,8 +443,8 @@ class MetaServiceImpl final : public MetaService {
   // a restart of the server.
   const std::string grant_key_;
 
-  absl::Mutex write_mu_;
-  std::unique_ptr<Connection> writer_ ABSL_PT_GUARDED_BY(write_mu_);
+  // The one writer connection, behind its queue.
+  std::unique_ptr<GroupCommit> writes_;
 
   absl::Mutex pool_mu_;
   bool use_readers_ = false;

@@ -82,6 +82,9 @@ class Connection {
   // Runs one or more ';'-separated statements without parameters (DDL).
   virtual absl::Status ExecuteScript(std::string_view sql) = 0;
   virtual absl::StatusOr<std::unique_ptr<Transaction>> Begin(TxMode mode) = 0;
+  // True between Begin() and the end of its transaction. False inside one means the engine
+  // has rolled it back by itself (SQLite does on some I/O errors and a full disk).
+  virtual bool InTransaction() const = 0;
 
   // The key of the last row inserted with an auto_id_primary_key, and the number of rows the
   // last INSERT/UPDATE/DELETE changed, on this connection.

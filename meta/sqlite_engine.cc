@@ -170,6 +170,7 @@ class SqliteConnection final : public Connection {
     return std::make_unique<SqliteTransaction>(db_);
   }
 
+  bool InTransaction() const override { return sqlite3_get_autocommit(db_) == 0; }
   int64_t LastInsertId() const override { return sqlite3_last_insert_rowid(db_); }
   int64_t Changes() const override { return sqlite3_changes64(db_); }
   const Dialect& dialect() const override { return kSqliteDialect; }

@@ -52,9 +52,11 @@ ServerResponse Echo(const ServerRequest& r) {
   return resp;
 }
 
-class HttpTest : public ::testing::Test {
+// Every test runs with both threading models (HttpServerOptions::io_context_per_thread).
+class HttpTest : public ::testing::TestWithParam<bool> {
  protected:
   void StartServer(HttpHandler handler, HttpServerOptions options = {}) {
+    options.io_context_per_thread = GetParam();
     absl::StatusOr<std::unique_ptr<HttpServer>> s = HttpServer::Start(options, std::move(handler));
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -77,7 +79,7 @@ class HttpTest : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;
 };
 
-TEST_F(HttpTest, ServerRequestHeaderIsCaseInsensitive) {
+TEST_P(HttpTest, ServerRequestHeaderIsCaseInsensitive) {
   ServerRequest r;
   r.headers = {{"Content-Type", "a/b"}, {"x-thing", "1"}};
   EXPECT_EQ(r.Header("content-type"), "a/b");
@@ -90,7 +92,7 @@ TEST_F(HttpTest, ServerRequestHeaderIsCaseInsensitive) {
   EXPECT_EQ(resp.Header("etags"), "");
 }
 
-TEST_F(HttpTest, AllMethodsRoundTrip) {
+TEST_P(HttpTest, AllMethodsRoundTrip) {
   StartServer(Echo);
   for (const char* method : {"GET", "PUT", "POST", "DELETE"}) {
     SCOPED_TRACE(method);
@@ -110,14 +112,14 @@ TEST_F(HttpTest, AllMethodsRoundTrip) {
   }
 }
 
-TEST_F(HttpTest, ContentTypeIsSentWhenGiven) {
+TEST_P(HttpTest, ContentTypeIsSentWhenGiven) {
   StartServer(Echo);
   absl::StatusOr<HttpResponse> r = Do("POST", "/", "{}", {{"Content-Type", "application/json"}});
   ASSERT_OK(r);
   EXPECT_EQ(r->Header("X-Content-Type-Seen"), "application/json");
 }
 
-TEST_F(HttpTest, HeadGetsHeadersAndLengthButNoBody) {
+TEST_P(HttpTest, HeadGetsHeadersAndLengthButNoBody) {
   StartServer([](const ServerRequest& r) {
     ServerResponse resp = Echo(r);
     resp.body = "twelve bytes";
@@ -135,7 +137,7 @@ TEST_F(HttpTest, HeadGetsHeadersAndLengthButNoBody) {
   EXPECT_EQ(g->body, "twelve bytes");
 }
 
-TEST_F(HttpTest, HeadHandlerMayStateTheEntityLength) {
+TEST_P(HttpTest, HeadHandlerMayStateTheEntityLength) {
   // What a proxy relaying an upstream HEAD does.
   StartServer([](const ServerRequest&) {
     ServerResponse resp;
@@ -148,7 +150,7 @@ TEST_F(HttpTest, HeadHandlerMayStateTheEntityLength) {
   EXPECT_EQ(r->body, "");
 }
 
-TEST_F(HttpTest, EmptyPutSendsContentLengthZero) {
+TEST_P(HttpTest, EmptyPutSendsContentLengthZero) {
   StartServer(Echo);
   absl::StatusOr<HttpResponse> r = Do("PUT", "/empty", "");
   ASSERT_OK(r);
@@ -158,7 +160,7 @@ TEST_F(HttpTest, EmptyPutSendsContentLengthZero) {
   EXPECT_EQ(r->body, "");
 }
 
-TEST_F(HttpTest, StatusesAndHeadersArePassedThrough) {
+TEST_P(HttpTest, StatusesAndHeadersArePassedThrough) {
   StartServer([](const ServerRequest& r) {
     ServerResponse resp;
     resp.status = r.target == "/missing" ? 404 : (r.target == "/nocontent" ? 204 : 503);
@@ -184,7 +186,7 @@ TEST_F(HttpTest, StatusesAndHeadersArePassedThrough) {
   EXPECT_EQ(r->status, 503);
 }
 
-TEST_F(HttpTest, LargeBodyBothWays) {
+TEST_P(HttpTest, LargeBodyBothWays) {
   HttpServerOptions options;
   options.max_body_bytes = 65u << 20;
   StartServer(
@@ -213,7 +215,7 @@ TEST_F(HttpTest, LargeBodyBothWays) {
   EXPECT_TRUE(r->body == body);
 }
 
-TEST_F(HttpTest, SequentialRequestsReuseConnections) {
+TEST_P(HttpTest, SequentialRequestsReuseConnections) {
   absl::Mutex mu;
   std::set<std::string> peers;
   StartServer([&](const ServerRequest& r) {
@@ -235,7 +237,7 @@ TEST_F(HttpTest, SequentialRequestsReuseConnections) {
   EXPECT_THAT(*peers.begin(), StartsWith("127.0.0.1:"));
 }
 
-TEST_F(HttpTest, ConcurrentClients) {
+TEST_P(HttpTest, ConcurrentClients) {
   absl::Mutex mu;
   std::set<std::string> peers;
   StartServer([&](const ServerRequest& r) {
@@ -275,7 +277,7 @@ TEST_F(HttpTest, ConcurrentClients) {
   EXPECT_LE(peers.size(), static_cast<size_t>(2 * kThreads));
 }
 
-TEST_F(HttpTest, MalformedRequestGets400AndClose) {
+TEST_P(HttpTest, MalformedRequestGets400AndClose) {
   std::atomic<int> calls{0};
   StartServer([&](const ServerRequest& r) {
     ++calls;
@@ -299,7 +301,7 @@ TEST_F(HttpTest, MalformedRequestGets400AndClose) {
   EXPECT_EQ(calls.load(), 0);
 }
 
-TEST_F(HttpTest, OversizeBodyGets413) {
+TEST_P(HttpTest, OversizeBodyGets413) {
   std::atomic<int> calls{0};
   HttpServerOptions options;
   options.max_body_bytes = 1u << 20;
@@ -328,7 +330,7 @@ TEST_F(HttpTest, OversizeBodyGets413) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST_F(HttpTest, OversizeChunkedBodyGets413) {
+TEST_P(HttpTest, OversizeChunkedBodyGets413) {
   HttpServerOptions options;
   options.max_body_bytes = 16;
   StartServer(Echo, options);
@@ -339,7 +341,7 @@ TEST_F(HttpTest, OversizeChunkedBodyGets413) {
   EXPECT_THAT(c.ReadAll(), StartsWith("HTTP/1.1 413"));
 }
 
-TEST_F(HttpTest, HandlerExceptionGets500) {
+TEST_P(HttpTest, HandlerExceptionGets500) {
   StartServer([](const ServerRequest& r) -> ServerResponse {
     if (r.target == "/throw") throw std::runtime_error("database on fire");
     return Echo(r);
@@ -354,7 +356,7 @@ TEST_F(HttpTest, HandlerExceptionGets500) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST_F(HttpTest, CloseWithoutReplyIsATransportError) {
+TEST_P(HttpTest, CloseWithoutReplyIsATransportError) {
   StartServer([](const ServerRequest& r) {
     ServerResponse resp = Echo(r);
     resp.close_without_reply = r.target == "/drop";
@@ -367,7 +369,7 @@ TEST_F(HttpTest, CloseWithoutReplyIsATransportError) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST_F(HttpTest, ExpectContinueIsHonoured) {
+TEST_P(HttpTest, ExpectContinueIsHonoured) {
   StartServer(Echo);
   RawConnection c(server_->port());
   ASSERT_TRUE(c.connected());
@@ -381,7 +383,7 @@ TEST_F(HttpTest, ExpectContinueIsHonoured) {
   EXPECT_THAT(reply, HasSubstr("\r\n\r\nhello"));
 }
 
-TEST_F(HttpTest, PipelinedRequestsAndConnectionClose) {
+TEST_P(HttpTest, PipelinedRequestsAndConnectionClose) {
   StartServer(Echo);
   RawConnection c(server_->port());
   ASSERT_TRUE(c.connected());
@@ -400,7 +402,7 @@ TEST_F(HttpTest, PipelinedRequestsAndConnectionClose) {
   EXPECT_THAT(reply, HasSubstr("\r\n\r\ntwo"));
 }
 
-TEST_F(HttpTest, Http10GetsAReplyAndAClose) {
+TEST_P(HttpTest, Http10GetsAReplyAndAClose) {
   StartServer(Echo);
   RawConnection c(server_->port());
   ASSERT_TRUE(c.connected());
@@ -411,7 +413,7 @@ TEST_F(HttpTest, Http10GetsAReplyAndAClose) {
   EXPECT_TRUE(eof);
 }
 
-TEST_F(HttpTest, StopClosesKeptAliveConnectionsPromptly) {
+TEST_P(HttpTest, StopClosesKeptAliveConnectionsPromptly) {
   StartServer(Echo);
   // A kept-alive connection in the client's pool, and an idle raw one.
   ASSERT_OK(Do("GET", "/warm"));
@@ -433,7 +435,7 @@ TEST_F(HttpTest, StopClosesKeptAliveConnectionsPromptly) {
   EXPECT_THAT(Do("GET", "/after-stop"), StatusIs(absl::StatusCode::kUnavailable));
 }
 
-TEST_F(HttpTest, StopWaitsForHandlerInFlight) {
+TEST_P(HttpTest, StopWaitsForHandlerInFlight) {
   absl::Notification entered, release;
   std::atomic<bool> finished{false};
   StartServer([&](const ServerRequest& r) {
@@ -454,7 +456,7 @@ TEST_F(HttpTest, StopWaitsForHandlerInFlight) {
   client.join();
 }
 
-TEST_F(HttpTest, BindFailureIsReported) {
+TEST_P(HttpTest, BindFailureIsReported) {
   StartServer(Echo);
   HttpServerOptions options;
   options.port = server_->port();
@@ -470,7 +472,7 @@ TEST_F(HttpTest, BindFailureIsReported) {
 
 // ---- Client-side errors
 
-TEST_F(HttpTest, ConnectionRefusedIsUnavailableAndRedactsSecrets) {
+TEST_P(HttpTest, ConnectionRefusedIsUnavailableAndRedactsSecrets) {
   const int port = testing::FreeLoopbackPort();
   HttpRequest req;
   req.url = absl::StrCat("http://user:hunter2@127.0.0.1:", port,
@@ -485,7 +487,7 @@ TEST_F(HttpTest, ConnectionRefusedIsUnavailableAndRedactsSecrets) {
   EXPECT_THAT(msg, ::testing::Not(HasSubstr("SECRETTOKEN")));
 }
 
-TEST_F(HttpTest, SlowServerIsDeadlineExceeded) {
+TEST_P(HttpTest, SlowServerIsDeadlineExceeded) {
   absl::Notification release;
   StartServer([&](const ServerRequest& r) {
     release.WaitForNotificationWithTimeout(absl::Seconds(20));
@@ -503,7 +505,7 @@ TEST_F(HttpTest, SlowServerIsDeadlineExceeded) {
   EXPECT_EQ(r->status, 200);
 }
 
-TEST_F(HttpTest, InvalidRequestsAreRejectedBeforeSending) {
+TEST_P(HttpTest, InvalidRequestsAreRejectedBeforeSending) {
   HttpRequest req;
   EXPECT_THAT(client_->Do(req), StatusIs(absl::StatusCode::kInvalidArgument));  // no URL
   req.url = "http://127.0.0.1:1/";
@@ -519,7 +521,7 @@ TEST_F(HttpTest, InvalidRequestsAreRejectedBeforeSending) {
   EXPECT_THAT(client_->Do(req), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST_F(HttpTest, EmptyHeaderValueIsSent) {
+TEST_P(HttpTest, EmptyHeaderValueIsSent) {
   StartServer([](const ServerRequest& r) {
     ServerResponse resp;
     bool present = false;
@@ -531,6 +533,45 @@ TEST_F(HttpTest, EmptyHeaderValueIsSent) {
   ASSERT_OK(r);
   EXPECT_EQ(r->body, "present");
 }
+
+TEST_P(HttpTest, ConnectionsAreSpreadOverTheThreads) {
+  // Four connections whose requests all wait inside the handler for each other: they can only
+  // all get there if no two of them share a thread (with one io_context per thread, a
+  // connection is placed on the thread with the fewest).
+  constexpr int kConnections = 4;
+  absl::Mutex mu;
+  int inside = 0;
+  std::set<std::thread::id> threads;
+  HttpServerOptions options;
+  options.threads = kConnections;
+  StartServer(
+      [&](const ServerRequest& r) {
+        absl::MutexLock lock(&mu);
+        ++inside;
+        threads.insert(std::this_thread::get_id());
+        const bool all = mu.AwaitWithTimeout(
+            absl::Condition(+[](int* n) { return *n >= kConnections; }, &inside),
+            absl::Seconds(20));
+        ServerResponse resp = Echo(r);
+        if (!all) resp.status = 504;
+        return resp;
+      },
+      options);
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < kConnections; ++i) {
+    conns.push_back(std::make_unique<RawConnection>(server_->port()));
+    ASSERT_TRUE(conns.back()->connected());
+  }
+  for (auto& c : conns) ASSERT_TRUE(c->Send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n"));
+  for (auto& c : conns) EXPECT_THAT(c->ReadUntil("\r\n\r\n"), StartsWith("HTTP/1.1 200"));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(threads.size(), static_cast<size_t>(kConnections));
+}
+
+INSTANTIATE_TEST_SUITE_P(Threading, HttpTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ContextPerThread" : "SharedContext";
+                         });
 
 }  // namespace
 }  // namespace nighfs
