@@ -159,6 +159,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t pare
   DirChange change(dir_attrs_, parent);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
   change.Done(&resp.parent_attr());
+  // A new inode has no extended attributes: the kernel's security.capability check before
+  // the first write of a new file (every file `tar x` or `cp` makes) is answered here.
+  if ((resp.attr().mode() & S_IFMT) == S_IFREG) RememberNoCaps(resp.attr().ino());
   if (grant != nullptr) *grant = resp.grant();
   return resp.attr();
 }

@@ -218,6 +218,26 @@ TEST_F(FsRttTest, CreateAndStatCostOneRoundTripEach) {
   EXPECT_EQ(faulty_meta_->AllCalls() - before, 2 * kFiles);  // Lookup + Mknod
 }
 
+TEST_F(FsRttTest, NewFilesHaveNoCapabilitiesWithoutAsking) {
+  // The kernel asks for security.capability before the first write of every file.
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_WRONLY);
+  ASSERT_OK(made);
+  const uint64_t ino = made->first.ino();
+  EXPECT_EQ(StatusToErrno(fs_->GetXattr(ino, "security.capability").status()), ENODATA);
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 0);
+  ASSERT_OK(fs_->Write(made->second, 0, "data"));
+  ASSERT_OK(fs_->Release(made->second));
+  // Set through this mount: asked for again, and found.
+  ASSERT_OK(fs_->SetXattr(ino, "security.capability", "caps", 0));
+  auto got = fs_->GetXattr(ino, "security.capability");
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, "caps");
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 1);
+  // Other attributes are always asked for.
+  EXPECT_EQ(StatusToErrno(fs_->GetXattr(ino, "user.x").status()), ENODATA);
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 2);
+}
+
 TEST(DirAttrCacheTest, KeepsOnlyTheReplyOfTheLastChangeBegun) {
   DirAttrCache cache(absl::Seconds(10));
   pb::Attr a1, a2;
