@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Metadata round trips per operation (issue 14): creates, stats and unlinks of N empty files in
-# one folder of a fresh nighfs mount with the default attr/entry timeouts (1 s), then the
-# metadata RPCs the mount sent per operation, by method, counted on its sockets with strace.
+# one folder of a fresh nighfs mount with the default attr/entry timeouts (1 s), and `tar x`
+# (then syncfs) of /usr/include/linux; then the metadata RPCs the mount sent per operation
+# (per tree entry for tar), by method, counted on its sockets with strace.
 #   scripts/meta_rtt.sh BIN_DIR [N]
 # BIN_DIR holds nighfs-meta, mount.nighfs and nighfs (e.g. copies of build/meta/nighfs-meta,
 # build/mount/mount.nighfs and build/tools/nighfs), so two builds compare side by side.
@@ -62,6 +63,17 @@ PY
 }
 log "timing $N files"
 phase "$MNT/timed"
+TAR=$T/linux.tar
+tar -cf "$TAR" -C /usr/include linux
+ENTRIES=$(tar -tf "$TAR" | wc -l)
+tree() {  # folder; prints seconds
+  mkdir "$1"
+  local t0=$EPOCHREALTIME
+  tar -xf "$TAR" -C "$1"
+  sync -f "$1"
+  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
+}
+echo "tar x + syncfs of $ENTRIES entries: $(tree "$MNT/tree1") s"
 
 # Counted: the same with strace on the mount's socket writes (each request line names its
 # method), the trace cut between phases at its length then.
@@ -83,18 +95,22 @@ sleep 1.2
 echo "idle $(grep -c 'MetaService/' "$T/strace" || true)" >>"$T/marks"
 step stat-cold "os.stat(p)"
 step unlink "os.unlink(p)"
+tree "$MNT/tree2" >/dev/null
+sleep 0.5
+echo "tar $(grep -c 'MetaService/' "$T/strace" || true)" >>"$T/marks"
 kill -INT "$STRACE_PID" 2>/dev/null || true
 wait "$STRACE_PID" 2>/dev/null || true
-python3 - "$T/strace" "$T/marks" "$N" <<'PY'
+python3 - "$T/strace" "$T/marks" "$N" "$ENTRIES" <<'PY'
 import re, sys, collections
 lines = [m.group(1) for l in open(sys.argv[1], errors="replace")
          for m in [re.search(r'MetaService/(\w+)', l)] if m]
 marks = [l.split() for l in open(sys.argv[2])]
-n = int(sys.argv[3])
+n, entries = int(sys.argv[3]), int(sys.argv[4])
 for (_, a), (ph, b) in zip(marks, marks[1:]):
     if ph == "idle":
         continue
     c = collections.Counter(lines[int(a):int(b)])
+    n = entries if ph == "tar" else n
     detail = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(c.items()))
     print(f"{ph:9} RPCs per file {sum(c.values()) / n:.2f}  ({detail})")
 PY
