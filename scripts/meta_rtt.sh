@@ -42,27 +42,31 @@ MOUNT_PID=$!
 for _ in $(seq 100); do is_mounted "$MNT" && break; sleep 0.1; done
 is_mounted "$MNT" || die "mount.nighfs did not mount: $(tail -3 "$T/mount.log")"
 
-# phase DIR: creates, stats (after the kernel's caches expired) and unlinks; prints rates.
-phase() {
-  python3 - "$1" "$N" <<'PY'
-import os, sys, time
-d, n = sys.argv[1], int(sys.argv[2])
-os.mkdir(d)
-names = [f"{d}/f{i}" for i in range(n)]
-def timed(fn):
-    t = time.monotonic()
-    for p in names: fn(p)
-    return n / (time.monotonic() - t)
-c = timed(lambda p: os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)))
-s1 = timed(os.stat)           # warm: right after the creates
-time.sleep(1.2)               # attr/entry timeouts (1 s) expire
-s2 = timed(os.stat)           # cold in the kernel
-u = timed(os.unlink)
-print(f"creates/s {c:.0f} stats/s(warm) {s1:.0f} stats/s(after 1.2 s) {s2:.0f} unlinks/s {u:.0f}")
-PY
+# run DIR [MARKS]: creates (O_EXCL), stats right after, stats once the kernel's caches expired
+# (1.2 s), unlinks of N files in DIR; prints each rate. With MARKS, appends after each step
+# the number of requests in the strace output so far.
+count() { grep -c 'MetaService/' "$T/strace" 2>/dev/null || true; }
+run() {
+  local dir=$1 marks=${2:-}
+  mkdir "$dir"
+  [[ -z $marks ]] || echo "start $(count)" >"$marks"
+  step() {  # name python-statement-on-p
+    python3 -c "import os, time
+t = time.monotonic()
+for i in range($N): p = '$dir/f%d' % i; $2
+print('$1/s %.0f' % ($N / (time.monotonic() - t)), end='  ')"
+    [[ -z $marks ]] || { sleep 0.5; echo "$1 $(count)" >>"$marks"; }
+  }
+  step creates "os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))"
+  step stats-warm "os.stat(p)"
+  sleep 1.2
+  [[ -z $marks ]] || echo "idle $(count)" >>"$marks"
+  step stats-expired "os.stat(p)"
+  step unlinks "os.unlink(p)"
+  echo
 }
 log "timing $N files"
-phase "$MNT/timed"
+run "$MNT/timed"
 TAR=$T/linux.tar
 tar -cf "$TAR" -C /usr/include linux
 ENTRIES=$(tar -tf "$TAR" | wc -l)
@@ -81,23 +85,10 @@ log "counting RPCs"
 strace -f -qq -e trace=sendto,write,writev,sendmsg -s 80 -p "$MOUNT_PID" -o "$T/strace" &
 STRACE_PID=$!
 sleep 1
-mkdir "$MNT/counted"
-step() {  # name python-statement-on-p
-  python3 -c "import os, sys
-for i in range($N): p = '$MNT/counted/f%d' % i; $2" 
-  sleep 0.5
-  echo "$1 $(grep -c 'MetaService/' "$T/strace" || true)" >>"$T/marks"
-}
-echo "start $(grep -c 'MetaService/' "$T/strace" || true)" >"$T/marks"
-step create "os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))"
-step stat-warm "os.stat(p)"
-sleep 1.2
-echo "idle $(grep -c 'MetaService/' "$T/strace" || true)" >>"$T/marks"
-step stat-cold "os.stat(p)"
-step unlink "os.unlink(p)"
+run "$MNT/counted" "$T/marks" >/dev/null
 tree "$MNT/tree2" >/dev/null
 sleep 0.5
-echo "tar $(grep -c 'MetaService/' "$T/strace" || true)" >>"$T/marks"
+echo "tar $(count)" >>"$T/marks"
 kill -INT "$STRACE_PID" 2>/dev/null || true
 wait "$STRACE_PID" 2>/dev/null || true
 python3 - "$T/strace" "$T/marks" "$N" "$ENTRIES" <<'PY'
