@@ -190,6 +190,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view m
     RETURN_IF_ERROR(tx.UpdateInode(vol, dir));
     pb::EntryResponse r;
     *r.mutable_attr() = n.Proto();
+    *r.mutable_parent_attr() = dir.Proto();
     if (open_access != 0) r.set_grant(MakeGrant(grant_key_, vol, n.ino, asker.session, open_access));
     return r;
   });
@@ -264,6 +265,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& r
     RETURN_IF_ERROR(tx.UpdateInode(vol, dir));
     pb::EntryResponse r;
     *r.mutable_attr() = n.Proto();
+    *r.mutable_parent_attr() = dir.Proto();
     return r;
   });
 }
@@ -284,6 +286,7 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
     RETURN_IF_ERROR(tx.UpdateInode(vol, dir));
     pb::UnlinkResponse r;
     *r.mutable_attr() = n.Proto();
+    *r.mutable_parent_attr() = dir.Proto();
     return r;
   });
 }
@@ -296,7 +299,7 @@ absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest&
     ASSIGN_OR_RETURN(Removal rm, FindRemovable(tx, asker.cred, vol, req.parent(), req.name()));
     Inode& dir = rm.dir;
     const Dentry& d = rm.entry;
-    const Inode& n = rm.node;
+    Inode& n = rm.node;
     if (!n.IsDir()) return FsError(ENOTDIR, absl::StrCat(Quote(req.name()), " is not a directory"));
     ASSIGN_OR_RETURN(bool empty, tx.DirIsEmpty(vol, n.ino));
     if (!empty) return FsError(ENOTEMPTY, absl::StrCat("directory ", Quote(req.name()), " is not empty"));
@@ -305,7 +308,12 @@ absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest&
     dir.nlink -= 1;
     dir.mtime_ns = dir.ctime_ns = tx.now;
     RETURN_IF_ERROR(tx.UpdateInode(vol, dir));
-    return pb::RmdirResponse();
+    pb::RmdirResponse r;
+    *r.mutable_parent_attr() = dir.Proto();
+    n.nlink = 0;
+    n.ctime_ns = tx.now;
+    *r.mutable_removed() = n.Proto();
+    return r;
   });
 }
 
@@ -344,6 +352,8 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
     // Renaming a name onto itself, or onto another name of the same inode, changes nothing.
     if (dst_d && dst_d->ino == src.ino) {
       *r.mutable_moved() = src.Proto();
+      *r.mutable_parent_attr() = old_dir.Proto();
+      *r.mutable_new_parent_attr() = new_dir.Proto();
       return r;
     }
     std::optional<Inode> dst;
@@ -424,6 +434,7 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
       old_dir.nlink = static_cast<uint32_t>(old_dir.nlink + old_dir_delta + new_dir_delta);
       old_dir.mtime_ns = old_dir.ctime_ns = tx.now;
       RETURN_IF_ERROR(tx.UpdateInode(vol, old_dir));
+      new_dir = old_dir;
     } else {
       old_dir.nlink = static_cast<uint32_t>(old_dir.nlink + old_dir_delta);
       new_dir.nlink = static_cast<uint32_t>(new_dir.nlink + new_dir_delta);
@@ -433,6 +444,8 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
       RETURN_IF_ERROR(tx.UpdateInode(vol, new_dir));
     }
     *r.mutable_moved() = src.Proto();
+    *r.mutable_parent_attr() = old_dir.Proto();
+    *r.mutable_new_parent_attr() = new_dir.Proto();
     return r;
   });
 }

@@ -66,6 +66,7 @@ FileSystemImpl::FileSystemImpl(MetaApi* meta, blockstore::BlockStore* store,
       volume_(volume),
       bs_(volume.block_size()),
       session_id_(session_id),
+      dir_attrs_(options.attr_timeout),
       buffers_(BufferPool::Create(volume.block_size(), options.buffer_pool_bytes)),
       cache_(store, options.cache_bytes, &pool_, options.holder_store),
       pool_(options.io_threads) {
@@ -150,6 +151,15 @@ void FileSystemImpl::FillMemoryAndPending(status::v1::MountStatus* out) const {
   });
   if (files.size() > 50) files.resize(50);
   for (auto& f : files) *out->add_pending() = std::move(f);
+}
+
+absl::StatusOr<pb::Attr> FileSystem::LookupForKernel(uint64_t parent, const std::string& name) {
+  absl::StatusOr<pb::Attr> attr = Lookup(parent, name);
+  if (attr.ok() || options_.entry_timeout <= absl::ZeroDuration() ||
+      StatusToErrno(attr.status()) != ENOENT) {
+    return attr;
+  }
+  return pb::Attr();  // ino 0: a negative entry
 }
 
 absl::StatusOr<std::unique_ptr<FileSystem>> FileSystem::Create(MetaApi* meta,

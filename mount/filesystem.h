@@ -122,6 +122,15 @@ class FileSystem {
 
   // Namespace. Names are checked here too (ENAMETOOLONG over 255 bytes).
   virtual absl::StatusOr<meta::v1::Attr> Lookup(uint64_t parent, const std::string& name) = 0;
+  // Lookup as the kernel is answered: a name that does not exist is an Attr with ino 0 (a
+  // negative entry, which the kernel keeps for entry_timeout, so another stat or open of the
+  // missing name within it costs no round trip) rather than
+  // ENOENT, unless entry_timeout is zero. The kernel drops a negative entry when this mount
+  // creates the name; another mount's create is seen after entry_timeout, as its other
+  // changes of names are.
+  absl::StatusOr<meta::v1::Attr> LookupForKernel(uint64_t parent, const std::string& name);
+  // Attributes. A directory changed by this mount's own namespace operation within the last
+  // attr_timeout is answered from that operation's reply, without a round trip.
   virtual absl::StatusOr<meta::v1::Attr> GetAttr(uint64_t ino) = 0;
   virtual absl::StatusOr<meta::v1::Attr> SetAttr(uint64_t ino, const SetAttrArgs& args) = 0;
   virtual absl::StatusOr<std::string> Readlink(uint64_t ino) = 0;

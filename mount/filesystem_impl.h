@@ -30,6 +30,7 @@
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "mount/block_cache.h"
+#include "mount/dir_attr_cache.h"
 #include "mount/file_state.h"
 #include "mount/filesystem.h"
 #include "mount/memory.h"
@@ -305,6 +306,29 @@ class FileSystemImpl : public FileSystem {
   // upload (in the snapshot and, if still current, in the file's table, with its charge).
   absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p);
 
+  // A change of directory `ino` by this mount, for dir_attrs_: Begin at construction, Done
+  // with the directory's attributes from the reply (none if the call failed or the reply has
+  // none: then nothing is kept).
+  class DirChange {
+   public:
+    DirChange(DirAttrCache& cache, uint64_t ino)
+        : cache_(cache), ino_(ino), ticket_(cache.Begin(ino)) {}
+    ~DirChange() { Done(nullptr); }
+    DirChange(const DirChange&) = delete;
+    DirChange& operator=(const DirChange&) = delete;
+    void Done(const pb::Attr* attr) {
+      if (done_) return;
+      done_ = true;
+      cache_.End(ino_, ticket_, attr);
+    }
+
+   private:
+    DirAttrCache& cache_;
+    const uint64_t ino_;
+    const uint64_t ticket_;
+    bool done_ = false;
+  };
+
   // ---- security.capability absence cache ----
   bool KnownNoCaps(uint64_t ino);
   void RememberNoCaps(uint64_t ino);
@@ -331,6 +355,9 @@ class FileSystemImpl : public FileSystem {
   // The read grant of the last listing started of each directory (see ReadDir).
   absl::Mutex dir_grants_mu_;
   absl::flat_hash_map<uint64_t, std::string> dir_grants_ ABSL_GUARDED_BY(dir_grants_mu_);
+
+  // Directories' attributes from this mount's own namespace replies (see DirAttrCache).
+  DirAttrCache dir_attrs_;
 
   absl::Mutex caps_mu_;
   absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);

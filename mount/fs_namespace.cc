@@ -55,6 +55,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Lookup(uint64_t parent, const std::stri
 }
 
 absl::StatusOr<pb::Attr> FileSystemImpl::GetAttr(uint64_t ino) {
+  if (std::optional<pb::Attr> dir = dir_attrs_.Get(ino)) return *dir;
   pb::GetAttrRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
@@ -88,7 +89,11 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
     req.set_grant(st->write_grant);
   }
   if (st == nullptr) {
+    // A directory's attributes change (chmod, chown, utimes of a folder): what this mount
+    // kept of them is replaced by the reply.
+    DirChange change(dir_attrs_, ino);
     ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
+    change.Done(&resp.attr());
     return resp.attr();
   }
   // Buffered writes go first, so a truncate or an explicit mtime is not undone by a later
@@ -151,7 +156,12 @@ absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t pare
   req.set_mode(mode);
   req.set_rdev(rdev);
   req.set_open_access(static_cast<uint32_t>(open_access));
+  DirChange change(dir_attrs_, parent);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
+  change.Done(&resp.parent_attr());
+  // A new inode has no extended attributes: the kernel's security.capability check before
+  // the first write of a new file (every file `tar x` or `cp` makes) is answered here.
+  if ((resp.attr().mode() & S_IFMT) == S_IFREG) RememberNoCaps(resp.attr().ino());
   if (grant != nullptr) *grant = resp.grant();
   return resp.attr();
 }
@@ -161,7 +171,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Mkdir(const Caller& c, uint64_t parent,
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::MkdirRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
+  DirChange change(dir_attrs_, parent);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mkdir, req));
+  change.Done(&resp.parent_attr());
   return resp.attr();
 }
 
@@ -171,7 +183,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t paren
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::SymlinkRequest>(volume_.id(), c, parent, name);
   req.set_target(target);
+  DirChange change(dir_attrs_, parent);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Symlink, req));
+  change.Done(&resp.parent_attr());
   return resp.attr();
 }
 
@@ -183,7 +197,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
   req.set_ino(ino);
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
+  DirChange change(dir_attrs_, new_parent);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Link, req));
+  change.Done(&resp.parent_attr());
   return Overlay(resp.attr());
 }
 
@@ -196,7 +212,9 @@ absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
   req.set_session_id(session_id_.load());
   std::shared_ptr<FileState> open = OpenStateOfName(parent, name);
   req.set_sustain(open != nullptr);
+  DirChange change(dir_attrs_, parent);
   ASSIGN_OR_RETURN(pb::UnlinkResponse resp, Meta(&MetaApi::Unlink, req));
+  change.Done(&resp.parent_attr());
   if (open != nullptr && resp.attr().nlink() == 0) MarkSustained(open);
   return absl::OkStatus();
 }
@@ -207,7 +225,11 @@ absl::Status FileSystemImpl::Rmdir(uint64_t parent, const std::string& name) {
   req.set_volume_id(volume_.id());
   req.set_parent(parent);
   req.set_name(name);
-  return Meta(&MetaApi::Rmdir, req).status();
+  DirChange change(dir_attrs_, parent);
+  ASSIGN_OR_RETURN(pb::RmdirResponse resp, Meta(&MetaApi::Rmdir, req));
+  change.Done(&resp.parent_attr());
+  dir_attrs_.Drop(resp.removed().ino());
+  return absl::OkStatus();
 }
 
 absl::Status FileSystemImpl::Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
@@ -225,7 +247,15 @@ absl::Status FileSystemImpl::Rename(uint64_t parent, const std::string& name, ui
   std::shared_ptr<FileState> open;
   if (!(flags & RENAME_EXCHANGE)) open = OpenStateOfName(new_parent, new_name);
   req.set_sustain(open != nullptr);
+  DirChange from(dir_attrs_, parent);
+  std::optional<DirChange> to;
+  if (new_parent != parent) to.emplace(dir_attrs_, new_parent);
   ASSIGN_OR_RETURN(pb::RenameResponse resp, Meta(&MetaApi::Rename, req));
+  from.Done(&resp.parent_attr());
+  if (to) to->Done(&resp.new_parent_attr());
+  // A moved directory's ctime (and "..") changed, a replaced one is gone.
+  dir_attrs_.Drop(resp.moved().ino());
+  dir_attrs_.Drop(resp.replaced().ino());
   if (open != nullptr && resp.replaced().ino() == open->ino && resp.replaced().nlink() == 0) {
     MarkSustained(open);
   }
@@ -311,6 +341,7 @@ absl::Status FileSystemImpl::SetXattr(uint64_t ino, const std::string& name, std
   req.set_name(name);
   req.set_value(std::string(value));
   req.set_flags(static_cast<uint32_t>(flags));
+  DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
   ForgetNoCaps(ino);
   return absl::OkStatus();
@@ -347,6 +378,7 @@ absl::Status FileSystemImpl::RemoveXattr(uint64_t ino, const std::string& name) 
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
   req.set_name(name);
+  DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
   ForgetNoCaps(ino);
   return absl::OkStatus();

@@ -48,10 +48,17 @@ void ReplyError(fuse_req_t req, const absl::Status& s) {
   fuse_reply_err(req, err);
 }
 
+// An Attr with ino 0 (only from FileSystem::LookupForKernel) is a negative entry: the kernel
+// keeps "no such name" for entry_timeout.
 void ReplyEntry(fuse_req_t req, const absl::StatusOr<pb::Attr>& attr) {
   if (!attr.ok()) return ReplyError(req, attr.status());
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);
+  if (attr->ino() == 0) {
+    e.entry_timeout = Seconds(Fs(req)->options().entry_timeout);
+    fuse_reply_entry(req, &e);
+    return;
+  }
   e.ino = attr->ino();
   e.generation = 1;
   e.attr = AttrToStat(*attr, Ctx(req)->block_size);
@@ -95,7 +102,7 @@ void Destroy(void* userdata) {
 // Valid replies: fuse_reply_entry, fuse_reply_err
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ScopedCaller as(CallerOf(req));
-  ReplyEntry(req, Fs(req)->Lookup(parent, name));
+  ReplyEntry(req, Fs(req)->LookupForKernel(parent, name));
 }
 
 // Valid replies: fuse_reply_none

@@ -267,6 +267,87 @@ TEST_F(E2eTest, TwoMountsSeeEachOtherAfterClose) {
   EXPECT_TRUE(WaitFor([&] { return ::stat(P("dir").c_str(), &st) == 0; }, absl::Seconds(5)));
 }
 
+// The mount's metadata calls so far, from a status file written after this call started (the
+// daemon rewrites it every few seconds).
+uint64_t MetaCallsNow(const FuseMount& m) {
+  const int64_t since = absl::ToUnixNanos(absl::Now());
+  uint64_t calls = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto s = ReadMountStatus(m);
+        if (!s.ok() || s->updated_ns() <= since) return false;
+        calls = s->stats().meta_calls();
+        return true;
+      },
+      absl::Seconds(15)));
+  return calls;
+}
+
+// Issue 14: a missing name is cached by the kernel as a negative entry, and the parent's
+// attributes come with the create's reply, so creating and stat'ing a file costs the Lookup
+// that finds the name missing and the create, nothing more.
+TEST_F(E2eTest, CreateAndStatMakeTwoMetadataCallsPerFile) {
+  FuseMount* m = MountVolume("vol", "rtt", "attr_timeout=30,entry_timeout=30");
+  ASSERT_NE(m, nullptr);
+  const std::string d = m->path() + "/d";
+  ASSERT_EQ(::mkdir(d.c_str(), 0755), 0);
+  constexpr int kFiles = 100;
+  const uint64_t before = MetaCallsNow(*m);
+  struct stat st;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string f = absl::StrCat(d, "/f", i);
+    ASSERT_NE(::stat(f.c_str(), &st), 0);  // the Lookup: missing
+    ASSERT_EQ(errno, ENOENT);
+    ASSERT_NE(::stat(f.c_str(), &st), 0);  // the kernel's negative entry: no call
+    // O_CREAT without O_EXCL (as `: > f`, cp, tar's default): the negative entry stands for
+    // the lookup (O_EXCL makes the kernel look the name up again).
+    const int fd = ::open(f.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << f << ": " << std::strerror(errno);
+    ASSERT_EQ(::close(fd), 0);
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    ASSERT_EQ(::stat(d.c_str(), &st), 0);  // the parent, changed by the create
+  }
+  const uint64_t calls = MetaCallsNow(*m) - before;
+  // Lookup + Mknod per file; without negative entries and the parent's attributes in the
+  // create's reply it was 5 (the missing name looked up three times, GetAttr of the parent).
+  EXPECT_LE(calls, 2u * kFiles + 4) << "metadata calls for " << kFiles << " files";
+  EXPECT_GE(calls, 2u * kFiles);
+  EXPECT_EQ(st.st_nlink, 2u);
+}
+
+TEST_F(E2eTest, NegativeEntriesExpireAndOwnChangesReplaceThem) {
+  FuseMount* other = MountVolume("vol", "mnt2");
+  ASSERT_NE(other, nullptr);
+  struct stat st;
+  // This mount's own changes replace its negative entries at once, whatever makes the name.
+  for (const char* name : {"made", "dir", "sym", "hard", "renamed"}) {
+    ASSERT_NE(::stat(P(name).c_str(), &st), 0) << name;
+  }
+  ASSERT_TRUE(WriteFile(P("made"), "x"));
+  ASSERT_EQ(::mkdir(P("dir").c_str(), 0755), 0);
+  ASSERT_EQ(::symlink("made", P("sym").c_str()), 0);
+  ASSERT_EQ(::link(P("made").c_str(), P("hard").c_str()), 0);
+  ASSERT_TRUE(WriteFile(P("tmp"), "y"));
+  ASSERT_EQ(::rename(P("tmp").c_str(), P("renamed").c_str()), 0);
+  for (const char* name : {"made", "dir", "sym", "hard", "renamed"}) {
+    EXPECT_EQ(::lstat(P(name).c_str(), &st), 0) << name << ": " << std::strerror(errno);
+  }
+  EXPECT_EQ(ReadFile(P("renamed")), "y");
+
+  // Another mount's create is seen once this mount's negative entry expires (entry_timeout
+  // is 1 s here), as its other changes of names are.
+  const std::string name = "from_other";
+  ASSERT_NE(::stat(P(name).c_str(), &st), 0);
+  ASSERT_TRUE(WriteFile(other->path() + "/" + name, "other"));
+  const absl::Time made = absl::Now();
+  EXPECT_TRUE(WaitFor([&] { return ::stat(P(name).c_str(), &st) == 0; }, absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - made, absl::Seconds(3));
+  EXPECT_EQ(ReadFile(P(name)), "other");
+  // And another mount's unlink, after entry_timeout too.
+  ASSERT_EQ(::unlink((other->path() + "/" + name).c_str()), 0);
+  EXPECT_TRUE(WaitFor([&] { return ::stat(P(name).c_str(), &st) != 0; }, absl::Seconds(5)));
+}
+
 TEST_F(E2eTest, SurvivesUnmountMetaRestartAndRemount) {
   const std::string data = RandomBytes(2 * kBlock + 99, 3);
   ASSERT_EQ(::mkdir(P("keep").c_str(), 0750), 0);

@@ -986,6 +986,95 @@ TEST_F(MetaServiceTest, RenameADirectoryAcrossParents) {
   EXPECT_EQ(b2->nlink(), 3u);
 }
 
+// Issue 14: each reply that changes a directory carries the directory as its transaction left
+// it, equal to a GetAttr right after (a mount answers the kernel's GetAttr from it).
+TEST_F(MetaServiceTest, NamespaceRepliesCarryTheParentsAttributes) {
+  auto expect_current = [&](const pb::Attr& got, uint64_t ino, const std::string& what) {
+    absl::StatusOr<pb::Attr> now = GetAttr(ino);
+    ASSERT_OK(now);
+    EXPECT_EQ(got.ino(), ino) << what;
+    EXPECT_EQ(got.DebugString(), now->DebugString()) << what;
+  };
+  absl::StatusOr<pb::Attr> d = Mkdir(kRoot, "d");
+  ASSERT_OK(d);
+  Advance(absl::Seconds(1));
+  pb::MknodRequest mk;
+  mk.set_volume_id(vol_);
+  mk.set_parent(d->ino());
+  mk.set_name("f");
+  mk.set_mode(S_IFREG | 0644);
+  absl::StatusOr<pb::EntryResponse> made = svc_->Mknod(mk);
+  ASSERT_OK(made);
+  expect_current(made->parent_attr(), d->ino(), "mknod");
+  EXPECT_EQ(made->parent_attr().mtime_ns(), Now());
+
+  Advance(absl::Seconds(1));
+  pb::MkdirRequest md;
+  md.set_volume_id(vol_);
+  md.set_parent(d->ino());
+  md.set_name("sub");
+  md.set_mode(0755);
+  absl::StatusOr<pb::EntryResponse> sub = svc_->Mkdir(md);
+  ASSERT_OK(sub);
+  expect_current(sub->parent_attr(), d->ino(), "mkdir");
+  EXPECT_EQ(sub->parent_attr().nlink(), 3u);
+
+  pb::SymlinkRequest sl;
+  sl.set_volume_id(vol_);
+  sl.set_parent(d->ino());
+  sl.set_name("ln");
+  sl.set_target("f");
+  absl::StatusOr<pb::EntryResponse> sym = svc_->Symlink(sl);
+  ASSERT_OK(sym);
+  expect_current(sym->parent_attr(), d->ino(), "symlink");
+
+  pb::LinkRequest ln;
+  ln.set_volume_id(vol_);
+  ln.set_ino(made->attr().ino());
+  ln.set_new_parent(sub->attr().ino());
+  ln.set_new_name("hard");
+  absl::StatusOr<pb::EntryResponse> linked = svc_->Link(ln);
+  ASSERT_OK(linked);
+  expect_current(linked->parent_attr(), sub->attr().ino(), "link");
+
+  Advance(absl::Seconds(1));
+  absl::StatusOr<pb::RenameResponse> mv = Rename(d->ino(), "f", sub->attr().ino(), "g");
+  ASSERT_OK(mv);
+  expect_current(mv->parent_attr(), d->ino(), "rename (from)");
+  expect_current(mv->new_parent_attr(), sub->attr().ino(), "rename (to)");
+  mv = Rename(sub->attr().ino(), "g", sub->attr().ino(), "h");
+  ASSERT_OK(mv);
+  expect_current(mv->parent_attr(), sub->attr().ino(), "rename in one folder");
+  expect_current(mv->new_parent_attr(), sub->attr().ino(), "rename in one folder");
+  mv = Rename(sub->attr().ino(), "h", sub->attr().ino(), "hard");  // another name of it
+  ASSERT_OK(mv);
+  expect_current(mv->parent_attr(), sub->attr().ino(), "rename onto another link");
+
+  pb::UnlinkRequest ul;
+  ul.set_volume_id(vol_);
+  ul.set_parent(sub->attr().ino());
+  ul.set_name("h");
+  ul.set_session_id(session_);
+  absl::StatusOr<pb::UnlinkResponse> gone = svc_->Unlink(ul);
+  ASSERT_OK(gone);
+  expect_current(gone->parent_attr(), sub->attr().ino(), "unlink");
+  ul.set_name("hard");
+  ASSERT_OK(svc_->Unlink(ul));
+
+  Advance(absl::Seconds(1));
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(d->ino());
+  rd.set_name("sub");
+  absl::StatusOr<pb::RmdirResponse> rm = svc_->Rmdir(rd);
+  ASSERT_OK(rm);
+  expect_current(rm->parent_attr(), d->ino(), "rmdir");
+  EXPECT_EQ(rm->parent_attr().nlink(), 2u);
+  EXPECT_EQ(rm->removed().ino(), sub->attr().ino());
+  EXPECT_EQ(rm->removed().nlink(), 0u);
+  EXPECT_EQ(Errno(GetAttr(sub->attr().ino())), ENOENT);
+}
+
 TEST_F(MetaServiceTest, RenameOntoItselfChangesNothing) {
   absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
   ASSERT_OK(f);

@@ -1,0 +1,298 @@
+// Metadata round trips of the namespace calls (issue 14), counted through the fixture's
+// forwarding MetaApi: negative entries for missing names, and the parent's attributes taken
+// from this mount's own create/unlink/rename replies instead of a GetAttr.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <string>
+#include <thread>
+
+#include "mount/dir_attr_cache.h"
+#include "tests/mount/fs_fixture.h"
+
+namespace nighfs::fs {
+namespace {
+
+class FsRttTest : public FsTest {
+ protected:
+  void SetUp() override {
+    FsTest::SetUp();
+    faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
+    fs_ = NewMount();
+  }
+
+  // The attributes as the server has them now (not through any mount).
+  pb::Attr ServerAttr(uint64_t ino) {
+    pb::GetAttrRequest req;
+    req.set_volume_id(volume_id_);
+    req.mutable_caller()->set_uid(0);
+    req.set_ino(ino);
+    auto r = meta_->GetAttr(req);
+    EXPECT_OK(r);
+    return r.ok() ? r->attr() : pb::Attr();
+  }
+
+  // GetAttr of `ino` through `fs`, which must match the server's attributes and make no
+  // metadata call.
+  void ExpectAnsweredLocally(FileSystem* fs, uint64_t ino, const std::string& after) {
+    const int before = faulty_meta_->AllCalls();
+    auto got = fs->GetAttr(ino);
+    ASSERT_OK(got);
+    EXPECT_EQ(faulty_meta_->AllCalls(), before) << "GetAttr went to the server after " << after;
+    const pb::Attr want = ServerAttr(ino);
+    EXPECT_EQ(got->nlink(), want.nlink()) << after;
+    EXPECT_EQ(got->mtime_ns(), want.mtime_ns()) << after;
+    EXPECT_EQ(got->ctime_ns(), want.ctime_ns()) << after;
+    EXPECT_EQ(got->mode(), want.mode()) << after;
+  }
+
+  uint64_t Mkdir(uint64_t parent, const std::string& name) {
+    auto d = fs_->Mkdir(kRoot, parent, name, 0755);
+    EXPECT_OK(d);
+    return d.ok() ? d->ino() : 0;
+  }
+};
+
+TEST_F(FsRttTest, MissingNameIsANegativeEntry) {
+  auto neg = fs_->LookupForKernel(1, "missing");
+  ASSERT_OK(neg);
+  EXPECT_EQ(neg->ino(), 0u);
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 1);
+  // Errors other than "no such name" stay errors.
+  EXPECT_EQ(StatusToErrno(fs_->LookupForKernel(1, std::string(256, 'x')).status()),
+            ENAMETOOLONG);
+  ASSERT_OK(fs_->Create(kRoot, 1, "file", 0644, O_WRONLY).status());
+  auto pos = fs_->LookupForKernel(1, "file");
+  ASSERT_OK(pos);
+  EXPECT_NE(pos->ino(), 0u);
+  // The plain Lookup (used inside the mount) still says ENOENT.
+  EXPECT_EQ(StatusToErrno(fs_->Lookup(1, "missing").status()), ENOENT);
+
+  // With entry_timeout 0 the kernel would not keep the entry: plain ENOENT.
+  FsOptions o;
+  o.entry_timeout = absl::ZeroDuration();
+  auto uncached = NewMount(o);
+  EXPECT_EQ(StatusToErrno(uncached->LookupForKernel(1, "missing").status()), ENOENT);
+}
+
+TEST_F(FsRttTest, ParentAttributesComeWithEveryNamespaceReply) {
+  const uint64_t d = Mkdir(1, "d");
+  ExpectAnsweredLocally(fs_.get(), 1, "mkdir");
+
+  auto made = fs_->Create(kRoot, d, "f", 0644, O_WRONLY);
+  ASSERT_OK(made);
+  ASSERT_OK(fs_->Release(made->second));
+  ExpectAnsweredLocally(fs_.get(), d, "create");
+
+  ASSERT_OK(fs_->Mknod(kRoot, d, "fifo", S_IFIFO | 0644, 0).status());
+  ExpectAnsweredLocally(fs_.get(), d, "mknod");
+
+  const uint64_t sub = Mkdir(d, "sub");
+  ExpectAnsweredLocally(fs_.get(), d, "mkdir in d (nlink + 1)");
+  EXPECT_EQ(ServerAttr(d).nlink(), 3u);
+
+  ASSERT_OK(fs_->Symlink(kRoot, d, "ln", "f").status());
+  ExpectAnsweredLocally(fs_.get(), d, "symlink");
+
+  ASSERT_OK(fs_->Link(made->first.ino(), sub, "hard").status());
+  ExpectAnsweredLocally(fs_.get(), sub, "link");
+
+  ASSERT_OK(fs_->Rename(d, "f", sub, "moved", 0));
+  ExpectAnsweredLocally(fs_.get(), d, "rename (old parent)");
+  ExpectAnsweredLocally(fs_.get(), sub, "rename (new parent)");
+
+  ASSERT_OK(fs_->Rename(sub, "moved", sub, "again", 0));
+  ExpectAnsweredLocally(fs_.get(), sub, "rename in one folder");
+
+  ASSERT_OK(fs_->Unlink(sub, "again"));
+  ExpectAnsweredLocally(fs_.get(), sub, "unlink");
+
+  ASSERT_OK(fs_->Unlink(sub, "hard"));
+  ASSERT_OK(fs_->Rmdir(d, "sub"));
+  ExpectAnsweredLocally(fs_.get(), d, "rmdir (nlink - 1)");
+  EXPECT_EQ(ServerAttr(d).nlink(), 2u);
+
+  SetAttrArgs chmod;
+  chmod.valid = pb::SETATTR_MODE;
+  chmod.mode = 0700;
+  ASSERT_OK(fs_->SetAttr(d, chmod).status());
+  ExpectAnsweredLocally(fs_.get(), d, "chmod of the folder");
+}
+
+TEST_F(FsRttTest, KeptOnlyForAttrTimeout) {
+  FsOptions o;
+  o.attr_timeout = absl::Milliseconds(200);
+  auto fs = NewMount(o);
+  auto d = fs->Mkdir(kRoot, 1, "d", 0755);
+  ASSERT_OK(d);
+  ASSERT_OK(fs->Mknod(kRoot, d->ino(), "a", S_IFREG | 0644, 0).status());
+  ExpectAnsweredLocally(fs.get(), d->ino(), "mknod");
+  absl::SleepFor(absl::Milliseconds(250));
+  const int before = faulty_meta_->Calls("GetAttr");
+  ASSERT_OK(fs->GetAttr(d->ino()).status());
+  EXPECT_EQ(faulty_meta_->Calls("GetAttr"), before + 1) << "expired: asked again";
+
+  // attr_timeout 0: nothing kept.
+  o.attr_timeout = absl::ZeroDuration();
+  auto uncached = NewMount(o);
+  ASSERT_OK(uncached->Mknod(kRoot, d->ino(), "b", S_IFREG | 0644, 0).status());
+  ASSERT_OK(uncached->GetAttr(d->ino()).status());
+  EXPECT_EQ(faulty_meta_->Calls("GetAttr"), before + 2);
+}
+
+TEST_F(FsRttTest, OtherMountsChangesAreSeenAfterAttrTimeout) {
+  FsOptions o;
+  o.attr_timeout = absl::Milliseconds(300);
+  auto a = NewMount(o);
+  auto b = NewMount(o);
+  auto d = a->Mkdir(kRoot, 1, "d", 0755);
+  ASSERT_OK(d);
+  ASSERT_OK(a->Mknod(kRoot, d->ino(), "x", S_IFREG | 0644, 0).status());
+  auto a_view = a->GetAttr(d->ino());
+  ASSERT_OK(a_view);
+  ASSERT_OK(b->Mkdir(kRoot, d->ino(), "y", 0755).status());  // nlink 3 on the server
+  // Within attr_timeout mount A may still answer what its own reply said, never anything
+  // else; after it, A sees B's change.
+  auto early = a->GetAttr(d->ino());
+  ASSERT_OK(early);
+  EXPECT_TRUE(early->nlink() == 2 || early->nlink() == 3);
+  absl::SleepFor(absl::Milliseconds(350));
+  auto late = a->GetAttr(d->ino());
+  ASSERT_OK(late);
+  EXPECT_EQ(late->nlink(), 3u);
+  EXPECT_EQ(late->mtime_ns(), ServerAttr(d->ino()).mtime_ns());
+}
+
+TEST_F(FsRttTest, ChangesWithoutAttributesInTheReplyDropWhatIsKept) {
+  const uint64_t d = Mkdir(1, "d");
+  ASSERT_OK(fs_->Mknod(kRoot, d, "a", S_IFREG | 0644, 0).status());
+  ASSERT_OK(fs_->SetXattr(d, "user.k", "v", 0));  // the folder's ctime changes
+  auto got = fs_->GetAttr(d);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->ctime_ns(), ServerAttr(d).ctime_ns());
+
+  // A moved folder: its ctime changed, and what was kept of it is dropped.
+  const uint64_t e = Mkdir(d, "e");
+  ASSERT_OK(fs_->Mknod(kRoot, e, "in_e", S_IFREG | 0644, 0).status());
+  ExpectAnsweredLocally(fs_.get(), e, "mknod in e");
+  ASSERT_OK(fs_->Rename(d, "e", 1, "e2", 0));
+  got = fs_->GetAttr(e);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->ctime_ns(), ServerAttr(e).ctime_ns());
+
+  // A removed folder is not answered from memory.
+  ASSERT_OK(fs_->Unlink(e, "in_e"));
+  ASSERT_OK(fs_->Rmdir(1, "e2"));
+  EXPECT_EQ(StatusToErrno(fs_->GetAttr(e).status()), ENOENT);
+
+  // A failed change keeps nothing: the next GetAttr asks.
+  ASSERT_OK(fs_->Mknod(kRoot, d, "b", S_IFREG | 0644, 0).status());
+  faulty_meta_->FailNext("Mknod", EIO, 1);
+  EXPECT_FALSE(fs_->Mknod(kRoot, d, "c", S_IFREG | 0644, 0).ok());
+  const int before = faulty_meta_->Calls("GetAttr");
+  ASSERT_OK(fs_->GetAttr(d).status());
+  EXPECT_EQ(faulty_meta_->Calls("GetAttr"), before + 1);
+}
+
+TEST_F(FsRttTest, CreateAndStatCostOneRoundTripEach) {
+  // What the kernel asks for `: > d/fN` then `stat d/fN`, with the kernel's caches cold for
+  // the new name: Lookup (negative), Create, GetAttr of the parent (invalidated by the
+  // create), and nothing more for the stat (the create's reply is in the kernel's cache).
+  const uint64_t d = Mkdir(1, "d");
+  const int before = faulty_meta_->AllCalls();
+  constexpr int kFiles = 50;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string name = "f" + std::to_string(i);
+    auto neg = fs_->LookupForKernel(d, name);
+    ASSERT_OK(neg);
+    ASSERT_EQ(neg->ino(), 0u);
+    auto made = fs_->Create(kRoot, d, name, 0644, O_WRONLY | O_CREAT);
+    ASSERT_OK(made);
+    ASSERT_OK(fs_->Flush(made->second));
+    ASSERT_OK(fs_->Release(made->second));
+    ASSERT_OK(fs_->GetAttr(d).status());
+  }
+  EXPECT_EQ(faulty_meta_->Calls("GetAttr"), 0);
+  EXPECT_EQ(faulty_meta_->AllCalls() - before, 2 * kFiles);  // Lookup + Mknod
+}
+
+TEST_F(FsRttTest, NewFilesHaveNoCapabilitiesWithoutAsking) {
+  // The kernel asks for security.capability before the first write of every file.
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_WRONLY);
+  ASSERT_OK(made);
+  const uint64_t ino = made->first.ino();
+  EXPECT_EQ(StatusToErrno(fs_->GetXattr(ino, "security.capability").status()), ENODATA);
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 0);
+  ASSERT_OK(fs_->Write(made->second, 0, "data"));
+  ASSERT_OK(fs_->Release(made->second));
+  // Set through this mount: asked for again, and found.
+  ASSERT_OK(fs_->SetXattr(ino, "security.capability", "caps", 0));
+  auto got = fs_->GetXattr(ino, "security.capability");
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, "caps");
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 1);
+  // Other attributes are always asked for.
+  EXPECT_EQ(StatusToErrno(fs_->GetXattr(ino, "user.x").status()), ENODATA);
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 2);
+}
+
+TEST(DirAttrCacheTest, KeepsOnlyTheReplyOfTheLastChangeBegun) {
+  DirAttrCache cache(absl::Seconds(10));
+  pb::Attr a1, a2;
+  a1.set_ino(5);
+  a1.set_mode(S_IFDIR | 0755);
+  a1.set_nlink(3);
+  a2 = a1;
+  a2.set_nlink(4);
+  // Two changes in flight; the later one's reply arrives first.
+  const uint64_t t1 = cache.Begin(5);
+  const uint64_t t2 = cache.Begin(5);
+  EXPECT_FALSE(cache.Get(5).has_value()) << "nothing while changes are in flight";
+  cache.End(5, t2, &a2);
+  cache.End(5, t1, &a1);  // older: not kept
+  ASSERT_TRUE(cache.Get(5).has_value());
+  EXPECT_EQ(cache.Get(5)->nlink(), 4u);
+
+  // The earlier one's reply first: not kept (a later change may have passed it), and the
+  // later one's is.
+  const uint64_t t3 = cache.Begin(5);
+  const uint64_t t4 = cache.Begin(5);
+  cache.End(5, t3, &a1);
+  EXPECT_FALSE(cache.Get(5).has_value());
+  cache.End(5, t4, &a2);
+  EXPECT_TRUE(cache.Get(5).has_value());
+
+  // Drop during a change: its reply is not kept either.
+  const uint64_t t5 = cache.Begin(5);
+  cache.Drop(5);
+  cache.End(5, t5, &a1);
+  EXPECT_FALSE(cache.Get(5).has_value());
+  EXPECT_EQ(cache.size(), 0u);
+
+  // Not a directory, or another inode: not kept.
+  pb::Attr file = a1;
+  file.set_mode(S_IFREG | 0644);
+  cache.End(5, cache.Begin(5), &file);
+  EXPECT_FALSE(cache.Get(5).has_value());
+  cache.End(6, cache.Begin(6), &a1);
+  EXPECT_FALSE(cache.Get(6).has_value());
+  EXPECT_EQ(cache.size(), 0u);
+}
+
+TEST(DirAttrCacheTest, StaysBounded) {
+  DirAttrCache cache(absl::Seconds(10));
+  pb::Attr a;
+  a.set_mode(S_IFDIR | 0755);
+  for (uint64_t ino = 1; ino <= 10000; ++ino) {
+    a.set_ino(ino);
+    cache.End(ino, cache.Begin(ino), &a);
+  }
+  EXPECT_LE(cache.size(), 4097u);
+  a.set_ino(10000);
+  EXPECT_TRUE(cache.Get(10000).has_value());
+}
+
+}  // namespace
+}  // namespace nighfs::fs
