@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/errno_status.h"
 #include "common/retry.h"
+#include "meta/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/meta/fake_store.h"
