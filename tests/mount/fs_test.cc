@@ -149,6 +149,17 @@ class FsTest : public ::testing::Test {
     return out;
   }
 
+  // Writes `data` to a new file `name` through a mount of its own with `opts`; its inode.
+  uint64_t WriteThrough(FsOptions opts, const std::string& name, const std::string& data) {
+    auto writer = NewMount(opts);
+    auto made = writer->Create(kRoot, 1, name, 0644, O_RDWR);
+    EXPECT_OK(made);
+    if (!made.ok()) return 0;
+    EXPECT_OK(writer->Write(made->second, 0, data));
+    EXPECT_OK(writer->Release(made->second));
+    return made->first.ino();
+  }
+
   TempDir dir_;
   std::unique_ptr<blockstore::BlockStore> store_;
   std::unique_ptr<FaultInjectingStore> faulty_;
@@ -684,15 +695,11 @@ FsOptions Ranges(uint32_t bytes) {
 }
 
 TEST_F(FsTest, SmallRandomReadsFetchOnlyTheRangesTheyCover) {
-  auto writer = NewMount(Ranges(4096));
-  auto made = writer->Create(kRoot, 1, "f", 0644, O_RDWR);
-  ASSERT_OK(made);
   const std::string data = Bytes(24 * kBs, 21);
-  ASSERT_OK(writer->Write(made->second, 0, data));
-  ASSERT_OK(writer->Release(made->second));
+  const uint64_t ino = WriteThrough(Ranges(4096), "f", data);
   ByteCounter counter(faulty_.get());
   auto reader = NewMount({}, nullptr, &counter);  // a cold cache
-  auto fh = reader->Open(made->first.ino(), O_RDONLY);
+  auto fh = reader->Open(ino, O_RDONLY);
   ASSERT_OK(fh);
   const uint64_t blocks[] = {20, 3, 11, 17, 6, 22, 1, 9};
   for (int i = 0; i < 8; ++i) {
@@ -703,19 +710,15 @@ TEST_F(FsTest, SmallRandomReadsFetchOnlyTheRangesTheyCover) {
   }
   EXPECT_EQ(counter.bytes.load(), 8u * 4096) << "one 4 KiB range a read, not whole blocks";
   // A sequential reader still reads whole blocks.
-  EXPECT_TRUE(ReadAll(reader.get(), made->first.ino()) == data);
+  EXPECT_TRUE(ReadAll(reader.get(), ino) == data);
   ASSERT_OK(reader->Release(*fh));
 }
 
 TEST_F(FsTest, ACorruptRangeIsFetchedAgainThenEio) {
-  auto writer = NewMount(Ranges(4096));
-  auto made = writer->Create(kRoot, 1, "f", 0644, O_RDWR);
-  ASSERT_OK(made);
   const std::string data = Bytes(4 * kBs, 22);
-  ASSERT_OK(writer->Write(made->second, 0, data));
-  ASSERT_OK(writer->Release(made->second));
+  const uint64_t ino = WriteThrough(Ranges(4096), "f", data);
   auto reader = NewMount();
-  auto fh = reader->Open(made->first.ino(), O_RDONLY);
+  auto fh = reader->Open(ino, O_RDONLY);
   ASSERT_OK(fh);
   const int gets = faulty_->calls(FaultInjectingStore::Op::kGet);
   faulty_->CorruptNextGet(100);
@@ -732,15 +735,11 @@ TEST_F(FsTest, ACorruptRangeIsFetchedAgainThenEio) {
 }
 
 TEST_F(FsTest, BlocksWrittenWithoutRangeChecksumsAreReadWhole) {
-  auto writer = NewMount(Ranges(0));
-  auto made = writer->Create(kRoot, 1, "old", 0644, O_RDWR);
-  ASSERT_OK(made);
   const std::string data = Bytes(4 * kBs, 23);
-  ASSERT_OK(writer->Write(made->second, 0, data));
-  ASSERT_OK(writer->Release(made->second));
+  const uint64_t ino = WriteThrough(Ranges(0), "old", data);
   ByteCounter counter(faulty_.get());
   auto reader = NewMount(Ranges(4096), nullptr, &counter);
-  auto fh = reader->Open(made->first.ino(), O_RDONLY);
+  auto fh = reader->Open(ino, O_RDONLY);
   ASSERT_OK(fh);
   auto got = reader->Read(*fh, 3 * kBs + 100, 100);
   ASSERT_OK(got);
