@@ -23,6 +23,30 @@
 
 namespace nighfs::meta::internal {
 
+namespace {
+
+// Block.range_crc32c holds one CRC per range_size bytes of the object, or nothing at all
+// (range_size 0). Ranges of at least 512 bytes keep a block map row within 4 * block size / 512
+// bytes of checksums.
+absl::Status CheckRangeChecksums(const pb::Block& b, uint64_t block_size) {
+  if (b.range_size() == 0) {
+    if (b.range_crc32c().empty()) return absl::OkStatus();
+    return FsError(EINVAL, absl::StrCat("block ", b.id(), ": range checksums without a range size"));
+  }
+  if (b.range_size() < 512 || b.range_size() > block_size) {
+    return FsError(EINVAL, absl::StrCat("block ", b.id(), ": range size ", b.range_size(),
+                                        " is not in 512..", block_size));
+  }
+  const uint64_t ranges = (uint64_t{b.object_size()} + b.range_size() - 1) / b.range_size();
+  if (b.range_crc32c().size() != 4 * ranges) {
+    return FsError(EINVAL, absl::StrCat("block ", b.id(), ": ", b.range_crc32c().size(),
+                                        " bytes of range checksums, want 4 x ", ranges));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBlocksRequest& req) {
   const uint64_t first = std::min(req.first_index(), kMaxFileSize);
   const uint64_t end = (req.count() == 0 || req.count() > kMaxFileSize - first)
@@ -46,7 +70,8 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
     *r.mutable_attr() = n.Proto();
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT b.idx, b.block_id, b.length, b.object_size, "
-                                    "b.crc32c, p.address FROM blocks b "
+                                    "b.crc32c, p.address, b.range_size, b.range_crc32c "
+                                    "FROM blocks b "
                                     "LEFT JOIN known_proxies p ON p.id = b.holder_id "
                                     "WHERE b.volume_id = ? AND b.ino = ? AND b.idx >= ? "
                                     "AND b.idx < ? ORDER BY b.idx",
@@ -61,6 +86,10 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
       b->set_object_size(static_cast<uint32_t>(st->ColumnInt64(3)));
       b->set_crc32c(static_cast<uint32_t>(st->ColumnInt64(4)));
       if (!st->IsNull(5)) b->set_holder(st->ColumnText(5));
+      if (!st->IsNull(6) && !st->IsNull(7)) {
+        b->set_range_size(static_cast<uint32_t>(st->ColumnInt64(6)));
+        b->set_range_crc32c(st->ColumnBlob(7));
+      }
     }
     return r;
   });
@@ -115,6 +144,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
                                             ": need length (", b.length(), ") <= object size (",
                                             b.object_size(), ") <= block size (", bs, ")"));
       }
+      RETURN_IF_ERROR(CheckRangeChecksums(b, bs));
       if (b.index() > (kMaxFileSize - b.length()) / bs) {
         return FsError(EFBIG, absl::StrCat("block index ", b.index(), " is too large"));
       }
@@ -210,14 +240,17 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       old.reset();
       RETURN_IF_ERROR(Exec(tx.db,
                            "INSERT INTO blocks (volume_id, ino, idx, block_id, length, "
-                           "object_size, crc32c, holder_id) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                           "NULLIF(?, 0)) "
+                           "object_size, crc32c, holder_id, range_size, range_crc32c) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), "
+                           "CASE WHEN ? = 0 THEN NULL ELSE ? END) "
                            "ON CONFLICT (volume_id, ino, idx) DO UPDATE SET "
                            "block_id = excluded.block_id, length = excluded.length, "
                            "object_size = excluded.object_size, crc32c = excluded.crc32c, "
-                           "holder_id = excluded.holder_id",
+                           "holder_id = excluded.holder_id, range_size = excluded.range_size, "
+                           "range_crc32c = excluded.range_crc32c",
                            vol, n.ino, b.index(), b.id(), b.length(), b.object_size(),
-                           b.crc32c(), b.holder().empty() ? 0 : holder_ids.at(b.holder())));
+                           b.crc32c(), b.holder().empty() ? 0 : holder_ids.at(b.holder()),
+                           b.range_size(), b.range_crc32c().size(), Blob{b.range_crc32c()}));
     }
     n.size = std::max<uint64_t>(n.size, req.min_size());
     n.mtime_ns = req.mtime_ns() != 0 ? req.mtime_ns() : tx.now;

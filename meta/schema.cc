@@ -225,6 +225,14 @@ CREATE INDEX volume_proxy_groups_by_group ON volume_proxy_groups(group_id);
 ALTER TABLE volumes ADD COLUMN routes_version INTEGER NOT NULL DEFAULT 1;
 )sql";
 
+// Version 8: per-range checksums of a block (Block.range_crc32c, range_size; issue 14), so a
+// mount can fetch and verify part of a block. NULL for blocks written before: those are still
+// read and verified whole.
+constexpr char kV8RangeChecksums[] = R"sql(
+ALTER TABLE blocks ADD COLUMN range_size INTEGER;
+ALTER TABLE blocks ADD COLUMN range_crc32c {BLOB};
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
   auto expand = [&d](const char* script) {
@@ -233,7 +241,7 @@ std::vector<std::string> Migrations(const sql::Dialect& d) {
   };
   return {expand(kSchemaV1), kV2StoredBytes, expand(kV3RequestReplies),
           kV4BlockIdRanges, expand(kV5Tokens), expand(kV6Proxies),
-          expand(kV7ProxyGroups)};
+          expand(kV7ProxyGroups), expand(kV8RangeChecksums)};
 }
 
 }  // namespace

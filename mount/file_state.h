@@ -106,6 +106,7 @@ struct Handle {
   std::shared_ptr<FileState> state;
   int flags = 0;
   std::atomic<uint64_t> last_end{0};  // end of the previous read, to spot sequential readers
+  bool keep_cache = false;            // set at open (FileSystem::KeepCache)
 };
 
 }  // namespace nighfs::fs

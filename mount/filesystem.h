@@ -52,6 +52,10 @@ struct FsOptions {
   // Where data that could not be stored yet goes when it would take more than 3/4 of
   // writeback_bytes of memory ("" = it stays in memory and writers wait).
   std::string spill_dir;
+  // Each block is stored with the CRC32C of every range of this many bytes (Block.range_crc32c;
+  // 0 = none, at least 512), so a small random read fetches and verifies only the ranges it
+  // covers instead of the whole block. 64 KiB: 256 bytes of checksums per 4 MiB block.
+  uint32_t range_checksum_bytes = 64u << 10;
   // Free block-size buffers kept for reuse.
   size_t buffer_pool_bytes = 32u << 20;
   // Unset: a block missing from the store is DataLoss (EIO) even when its ref names a holder.
@@ -160,6 +164,12 @@ class FileSystem {
                                                                      uint64_t parent,
                                                                      const std::string& name,
                                                                      uint32_t mode, int flags) = 0;
+  // Whether the kernel may keep the file's page cache for handle `fh` (FOPEN_KEEP_CACHE): what
+  // this mount serves of the file (its committed block map and size, revalidated with the
+  // server by the open when no handle of the file was open here) is what it served when the
+  // page cache was last filled (this mount's previous open or close of the file), and nothing
+  // is buffered. Close-to-open stays exact: another mount's change shows in the map.
+  virtual bool KeepCache(uint64_t fh) = 0;
   virtual absl::StatusOr<std::string> Read(uint64_t fh, uint64_t offset, size_t size) = 0;
   // Returns the bytes accepted (all of them).
   virtual absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) = 0;

@@ -105,6 +105,7 @@ class FileSystemImpl : public FileSystem {
   absl::StatusOr<std::pair<pb::Attr, uint64_t>> Create(const Caller& c, uint64_t parent,
                                                        const std::string& name, uint32_t mode,
                                                        int flags) override;
+  bool KeepCache(uint64_t fh) override;
   absl::StatusOr<std::string> Read(uint64_t fh, uint64_t offset, size_t size) override;
   absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) override;
   absl::Status Flush(uint64_t fh) override;
@@ -224,8 +225,19 @@ class FileSystemImpl : public FileSystem {
   // A CommitBlocks of `st` carries its writer's credentials and write grant, whoever's thread
   // makes it (a FUSE release has no caller; the retrier runs on its own thread).
   static void StampWriter(FileState& st, pb::CommitBlocksRequest* req);
-  uint64_t NewHandle(std::shared_ptr<FileState> st, int flags);
+  uint64_t NewHandle(std::shared_ptr<FileState> st, int flags, bool keep_cache = false);
   absl::StatusOr<std::shared_ptr<Handle>> GetHandle(uint64_t fh);
+
+  // ---- keep_cache (see FileSystem::KeepCache) ----
+
+  // What the kernel's page cache of `st` was filled from: a digest of its size and committed
+  // block map (ids are never reused, so an equal map is equal data), or nullopt when buffered
+  // data is part of it.
+  static std::optional<uint64_t> ContentStampLocked(const FileState& st)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+  // Records the stamp of `st` as what the page cache now holds; returns whether it equals the
+  // one recorded before.
+  bool RecordPageCacheStamp(FileState& st);
 
   // Attributes as this mount sees them: buffered writes count.
   pb::Attr Overlay(const pb::Attr& attr);
@@ -358,6 +370,11 @@ class FileSystemImpl : public FileSystem {
 
   // Directories' attributes from this mount's own namespace replies (see DirAttrCache).
   DirAttrCache dir_attrs_;
+
+  // Inode -> ContentStampLocked when the kernel's page cache of it was last filled. Bounded:
+  // forgotten entries only cost a page cache refill.
+  absl::Mutex stamps_mu_;
+  absl::flat_hash_map<uint64_t, uint64_t> page_cache_stamps_ ABSL_GUARDED_BY(stamps_mu_);
 
   absl::Mutex caps_mu_;
   absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);

@@ -13,6 +13,17 @@
 
 namespace nighfs::fs {
 
+namespace {
+
+// How far from the end of a handle's previous read a read still counts as sequential: the
+// kernel's readahead window (fuse_conn.h max_readahead), whose requests may run in parallel,
+// or one block if that is less.
+constexpr uint64_t kSequentialSlack = 1u << 20;
+
+constexpr size_t kMaxPageCacheStamps = 1u << 16;
+
+}  // namespace
+
 absl::StatusOr<uint64_t> FileSystemImpl::Open(uint64_t ino, int flags) {
   std::shared_ptr<FileState> st = AcquireState(ino);
   absl::Status s = LoadState(st, OpenAccess(flags));
@@ -20,7 +31,54 @@ absl::StatusOr<uint64_t> FileSystemImpl::Open(uint64_t ino, int flags) {
     ReleaseState(st);
     return s;
   }
-  return NewHandle(st, flags);
+  const bool keep_cache = RecordPageCacheStamp(*st);
+  return NewHandle(st, flags, keep_cache);
+}
+
+bool FileSystemImpl::KeepCache(uint64_t fh) {
+  absl::StatusOr<std::shared_ptr<Handle>> h = GetHandle(fh);
+  return h.ok() && (*h)->keep_cache;
+}
+
+std::optional<uint64_t> FileSystemImpl::ContentStampLocked(const FileState& st) {
+  if (st.HasUnsavedLocked()) return std::nullopt;
+  // splitmix64 over (size, then index, id and valid length of each committed block).
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  auto mix = [&h](uint64_t v) {
+    uint64_t z = (h ^ v) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    h = z ^ (z >> 31);
+  };
+  mix(st.size);
+  for (const auto& [index, b] : st.blocks) {
+    mix(index);
+    mix(b.id());
+    mix(b.length());
+  }
+  return h;
+}
+
+bool FileSystemImpl::RecordPageCacheStamp(FileState& st) {
+  std::optional<uint64_t> stamp;
+  {
+    absl::MutexLock l(&st.mu);
+    stamp = ContentStampLocked(st);
+  }
+  absl::MutexLock l(&stamps_mu_);
+  if (!stamp) {
+    page_cache_stamps_.erase(st.ino);
+    return false;
+  }
+  auto [it, fresh] = page_cache_stamps_.try_emplace(st.ino, *stamp);
+  const bool same = !fresh && it->second == *stamp;
+  it->second = *stamp;
+  // Bounded: a forgotten stamp only costs one refill of that file's page cache.
+  if (page_cache_stamps_.size() > kMaxPageCacheStamps) {
+    page_cache_stamps_.clear();
+    page_cache_stamps_[st.ino] = *stamp;
+  }
+  return same;
 }
 
 absl::StatusOr<std::pair<pb::Attr, uint64_t>> FileSystemImpl::Create(
@@ -76,6 +134,12 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
   std::vector<Part> parts;
   std::vector<pb::Block> ahead;
   std::string out;
+  // A reader continuing where it stopped (give or take the kernel's parallel readahead
+  // requests, which may arrive out of order) is sequential: it gets readahead and whole
+  // blocks; any other read is random.
+  const uint64_t prev_end = h->last_end.load();
+  const uint64_t slack = std::min<uint64_t>(kSequentialSlack, bs_);
+  const bool sequential = offset + slack >= prev_end && offset <= prev_end + slack;
   {
     absl::MutexLock l(&st.mu);
     if (offset >= st.size || size == 0) return std::string();
@@ -97,7 +161,7 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
       pos += n;
     }
     // Sequential reader: fetch the next blocks before they are asked for.
-    if (options_.readahead_blocks > 0 && h->last_end.load() == offset) {
+    if (options_.readahead_blocks > 0 && sequential) {
       const uint64_t last = (end - 1) / bs_;
       for (uint64_t i = last + 1; i <= last + options_.readahead_blocks; ++i) {
         if (i * bs_ >= st.size) break;
@@ -107,11 +171,9 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
     }
     h->last_end.store(end);
   }
-  for (const pb::Block& ref : ahead) cache_.Prefetch(ref);
+  for (const pb::Block& ref : ahead) cache_.Prefetch(ref, fh);
   for (const Part& p : parts) {
-    ASSIGN_OR_RETURN(BlockData data, cache_.Get(p.ref));
-    const size_t valid = std::min<size_t>(p.ref.length(), data->size());
-    CopyValid(data->data(), valid, p.boff, p.n, out.data() + p.dst);
+    RETURN_IF_ERROR(cache_.Read(p.ref, p.boff, p.n, out.data() + p.dst, ReadHint{fh, sequential}));
   }
   read_ops_.fetch_add(1, std::memory_order_relaxed);
   bytes_read_.fetch_add(out.size(), std::memory_order_relaxed);
@@ -131,6 +193,13 @@ absl::Status FileSystemImpl::Release(uint64_t fh) {
   {
     absl::MutexLock fl(&h->state->flush_mu);
     s = CommitLocked(h->state);
+    // The page cache now holds what this mount wrote and read: what the next open compares.
+    if (s.ok()) {
+      RecordPageCacheStamp(*h->state);
+    } else {
+      absl::MutexLock l(&stamps_mu_);
+      page_cache_stamps_.erase(h->state->ino);
+    }
   }
   if (!s.ok()) {
     NIGHFS_LOG(ERROR) << "inode " << h->state->ino << ": buffered data could not be stored "
@@ -251,10 +320,11 @@ void FileSystemImpl::StampWriter(FileState& st, pb::CommitBlocksRequest* req) {
   req->set_grant(st.write_grant);
 }
 
-uint64_t FileSystemImpl::NewHandle(std::shared_ptr<FileState> st, int flags) {
+uint64_t FileSystemImpl::NewHandle(std::shared_ptr<FileState> st, int flags, bool keep_cache) {
   auto h = std::make_shared<Handle>();
   h->state = std::move(st);
   h->flags = flags;
+  h->keep_cache = keep_cache;
   const uint64_t fh = next_fh_.fetch_add(1);
   absl::MutexLock l(&handles_mu_);
   handles_[fh] = std::move(h);

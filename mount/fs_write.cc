@@ -187,6 +187,14 @@ absl::Status FileSystemImpl::PutBlock(PendingBlock& p) {
   p.ref.set_length(static_cast<uint32_t>(data.size()));
   p.ref.set_object_size(static_cast<uint32_t>(data.size()));
   p.ref.set_crc32c(Crc32c(data));
+  // Checksums of each range too, so a small random read can fetch and verify part of it.
+  // (The server takes ranges of 512 bytes up to the block size.)
+  const uint32_t range = static_cast<uint32_t>(
+      std::min<uint64_t>(options_.range_checksum_bytes, bs_));
+  if (range >= 512 && !data.empty()) {
+    p.ref.set_range_size(range);
+    p.ref.set_range_crc32c(RangeChecksums(data, range));
+  }
   cache_.Insert(id, p.data);
   return absl::OkStatus();
 }

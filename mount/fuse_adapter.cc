@@ -208,8 +208,9 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   absl::StatusOr<uint64_t> fh = Fs(req)->Open(ino, fi->flags);
   if (!fh.ok()) return ReplyError(req, fh.status());
   fi->fh = *fh;
-  // Close-to-open: the page cache is dropped at open, so another mount's writes are seen.
-  fi->keep_cache = 0;
+  // Close-to-open: the page cache is dropped at open, so another mount's writes are seen,
+  // unless the open found the file unchanged since the page cache was filled.
+  fi->keep_cache = Fs(req)->KeepCache(*fh) ? 1 : 0;
   fuse_reply_open(req, fi);
 }
 

@@ -420,6 +420,19 @@ TEST_F(ProxyE2eTest, DirectMountReadsBlockNotYetFlushed) {
   EXPECT_EQ(StoreBlocks(), 0);
   FuseMount* direct = MountDirect("direct");
   ASSERT_NE(direct, nullptr);
+  // A small random read asks the holder for the checksum range it covers, not the block.
+  {
+    const double out_before = Metric("nighfs_proxy_bytes_out_total");
+    const int fd = ::open((direct->path() + "/held").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::string got(5000, '\0');
+    const uint64_t off = kBlock + kBlock / 2 + 123;
+    EXPECT_EQ(::pread(fd, got.data(), got.size(), static_cast<off_t>(off)),
+              static_cast<ssize_t>(got.size()));
+    ::close(fd);
+    EXPECT_TRUE(got == data.substr(off, got.size())) << direct->log();
+    EXPECT_LE(Metric("nighfs_proxy_bytes_out_total") - out_before, 256 << 10);
+  }
   EXPECT_TRUE(ReadFile(direct->path() + "/held") == data) << direct->log();
   EXPECT_EQ(StoreBlocks(), 0) << "the proxy flushed: this case proved nothing";
   EXPECT_GE(Metric("nighfs_proxy_dirty_blocks"), 3);

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common/errno_status.h"
 #include "common/retry.h"
+#include "meta/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/meta/fake_store.h"
@@ -36,6 +37,8 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "ALTER TABLE blocks DROP COLUMN range_crc32c;"
+    "ALTER TABLE blocks DROP COLUMN range_size;"
     "DROP TABLE proxy_groups;"
     "DROP TABLE proxy_group_members;"
     "DROP TABLE volume_proxy_groups;"
@@ -1725,6 +1728,73 @@ TEST_F(MetaServiceTest, SchemaV1DatabaseGetsStoredBytes) {
   Open();
   EXPECT_EQ(GetAttr(f->ino())->stored_bytes(), kBs + 33u);
   EXPECT_EQ(GetAttr(kRoot)->stored_bytes(), 0u);
+}
+
+// Range checksums (issue 14): kept as written, returned with the map, checked for shape.
+TEST_F(MetaServiceTest, CommitBlocksKeepsRangeChecksums) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  const uint64_t id = Alloc(8);
+  pb::Block ranged = MakeBlock(0, id, 9000, 9000, 7);
+  ranged.set_range_size(4096);
+  ranged.set_range_crc32c(std::string("\x01\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00", 12));
+  pb::Block plain = MakeBlock(1, id + 1, 10);
+  ASSERT_OK(Commit(f->ino(), {ranged, plain}, kBs + 10));
+  absl::StatusOr<pb::GetBlocksResponse> g = GetBlocks(f->ino());
+  ASSERT_OK(g);
+  ASSERT_EQ(g->blocks_size(), 2);
+  EXPECT_EQ(g->blocks(0).range_size(), 4096u);
+  EXPECT_EQ(g->blocks(0).range_crc32c(), ranged.range_crc32c());
+  EXPECT_EQ(g->blocks(1).range_size(), 0u);
+  EXPECT_EQ(g->blocks(1).range_crc32c(), "");
+  // A rewrite of the block without ranges clears them.
+  ASSERT_OK(Commit(f->ino(), {MakeBlock(0, id + 2, 9000)}));
+  g = GetBlocks(f->ino());
+  ASSERT_OK(g);
+  EXPECT_EQ(g->blocks(0).range_size(), 0u);
+  EXPECT_EQ(g->blocks(0).range_crc32c(), "");
+
+  auto with = [&](uint64_t bid, uint32_t size, uint32_t range, size_t crc_bytes) {
+    pb::Block b = MakeBlock(2, bid, size);
+    b.set_range_size(range);
+    b.set_range_crc32c(std::string(crc_bytes, 'c'));
+    return Errno(Commit(f->ino(), {b}));
+  };
+  EXPECT_EQ(with(id + 3, 9000, 4096, 8), EINVAL);     // 3 ranges, 2 checksums
+  EXPECT_EQ(with(id + 3, 9000, 4096, 16), EINVAL);    // 4 checksums
+  EXPECT_EQ(with(id + 3, 9000, 0, 12), EINVAL);       // checksums without a range size
+  EXPECT_EQ(with(id + 3, 9000, 256, 4 * 36), EINVAL); // ranges too small
+  EXPECT_EQ(with(id + 3, 9000, kBs * 2, 4), EINVAL);  // larger than a block
+  EXPECT_EQ(with(id + 3, 8192, 4096, 8), 0);
+}
+
+TEST_F(MetaServiceTest, SchemaV7DatabaseMigratesToV8) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  const uint64_t id = WriteBlock(f->ino(), 0, 100, 100);
+  svc_.reset();
+  // What a version-7 database looks like.
+  RawSql(
+      "ALTER TABLE blocks DROP COLUMN range_crc32c;"
+      "ALTER TABLE blocks DROP COLUMN range_size;"
+      "UPDATE meta SET value = '7' WHERE key = 'schema_version';");
+  Open();
+  ASSERT_TRUE(svc_);
+  EXPECT_EQ(kSchemaVersion, 8);
+  absl::StatusOr<pb::GetBlocksResponse> g = GetBlocks(f->ino());
+  ASSERT_OK(g);
+  ASSERT_EQ(g->blocks_size(), 1);
+  EXPECT_EQ(g->blocks(0).id(), id);
+  EXPECT_EQ(g->blocks(0).range_size(), 0u) << "blocks written before have no range checksums";
+  // New blocks keep theirs.
+  pb::Block b = MakeBlock(1, Alloc(), 512);
+  b.set_range_size(512);
+  b.set_range_crc32c("abcd");
+  ASSERT_OK(Commit(f->ino(), {b}));
+  g = GetBlocks(f->ino());
+  ASSERT_OK(g);
+  ASSERT_EQ(g->blocks_size(), 2);
+  EXPECT_EQ(g->blocks(1).range_crc32c(), "abcd");
 }
 
 TEST_F(MetaServiceTest, CommitBlocksClearsSetuid) {

@@ -515,7 +515,8 @@ TEST_F(ProxyOpsTest, SchemaV5DatabaseMigratesToV6) {
       "DROP TABLE gc_tombstones;"
       "ALTER TABLE blocks DROP COLUMN holder_id;"
       "DROP TABLE known_proxies;"
-      // and without what later versions added (v7: proxy groups)
+      // and without what later versions added (v7: proxy groups, v8: range checksums)
+      "ALTER TABLE blocks DROP COLUMN range_crc32c; ALTER TABLE blocks DROP COLUMN range_size;"
       "DROP TABLE proxy_groups; DROP TABLE proxy_group_members; DROP TABLE volume_proxy_groups;"
       "ALTER TABLE volumes DROP COLUMN routes_version;"
       "UPDATE meta SET value = '5' WHERE key = 'schema_version';");

@@ -125,5 +125,262 @@ TEST(BlockCacheNoLookupTest, AHolderWithoutALookupIsDataLoss) {
   EXPECT_THAT(std::string(got.status().message()), HasSubstr("cannot ask its holder"));
 }
 
+// ---- ranged reads (issue 14) ----
+
+constexpr uint32_t kRange = 4096;
+
+std::string Pattern(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  uint32_t x = seed * 2654435761u + 1;
+  for (char& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return s;
+}
+
+meta::v1::Block RangedRef(uint64_t id, const std::string& data, uint32_t range = kRange) {
+  meta::v1::Block b = Ref(id, data, "");
+  b.set_range_size(range);
+  b.set_range_crc32c(RangeChecksums(data, range));
+  return b;
+}
+
+class BlockCacheRangeTest : public ::testing::Test {
+ protected:
+  BlockCacheRangeTest()
+      : store_(std::make_unique<blockstore::FaultInjectingStore>(blockstore::NewMemoryStore())),
+        pool_(2),
+        cache_(store_.get(), 1 << 20, &pool_) {}
+
+  // Reads [off, off + n) of `ref` as a random reader would.
+  absl::StatusOr<std::string> ReadAt(const meta::v1::Block& ref, uint64_t off, size_t n,
+                                     ReadHint hint = ReadHint{1, false}) {
+    std::string out(n, '\0');
+    absl::Status s = cache_.Read(ref, off, n, out.data(), hint);
+    if (!s.ok()) return s;
+    return out;
+  }
+  int Gets() const { return store_->calls(blockstore::FaultInjectingStore::Op::kGet); }
+
+  std::unique_ptr<blockstore::FaultInjectingStore> store_;
+  ThreadPool pool_;
+  BlockCache cache_;
+};
+
+TEST_F(BlockCacheRangeTest, ARandomReadFetchesOnlyTheRangesItCovers) {
+  const std::string data = Pattern(64 << 10, 1);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(3), data));
+  const meta::v1::Block ref = RangedRef(3, data);
+  auto got = ReadAt(ref, 10000, 100);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(10000, 100));
+  EXPECT_EQ(Gets(), 1);
+  EXPECT_EQ(cache_.stats().range_fetches.load(), 1u);
+  EXPECT_EQ(cache_.stats().range_bytes.load(), kRange);
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 0u);
+  EXPECT_TRUE(cache_.ContainsRangeForTest(3, 2));
+  EXPECT_FALSE(cache_.ContainsForTest(3));
+  EXPECT_EQ(cache_.bytes(), kRange);
+  // Again: from the cache.
+  got = ReadAt(ref, 8192, 4096);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(8192, 4096));
+  EXPECT_EQ(Gets(), 1);
+  // Across ranges 2..5 with 2 cached: one GET for 3..5.
+  got = ReadAt(ref, 9000, 4 * kRange - 2000);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(9000, 4 * kRange - 2000));
+  EXPECT_EQ(Gets(), 2);
+  EXPECT_EQ(cache_.stats().range_bytes.load(), 4u * kRange);
+  for (uint32_t r = 2; r <= 5; ++r) EXPECT_TRUE(cache_.ContainsRangeForTest(3, r)) << r;
+}
+
+TEST_F(BlockCacheRangeTest, TheShortLastRangeIsVerifiedToo) {
+  const std::string data = Pattern(3 * kRange + 100, 2);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(4), data));
+  auto got = ReadAt(RangedRef(4, data), 3 * kRange + 10, 90);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(3 * kRange + 10, 90));
+  EXPECT_EQ(cache_.stats().range_bytes.load(), 100u);
+}
+
+TEST_F(BlockCacheRangeTest, BytesPastTheValidLengthAreLeftAlone) {
+  const std::string data = Pattern(16 * kRange, 3);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(5), data));
+  meta::v1::Block ref = RangedRef(5, data);
+  ref.set_length(kRange + 10);  // truncated: the object is longer than the file's data
+  std::string out(200, 'z');
+  ASSERT_OK(cache_.Read(ref, kRange - 50, 200, out.data(), ReadHint{1, false}));
+  EXPECT_EQ(out, data.substr(kRange - 50, 60) + std::string(140, 'z'));
+}
+
+TEST_F(BlockCacheRangeTest, ACorruptRangeIsFetchedAgain) {
+  const std::string data = Pattern(64 << 10, 4);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(6), data));
+  store_->CorruptNextGet(1);
+  auto got = ReadAt(RangedRef(6, data), 20000, 4096);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(20000, 4096));
+  EXPECT_EQ(Gets(), 2);
+  EXPECT_EQ(cache_.stats().checksum_mismatches.load(), 1u);
+}
+
+TEST_F(BlockCacheRangeTest, ARangeCorruptEveryTimeIsDataLossAndNotCached) {
+  const std::string data = Pattern(64 << 10, 5);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(7), data));
+  store_->CorruptNextGet(3);
+  auto got = ReadAt(RangedRef(7, data), 20000, 4096);
+  EXPECT_THAT(got, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr("failed verification"));
+  EXPECT_EQ(Gets(), 3);
+  EXPECT_EQ(cache_.bytes(), 0u);
+  // Short reads are caught the same way.
+  store_->TruncateNextGet(3);
+  EXPECT_THAT(ReadAt(RangedRef(7, data), 40000, 10), StatusIs(absl::StatusCode::kDataLoss));
+  // Once the store answers right, so does the read.
+  got = ReadAt(RangedRef(7, data), 20000, 4096);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(20000, 4096));
+}
+
+TEST_F(BlockCacheRangeTest, ChecksumsOfTheWrongBytesAreCaught) {
+  // The store holds other bytes than the ones the checksums describe (a wrong object).
+  const std::string data = Pattern(64 << 10, 6);
+  std::string other = data;
+  other[5 * kRange + 7] ^= 1;
+  ASSERT_OK(store_->Put(blockstore::BlockKey(8), other));
+  EXPECT_OK(ReadAt(RangedRef(8, data), 0, 100).status()) << "range 0 is intact";
+  EXPECT_THAT(ReadAt(RangedRef(8, data), 5 * kRange, 8), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST_F(BlockCacheRangeTest, BlocksWithoutRangeChecksumsAreReadWhole) {
+  const std::string data = Pattern(64 << 10, 7);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(9), data));
+  auto got = ReadAt(Ref(9, data, ""), 30000, 10);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(30000, 10));
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 1u);
+  EXPECT_EQ(cache_.stats().range_fetches.load(), 0u);
+  EXPECT_TRUE(cache_.ContainsForTest(9));
+  // A checksum list of the wrong length is not trusted either: read whole.
+  ASSERT_OK(store_->Put(blockstore::BlockKey(10), data));
+  meta::v1::Block odd = RangedRef(10, data);
+  odd.mutable_range_crc32c()->resize(8);
+  ASSERT_OK(ReadAt(odd, 30000, 10).status());
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 2u);
+  EXPECT_EQ(cache_.stats().range_fetches.load(), 0u);
+}
+
+TEST_F(BlockCacheRangeTest, SequentialAndLargeReadsFetchWholeBlocks) {
+  const std::string data = Pattern(64 << 10, 8);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(11), data));
+  ASSERT_OK(store_->Put(blockstore::BlockKey(12), data));
+  ASSERT_OK(ReadAt(RangedRef(11, data), 4096, 4096, ReadHint{1, true}).status());
+  ASSERT_OK(ReadAt(RangedRef(12, data), 0, 40 << 10).status());  // more than half the block
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 2u);
+  EXPECT_EQ(cache_.stats().range_fetches.load(), 0u);
+}
+
+TEST_F(BlockCacheRangeTest, TheWholeBlockReplacesItsRanges) {
+  const std::string data = Pattern(64 << 10, 9);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(13), data));
+  const meta::v1::Block ref = RangedRef(13, data);
+  ASSERT_OK(ReadAt(ref, 0 + 100, 10).status());
+  ASSERT_OK(ReadAt(ref, 9 * kRange, 10).status());
+  EXPECT_EQ(cache_.bytes(), 2u * kRange);
+  auto whole = cache_.Get(ref);
+  ASSERT_OK(whole);
+  EXPECT_EQ(**whole, data);
+  EXPECT_EQ(cache_.bytes(), data.size()) << "ranges are not counted twice";
+  EXPECT_FALSE(cache_.ContainsRangeForTest(13, 0));
+  EXPECT_FALSE(cache_.ContainsRangeForTest(13, 9));
+  // Random reads now come from the whole block.
+  const int gets = Gets();
+  auto got = ReadAt(ref, 50000, 5000);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(50000, 5000));
+  EXPECT_EQ(Gets(), gets);
+}
+
+TEST_F(BlockCacheHolderTest, ARangeMissingFromTheStoreIsReadFromItsHolder) {
+  const std::string data = Pattern(64 << 10, 10);
+  ASSERT_OK(proxy_->Put(blockstore::BlockKey(20), data));
+  meta::v1::Block ref = RangedRef(20, data);
+  ref.set_holder(kHolder);
+  std::string out(100, '\0');
+  ASSERT_OK(cache_.Read(ref, 33000, 100, out.data(), ReadHint{1, false}));
+  EXPECT_EQ(out, data.substr(33000, 100));
+  EXPECT_EQ(cache_.stats().holder_fetches.load(), 1u);
+  EXPECT_EQ(cache_.stats().range_bytes.load(), kRange);
+}
+
+// ---- the scan-resistant policy ----
+
+class BlockCachePolicyTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kBlock = 1024;
+  static constexpr size_t kCapacity = 16 * kBlock;
+
+  BlockCachePolicyTest()
+      : store_(std::make_unique<blockstore::FaultInjectingStore>(blockstore::NewMemoryStore())),
+        pool_(1),
+        cache_(store_.get(), kCapacity, &pool_) {}
+
+  meta::v1::Block Block(uint64_t id) {
+    const std::string data = Pattern(kBlock, static_cast<uint32_t>(id));
+    if (!store_->base().Head(blockstore::BlockKey(id)).ok()) {
+      EXPECT_OK(store_->base().Put(blockstore::BlockKey(id), data));
+    }
+    return Ref(id, data, "");
+  }
+  void Access(uint64_t id, ReadHint hint) { ASSERT_OK(cache_.Get(Block(id), hint).status()); }
+
+  std::unique_ptr<blockstore::FaultInjectingStore> store_;
+  ThreadPool pool_;
+  BlockCache cache_;
+};
+
+TEST_F(BlockCachePolicyTest, ASequentialScanDoesNotFlushWhatRandomReadersUse) {
+  // A working set read twice by a random reader...
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint64_t id = 1; id <= 8; ++id) Access(id, ReadHint{7, false});
+  }
+  EXPECT_EQ(cache_.protected_bytes(), 8 * kBlock);
+  // ...then one reader streams through ten times the cache, each block in four requests.
+  for (uint64_t id = 100; id < 260; ++id) {
+    for (int part = 0; part < 4; ++part) Access(id, ReadHint{9, true});
+  }
+  for (uint64_t id = 1; id <= 8; ++id) EXPECT_TRUE(cache_.ContainsForTest(id)) << id;
+  EXPECT_EQ(cache_.protected_bytes(), 8 * kBlock) << "the stream promoted nothing";
+  EXPECT_LE(cache_.bytes(), kCapacity);
+  const int gets = store_->calls(blockstore::FaultInjectingStore::Op::kGet);
+  for (uint64_t id = 1; id <= 8; ++id) Access(id, ReadHint{7, false});
+  EXPECT_EQ(store_->calls(blockstore::FaultInjectingStore::Op::kGet), gets);
+}
+
+TEST_F(BlockCachePolicyTest, ASecondReaderOfAStreamPromotesIt) {
+  // `cat f; cat f`: the second pass is a use of what the first brought in.
+  for (uint64_t id = 1; id <= 4; ++id) Access(id, ReadHint{1, true});
+  EXPECT_EQ(cache_.protected_bytes(), 0u);
+  for (uint64_t id = 1; id <= 4; ++id) Access(id, ReadHint{2, true});
+  EXPECT_EQ(cache_.protected_bytes(), 4 * kBlock);
+  // Blocks this mount wrote do not count as read: streaming them back once promotes nothing.
+  cache_.Insert(50, std::make_shared<const std::string>(Pattern(kBlock, 50)));
+  Access(50, ReadHint{3, true});
+  EXPECT_EQ(cache_.protected_bytes(), 4 * kBlock);
+}
+
+TEST_F(BlockCachePolicyTest, TheProtectedSegmentKeepsRoomForNewBlocks) {
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint64_t id = 1; id <= 16; ++id) Access(id, ReadHint{7, false});
+  }
+  EXPECT_LE(cache_.protected_bytes(), kCapacity / 4 * 3);
+  EXPECT_LE(cache_.bytes(), kCapacity);
+  // New blocks still get in (on probation) and can be read back.
+  Access(99, ReadHint{8, false});
+  EXPECT_TRUE(cache_.ContainsForTest(99));
+}
+
 }  // namespace
 }  // namespace nighfs::fs

@@ -155,6 +155,17 @@ class FsTest : public ::testing::Test {
     return out;
   }
 
+  // Writes `data` to a new file `name` through a mount of its own with `opts`; its inode.
+  uint64_t WriteThrough(FsOptions opts, const std::string& name, const std::string& data) {
+    auto writer = NewMount(opts);
+    auto made = writer->Create(kRoot, 1, name, 0644, O_RDWR);
+    EXPECT_OK(made);
+    if (!made.ok()) return 0;
+    EXPECT_OK(writer->Write(made->second, 0, data));
+    EXPECT_OK(writer->Release(made->second));
+    return made->first.ino();
+  }
+
   TempDir dir_;
   uint64_t volume_id_ = 0;
   std::unique_ptr<blockstore::BlockStore> store_;

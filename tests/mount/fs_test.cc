@@ -531,5 +531,124 @@ TEST_F(FsTest, BlocksPutToTheStoreHaveNoHolder) {
   EXPECT_EQ(recorder.holders(), std::vector<std::string>(2, ""));
 }
 
+// ---- ranged reads and keep_cache (issue 14) ----
+
+// Counts the bytes Get returns.
+class ByteCounter : public Forwarder {
+ public:
+  using Forwarder::Forwarder;
+  absl::StatusOr<std::string> Get(std::string_view k, uint64_t o, uint64_t l) override {
+    absl::StatusOr<std::string> r = Forwarder::Get(k, o, l);
+    if (r.ok()) bytes += r->size();
+    return r;
+  }
+  std::atomic<uint64_t> bytes{0};
+};
+
+FsOptions Ranges(uint32_t bytes) {
+  FsOptions o;
+  o.range_checksum_bytes = bytes;
+  return o;
+}
+
+TEST_F(FsTest, SmallRandomReadsFetchOnlyTheRangesTheyCover) {
+  const std::string data = Bytes(24 * kBs, 21);
+  const uint64_t ino = WriteThrough(Ranges(4096), "f", data);
+  ByteCounter counter(faulty_.get());
+  auto reader = NewMount({}, nullptr, &counter);  // a cold cache
+  auto fh = reader->Open(ino, O_RDONLY);
+  ASSERT_OK(fh);
+  const uint64_t blocks[] = {20, 3, 11, 17, 6, 22, 1, 9};
+  for (int i = 0; i < 8; ++i) {
+    const uint64_t off = blocks[i] * kBs + (i * 5 % 16) * 4096;
+    auto got = reader->Read(*fh, off, 4096);
+    ASSERT_OK(got);
+    ASSERT_TRUE(*got == data.substr(off, 4096)) << off;
+  }
+  EXPECT_EQ(counter.bytes.load(), 8u * 4096) << "one 4 KiB range a read, not whole blocks";
+  // A sequential reader still reads whole blocks.
+  EXPECT_TRUE(ReadAll(reader.get(), ino) == data);
+  ASSERT_OK(reader->Release(*fh));
+}
+
+TEST_F(FsTest, ACorruptRangeIsFetchedAgainThenEio) {
+  const std::string data = Bytes(4 * kBs, 22);
+  const uint64_t ino = WriteThrough(Ranges(4096), "f", data);
+  auto reader = NewMount();
+  auto fh = reader->Open(ino, O_RDONLY);
+  ASSERT_OK(fh);
+  const int gets = faulty_->calls(FaultInjectingStore::Op::kGet);
+  faulty_->CorruptNextGet(100);
+  auto got = reader->Read(*fh, 3 * kBs + 100, 100);
+  EXPECT_EQ(StatusToErrno(got.status()), EIO);
+  EXPECT_EQ(faulty_->calls(FaultInjectingStore::Op::kGet), gets + 3) << "fetched again twice";
+  faulty_->ClearFaults();
+  faulty_->CorruptNextGet(1);
+  got = reader->Read(*fh, 3 * kBs + 100, 100);
+  ASSERT_OK(got);
+  EXPECT_TRUE(*got == data.substr(3 * kBs + 100, 100));
+  EXPECT_EQ(Stats(*reader).checksum_mismatches(), 4u);
+  ASSERT_OK(reader->Release(*fh));
+}
+
+TEST_F(FsTest, BlocksWrittenWithoutRangeChecksumsAreReadWhole) {
+  const std::string data = Bytes(4 * kBs, 23);
+  const uint64_t ino = WriteThrough(Ranges(0), "old", data);
+  ByteCounter counter(faulty_.get());
+  auto reader = NewMount(Ranges(4096), nullptr, &counter);
+  auto fh = reader->Open(ino, O_RDONLY);
+  ASSERT_OK(fh);
+  auto got = reader->Read(*fh, 3 * kBs + 100, 100);
+  ASSERT_OK(got);
+  EXPECT_TRUE(*got == data.substr(3 * kBs + 100, 100));
+  EXPECT_EQ(counter.bytes.load(), kBs);
+  ASSERT_OK(reader->Release(*fh));
+}
+
+// Close-to-open stays exact with keep_cache: the page cache is kept only when the open finds
+// the data this mount served last (its map and size), never after another mount's change.
+TEST_F(FsTest, KeepCacheOnlyWhileTheFileIsUnchanged) {
+  auto other = NewMount();
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  const uint64_t ino = made->first.ino();
+  ASSERT_OK(fs_->Write(made->second, 0, Bytes(2 * kBs, 24)));
+  EXPECT_FALSE(fs_->KeepCache(made->second)) << "a new file has no page cache";
+  ASSERT_OK(fs_->Release(made->second));
+  auto keeps = [&](FileSystem* fs) {
+    auto fh = fs->Open(ino, O_RDONLY);
+    EXPECT_OK(fh);
+    const bool keep = fs->KeepCache(*fh);
+    EXPECT_OK(fs->Release(*fh));
+    return keep;
+  };
+  EXPECT_TRUE(keeps(fs_.get())) << "what this mount wrote is what it would serve";
+  EXPECT_TRUE(keeps(fs_.get()));
+  EXPECT_FALSE(keeps(other.get())) << "never filled in the other mount";
+  // Another mount's write: dropped at the next open, kept after.
+  auto fh = other->Open(ino, O_WRONLY);
+  ASSERT_OK(fh);
+  ASSERT_OK(other->Write(*fh, 10, "x"));
+  ASSERT_OK(other->Release(*fh));
+  EXPECT_FALSE(keeps(fs_.get()));
+  EXPECT_TRUE(keeps(fs_.get()));
+  // Another mount's truncate, even back to the same size.
+  SetAttrArgs a;
+  a.valid = pb::SETATTR_SIZE;
+  a.size = kBs / 2;
+  ASSERT_OK(other->SetAttr(ino, a));
+  a.size = 2 * kBs;
+  ASSERT_OK(other->SetAttr(ino, a));
+  EXPECT_FALSE(keeps(fs_.get()));
+  // Buffered writes of this mount: not kept while they are buffered, kept once stored.
+  auto w = fs_->Open(ino, O_RDWR);
+  ASSERT_OK(w);
+  ASSERT_OK(fs_->Write(*w, 5, "y"));
+  EXPECT_FALSE(keeps(fs_.get()));
+  ASSERT_OK(fs_->Release(*w));
+  EXPECT_TRUE(keeps(fs_.get()));
+  EXPECT_FALSE(keeps(other.get()));
+}
+
 }  // namespace
 }  // namespace nighfs::fs
