@@ -104,9 +104,9 @@ rm -f -- "\${files[@]}"                             # unlink; then none may be l
 # small files: M=$NSMALL files of 4 KiB (content derived from the index)
 python3 scripts/lib/bench_files.py write DIR/small M 4096   # one at a time, each closed, + syncfs
 cold; python3 scripts/lib/bench_files.py read DIR/small M 4096   # every file compared
-# trees: src.tar = git archive --prefix=nighfs/ HEAD + /usr/include/{$TREE_EXTRA}
+# trees: src.tar = git archive --prefix=nighfs/ HEAD -- $TREE_PATHS$([[ -z $TREE_EXTRA ]] || echo " + /usr/include/{${TREE_EXTRA// /,}}")
 tar -xf src.tar -C DIR/tree/x && sync -f DIR/tree
-cp -a DIR/tree/x DIR/tree/y && sync -f DIR/tree
+cp -a DIR/tree/x DIR/tree/y && sync -f DIR/tree   # if it fails: an error, then cp -R --preserve=mode,ownership,timestamps
 cold; python3 scripts/lib/bench_files.py tree DIR/tree/y   # digest must equal the tar's
 rm -rf DIR/tree
 # store ceiling: for SIZE in 4194304 4096, THREADS in 1 8 (PUT for S s, then GET what was PUT)
