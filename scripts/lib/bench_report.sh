@@ -92,7 +92,7 @@ commands() {
       [[ -n ${FIO_ONLY[$r]:-} ]] && echo " (${FIO_ONLY[$r]} only)")"
     echo "fio ${FIO_COMMON[*]} --directory=\$DIR ${FIO_ARGS[$r]}"
   done
-  echo "# after the random writes, cold, then the whole file is read back and checked:"
+  echo "# after the cold start of the 4-job read, the file of the random writes is read back whole and checked:"
   echo "fio ${FIO_COMMON[*]} --directory=\$DIR $FIO_CHECK_ARGS"
   cat <<EOF
 # metadata: N=$NFILES files f0..f\$((N-1)) in DIR/meta, timed with \$EPOCHREALTIME
