@@ -106,7 +106,7 @@ python3 scripts/lib/bench_files.py write DIR/small M 4096   # one at a time, eac
 cold; python3 scripts/lib/bench_files.py read DIR/small M 4096   # every file compared
 # trees: src.tar = git archive --prefix=nighfs/ HEAD -- $TREE_PATHS$([[ -z $TREE_EXTRA ]] || echo " + /usr/include/{${TREE_EXTRA// /,}}")
 tar -xf src.tar -C DIR/tree/x && sync -f DIR/tree
-cp -a DIR/tree/x DIR/tree/y && sync -f DIR/tree   # if it fails: an error, then cp -R --preserve=mode,ownership,timestamps
+cp -a DIR/tree/x DIR/tree/y && sync -f DIR/tree   # an error (with its time) if cp fails; the copy is read next
 cold; python3 scripts/lib/bench_files.py tree DIR/tree/y   # digest must equal the tar's
 rm -rf DIR/tree
 # store ceiling: for SIZE in 4194304 4096, THREADS in 1 8 (PUT for S s, then GET what was PUT)
