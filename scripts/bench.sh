@@ -37,8 +37,8 @@ usage: scripts/bench.sh [options]
   --size MIB        bytes per sequential fio file (default 256; 4 jobs write 4 x SIZE/4)
   --runtime S       bound of each sequential read job (default 20; writes are not bounded)
   --rand-runtime S  duration of each random 4 KiB job (default 10)
-  --files N         files of the metadata rows (default 500)
-  --small-files N   4 KiB files of the small-file rows (default 300)
+  --files N         files of the metadata rows (default 300)
+  --small-files N   4 KiB files of the small-file rows (default 200)
   --tree-paths LIST paths of this repository (git pathspecs) in the tree of the tree rows
                     (default "." = every tracked file)
   --tree-extra LIST folders of /usr/include added to the tree (default ""; e.g. "linux")
@@ -61,8 +61,8 @@ ROW_LIST=$ALL_ROWS
 SIZE_MIB=256
 RUNTIME=20
 RAND_RUNTIME=10
-NFILES=500
-NSMALL=300
+NFILES=300
+NSMALL=200
 TREE_PATHS=.
 TREE_EXTRA=""
 CEIL_SECS=5
@@ -271,7 +271,9 @@ per_sec() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / s }'; }
 
 SIZE="${SIZE_MIB}M"
 PAR_SIZE="$((SIZE_MIB / 4))M"
-FIO_COMMON=(--ioengine=psync --fallocate=none --group_reporting --output-format=json)
+# No verify state files (fio writes them into its working folder at exit).
+FIO_COMMON=(--ioengine=psync --fallocate=none --group_reporting --output-format=json
+            --verify_state_save=0)
 FIO_WVERIFY="--verify=crc32c --verify_interval=4k --do_verify=0 --create_on_open=1"
 FIO_RVERIFY="--verify=crc32c --verify_interval=4k --verify_fatal=1"
 FIO_ROWS=()
@@ -326,7 +328,7 @@ run_fio_job() {  # target name args
   FIO_OUT=$T/fio/$t.$name.json
   err=$T/fio/$t.$name.stderr
   # shellcheck disable=SC2086
-  if ! fio "${FIO_COMMON[@]}" --directory="${DIR[$t]}" $args >"$FIO_OUT" 2>"$err"; then
+  if ! (cd "$T/fio" && fio "${FIO_COMMON[@]}" --directory="${DIR[$t]}" $args) >"$FIO_OUT" 2>"$err"; then
     FIO_ERROR=$(grep -m1 -E 'verify failed|error|fio:' "$err" || tail -1 "$err")
     return 1
   fi
