@@ -10,7 +10,6 @@
 //   "op=put threads=8 size=4194304 seconds=5.00 objects=N errors=0 MB/s=X objects/s=Y"
 // A failed request, or a GET whose body is not exactly what was PUT under that key, is an error
 // and not throughput; the first error goes to stderr and the exit status is 1.
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -23,43 +22,19 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "blockstore/block_store.h"
+#include "tests/relay/bench_util.h"
 
 namespace {
 
 namespace bs = nighfs::blockstore;
 
-struct Totals {
-  std::atomic<uint64_t> bytes{0};
-  std::atomic<uint64_t> objects{0};
-  std::atomic<uint64_t> errors{0};
-  absl::Mutex mu;
-  std::string first_error ABSL_GUARDED_BY(mu);
-  void Error(std::string what) {
-    ++errors;
-    absl::MutexLock lock(&mu);
-    if (first_error.empty()) first_error = std::move(what);
-  }
-};
+using nighfs::relaybench::Payload;
+using nighfs::relaybench::Totals;
 
-// One pseudo-random body per thread; the first 16 bytes of each object are overwritten with
-// (thread, index), so that a GET answered with another object's bytes is caught.
-std::string Body(size_t size, uint64_t seed) {
-  std::string s(size, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i < size; ++i) {
-    if (i % 8 == 0) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-    }
-    s[i] = static_cast<char>(x >> (8 * (i % 8)));
-  }
-  return s;
-}
-
+// Every object of thread t carries the thread's Payload(size, t + 1) with its first 16 bytes
+// overwritten by (thread, index), so that a GET answered with another object's bytes is caught.
 void Stamp(std::string* body, uint64_t thread, uint64_t index) {
   std::memcpy(body->data(), &thread, 8);
   std::memcpy(body->data() + 8, &index, 8);
@@ -73,10 +48,10 @@ void Report(const char* op, int threads, size_t size, absl::Duration took, const
   const double secs = absl::ToDoubleSeconds(took);
   std::printf("op=%s threads=%d size=%zu seconds=%.2f objects=%lu errors=%lu MB/s=%.1f "
               "objects/s=%.1f\n",
-              op, threads, size, secs, static_cast<unsigned long>(t.objects.load()),
+              op, threads, size, secs, static_cast<unsigned long>(t.requests.load()),
               static_cast<unsigned long>(t.errors.load()),
               static_cast<double>(t.bytes.load()) / 1e6 / secs,
-              static_cast<double>(t.objects.load()) / secs);
+              static_cast<double>(t.requests.load()) / secs);
   std::fflush(stdout);
 }
 
@@ -134,7 +109,7 @@ int main(int argc, char** argv) {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
-        std::string body = Body(size, t + 1);
+        std::string body = Payload(size, t + 1);
         for (uint64_t i = 0; absl::Now() < end; ++i) {
           Stamp(&body, t, i);
           if (absl::Status s = st.Put(Key(prefix, size, t, i), body); !s.ok()) {
@@ -142,7 +117,7 @@ int main(int argc, char** argv) {
             return;  // later keys would leave a hole in 0..n-1
           }
           written[t] = i + 1;
-          ++put.objects;
+          ++put.requests;
           put.bytes += size;
         }
       });
@@ -163,7 +138,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<std::string> bodies;
-  for (int t = 0; t < threads; ++t) bodies.push_back(Body(size, t + 1));
+  for (int t = 0; t < threads; ++t) bodies.push_back(Payload(size, t + 1));
   Totals get;
   start = absl::Now();
   {
@@ -186,7 +161,7 @@ int main(int argc, char** argv) {
                                    " bytes PUT"));
             continue;
           }
-          ++get.objects;
+          ++get.requests;
           get.bytes += size;
         }
       });
