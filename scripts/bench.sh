@@ -475,7 +475,7 @@ make_tree() {
   SRC_MB=$(awk -v b="$(stat -c %s "$SRC_TAR")" 'BEGIN { printf "%.1f", b / 1e6 }')
   mkdir -p "$T/ref"
   tar -xf "$SRC_TAR" -C "$T/ref"
-  read -r _ SRC_REGULAR SRC_DIGEST < <(python3 "$FILES_PY" tree "$T/ref")
+  read -r _ SRC_REGULAR SRC_DIGEST < <(python3 "$FILES_PY" tree "$T/ref" "$T/tree.ref")
   rm -rf "$T/ref"
 }
 ROW_TARX="tar x (then syncfs)"
@@ -511,11 +511,12 @@ tree_rows() {
   fi
   if [[ -d $d/y ]]; then
     cold "$t"
-    if read -r secs files digest < <(python3 "$FILES_PY" tree "$d/y" 2>"$T/tree.err") &&
+    if read -r secs files digest < <(python3 "$FILES_PY" tree "$d/y" "$T/tree.got" 2>"$T/tree.err") &&
        [[ $files == "$SRC_REGULAR" && $digest == "$SRC_DIGEST" ]]; then
       set_result "$ROW_TREAD" "$t" "$secs"
     else
-      row_error "$ROW_TREAD" "$t" "the copy read back differs from the tar (${files:-0} of $SRC_REGULAR files; $(head -1 "$T/tree.err"))"
+      row_error "$ROW_TREAD" "$t" "the copy read back differs from the tar: ${files:-0} of $SRC_REGULAR files; first difference (< tar, > copy): $(
+        diff "$T/tree.ref" "$T/tree.got" 2>/dev/null | grep -m1 '^[<>]' | sed 's/^\([<>]\) [0-9a-f]*  /\1 /')$(head -1 "$T/tree.err")"
     fi
   fi
   t0=$EPOCHREALTIME

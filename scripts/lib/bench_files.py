@@ -10,8 +10,9 @@ check fails:
                         syncfs(DIR), inside the timing
   read DIR N SIZE [--no-check]
                         reads s0..s{N-1} whole and compares each with what "write" wrote
-  tree DIR              reads every regular file under DIR; prints "SECONDS FILES DIGEST", the
-                        digest of the sorted (path, sha256) list, compared by the caller
+  tree DIR [LIST]       reads every regular file under DIR; prints "SECONDS FILES DIGEST", the
+                        digest of the sorted "sha256  path" lines (written to LIST if given),
+                        compared by the caller
 """
 import ctypes
 import hashlib
@@ -84,7 +85,7 @@ def cmd_read(d, n, size, check):
     print(f"{took:.6f}")
 
 
-def cmd_tree(d):
+def cmd_tree(d, list_path):
     t0 = time.perf_counter()
     entries = []
     for root, dirs, files in os.walk(d):
@@ -100,7 +101,11 @@ def cmd_tree(d):
             entries.append((os.path.relpath(path, d), h.hexdigest()))
     took = time.perf_counter() - t0
     entries.sort()
-    digest = hashlib.sha256("".join(f"{h}  {p}\n" for p, h in entries).encode()).hexdigest()
+    lines = "".join(f"{h}  {p}\n" for p, h in entries)
+    if list_path:
+        with open(list_path, "w") as f:
+            f.write(lines)
+    digest = hashlib.sha256(lines.encode()).hexdigest()
     print(f"{took:.6f} {len(entries)} {digest}")
 
 
@@ -111,10 +116,10 @@ def main(argv):
         cmd_write(argv[1], int(argv[2]), int(argv[3]))
     elif len(argv) in (4, 5) and argv[0] == "read":
         cmd_read(argv[1], int(argv[2]), int(argv[3]), argv[4:] != ["--no-check"])
-    elif len(argv) == 2 and argv[0] == "tree":
-        cmd_tree(argv[1])
+    elif len(argv) in (2, 3) and argv[0] == "tree":
+        cmd_tree(argv[1], argv[2] if len(argv) == 3 else None)
     else:
-        fail("usage: rename DIR N | write DIR N SIZE | read DIR N SIZE [--no-check] | tree DIR")
+        fail("usage: rename DIR N | write DIR N SIZE | read DIR N SIZE [--no-check] | tree DIR [LIST]")
 
 
 if __name__ == "__main__":
