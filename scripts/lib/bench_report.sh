@@ -82,9 +82,13 @@ commands() {
   for t in "${TARGETS[@]}"; do
     case $t in
       local | ceiling) ;;
-      *) t=$(mount_command "$t" "\$MNT"); echo "${t//$T/\$T}" ;;
+      *) t=$(mount_command "$t" "\$MNT"); t=${t//$T/\$T}; echo "${t//$REPO\//}" ;;
     esac
   done
+  if has_target rclone-off || has_target rclone-full; then
+    echo "# rclone.conf: [s3] type = s3, provider = Other, endpoint = http://127.0.0.1:PORT,"
+    echo "# region = us-east-1, force_path_style = true, s3rver's keys (AWS_CA_BUNDLE unset for rclone)"
+  fi
   echo "# fio, run once per target with DIR = its folder. VERIFY = $FIO_RVERIFY"
   echo "# (not on nullfs, which stores nothing)"
   for r in "${FIO_ROWS[@]}"; do
