@@ -22,6 +22,9 @@ PKGS=(
   # scripts/test.sh runs; libclang-rt-14-dev is only a Recommends of clang, so it is named
   # here. llvm-14 brings llvm-symbolizer, for readable stacks in crash reports.
   clang libclang-rt-14-dev llvm-14
+  # the peers scripts/bench.sh mounts on the same s3rver bucket as nighfs (issue 14), and jq
+  # for its fio JSON
+  s3fs rclone jq
 )
 
 missing=()

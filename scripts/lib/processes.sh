@@ -82,13 +82,13 @@ wait_port() {
 }
 
 # Starts s3rver (scripts/setup.sh; S3RVER_BIN) on a free loopback port with its objects in $1 and
-# bucket $2 made at start-up, preloading tests/blockstore/s3rver_fixes.js as the tests do. Sets
-# S3RVER_PID and S3RVER_PORT. Needs REPO and T.
+# bucket $2 made at start-up, preloading tests/blockstore/s3rver_fixes.js as the tests do (and
+# the script $S3RVER_REQUIRE after it, if set). Sets S3RVER_PID and S3RVER_PORT. Needs REPO and T.
 start_s3rver() {
   local dir=$1 bucket=$2
   mkdir -p "$dir"
   S3RVER_PORT=$(free_port)
-  NODE_OPTIONS="--openssl-legacy-provider --require $REPO/tests/blockstore/s3rver_fixes.js" \
+  NODE_OPTIONS="--openssl-legacy-provider --require $REPO/tests/blockstore/s3rver_fixes.js${S3RVER_REQUIRE:+ --require $S3RVER_REQUIRE}" \
     "$S3RVER_BIN" -d "$dir" -a 127.0.0.1 -p "$S3RVER_PORT" --silent \
     --configure-bucket "$bucket" >>"$T/s3rver.log" 2>&1 &
   S3RVER_PID=$!

@@ -33,6 +33,7 @@
 #include "common/crypto.h"
 #include "common/http_client.h"
 #include "common/token_file.h"
+#include "tests/relay/bench_util.h"
 
 namespace {
 
@@ -40,36 +41,14 @@ using nighfs::HttpClient;
 using nighfs::HttpClientOptions;
 using nighfs::HttpRequest;
 
-struct Totals {
-  std::atomic<uint64_t> bytes{0};
-  std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> errors{0};
-  absl::Mutex mu;
-  std::string first_error ABSL_GUARDED_BY(mu);
-  void Error(std::string what) {
-    ++errors;
-    absl::MutexLock lock(&mu);
-    if (first_error.empty()) first_error = std::move(what);
-  }
-};
+using nighfs::relaybench::Payload;
+using nighfs::relaybench::Totals;
 
 std::string CrcHeader(const std::string& data) {
   const uint32_t crc = nighfs::Crc32c(data);
   const char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16),
                       static_cast<char>(crc >> 8), static_cast<char>(crc)};
   return nighfs::Base64Encode(std::string_view(be, 4));
-}
-
-std::string Payload(size_t size, uint64_t seed) {
-  std::string s(size, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i < size; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    for (size_t j = 0; j < 8 && i + j < size; ++j) s[i + j] = static_cast<char>(x >> (8 * j));
-  }
-  return s;
 }
 
 class Bench {
