@@ -445,7 +445,6 @@ TEST_F(RoutingE2eTest, SelectsNearestGroupAndStatusSaysSo) {
   // back (a ping that opened its connection used to count the TLS handshake as RTT).
   EXPECT_EQ(after.switches_size(), 0) << after.text();
 }
-}
 
 // Item 2: kill -9 of one member of the selected group. I/O goes on without an error, and only
 // the dead member's blocks move: read with cold caches, every block of a surviving member is
@@ -566,7 +565,6 @@ TEST_F(RoutingE2eTest, BlackHoledMemberIsEjectedWithinProbeTimeout) {
   // deadline) and is then served by the next member: a bounded wait, never an error.
   EXPECT_LE(io.slowest(), absl::Seconds(5) + kProbeInterval + kShortProbeTimeout + kSlack)
       << "an op waited longer than one member attempt";
-}
 }
 
 // Items 4, 5 and 6, in a row with the application running throughout: the near group dies (the
