@@ -87,21 +87,10 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     stop_pid "$pid" 10
   done
-  if [[ -n $T && -d $T ]]; then
-    if ((KEEP)); then
-      log "scratch folder kept: $T"
-    elif ((rc != 0)); then
-      rm -rf "$T/s3" "$T/proxy" "$T/src.bin" "$T/meta"
-      log "failed; logs kept in $T"
-    else
-      rm -rf "$T"
-    fi
-  fi
+  finish_scratch "$rc" "$T" "$T/s3" "$T/proxy" "$T/src.bin" "$T/meta"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------

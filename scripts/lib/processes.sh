@@ -151,3 +151,28 @@ proxy_metric() {
   curl -sf --cacert "$META_CA" "$PROXY_URL/metrics" |
     awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $NF; found = 1 } END { if (found) print s }'
 }
+
+# on_exit FN: runs FN when the script exits, also after Ctrl-C or SIGTERM (which exit 130 and
+# 143, so FN sees a failure). FN should start with `trap - EXIT INT TERM`.
+on_exit() {
+  trap "$1" EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# finish_scratch RC DIR [BULK...]: the end of a script's scratch folder DIR: kept whole with
+# KEEP=1; after a failure (RC != 0) its logs are kept and only the BULK paths (stores, caches)
+# are removed; after success it is removed. Uses the script's `log`.
+finish_scratch() {
+  local rc=$1 dir=$2
+  shift 2
+  [[ -n $dir && -d $dir ]] || return 0
+  if ((${KEEP:-0})); then
+    log "scratch folder kept: $dir"
+  elif ((rc != 0)); then
+    (($# == 0)) || rm -rf "$@"
+    log "failed; logs kept in $dir"
+  else
+    rm -rf "$dir"
+  fi
+}
