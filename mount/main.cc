@@ -278,6 +278,30 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
+// The volume's object store, opened with the mount's store credentials and checked: the
+// direct route. Only the default credentials file is optional: a path the user gave must exist,
+// or a typo would silently fall back to the environment (or anonymous access).
+absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> OpenDirectStore(const MountOptions& opts,
+                                                                       const pb::Volume& volume) {
+  absl::StatusOr<blockstore::StoreCredentials> creds = blockstore::LoadCredentials(
+      opts.credentials_given || ::access(opts.credentials_file.c_str(), F_OK) == 0
+          ? opts.credentials_file
+          : std::string());
+  if (!creds.ok()) return creds.status();
+  absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
+      blockstore::OpenBlockStore(volume.store_url(), *creds);
+  if (!opened.ok()) {
+    return absl::Status(opened.status().code(),
+                        absl::StrCat("block store of volume ", volume.name(), ": ",
+                                     opened.status().message()));
+  }
+  if (absl::Status s = (*opened)->Check(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("block store ", (*opened)->Describe(),
+                                               " is not usable: ", s.message()));
+  }
+  return opened;
+}
+
 int RunMount(MountOptions opts) {
   if (!opts.log_level.empty()) {
     LogLevel l;
@@ -385,22 +409,7 @@ int RunMount(MountOptions opts) {
   // mount goes through the groups only (and status says so).
   std::shared_ptr<blockstore::BlockStore> direct;
   std::string direct_missing;
-  if (use_groups) {
-    absl::StatusOr<blockstore::StoreCredentials> creds = blockstore::LoadCredentials(
-        opts.credentials_given || ::access(opts.credentials_file.c_str(), F_OK) == 0
-            ? opts.credentials_file
-            : std::string());
-    absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
-        creds.ok() ? blockstore::OpenBlockStore(volume.store_url(), *creds)
-                   : absl::StatusOr<std::unique_ptr<blockstore::BlockStore>>(creds.status());
-    absl::Status checked = opened.ok() ? (*opened)->Check() : opened.status();
-    if (checked.ok()) {
-      direct = *std::move(opened);
-    } else {
-      direct_missing = absl::StrCat("no usable store credentials: ", checked.message());
-      NIGHFS_LOG(WARNING) << "no direct fallback to the object store: " << direct_missing;
-    }
-  } else if (!opts.proxy.empty()) {
+  if (!opts.proxy.empty()) {
     proxy_opts.address = opts.proxy;
     absl::StatusOr<std::unique_ptr<blockstore::ProxyStore>> made =
         blockstore::ProxyStore::Create(proxy_opts);
@@ -415,25 +424,17 @@ int RunMount(MountOptions opts) {
       return Fail(std::string(s.message()));  // "check of proxy https://HOST:PORT failed: ..."
     }
   } else {
-    absl::StatusOr<blockstore::StoreCredentials> creds =
-        // Only the default file is optional: a path the user gave must exist, or a typo would
-        // silently fall back to the environment (or anonymous access).
-        blockstore::LoadCredentials(opts.credentials_given ||
-                                            ::access(opts.credentials_file.c_str(), F_OK) == 0
-                                        ? opts.credentials_file
-                                        : std::string());
-    if (!creds.ok()) return Fail(std::string(creds.status().message()));
-    absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened =
-        blockstore::OpenBlockStore(volume.store_url(), *creds);
-    if (!opened.ok()) return Fail("block store of volume " + volume.name() + ": " +
-                                  std::string(opened.status().message()));
-    if (absl::Status s = (*opened)->Check(); !s.ok()) {
-      return Fail("block store " + (*opened)->Describe() + " is not usable: " +
-                  std::string(s.message()));
-    }
-    // Through MountRouting all the same (step 4): groups associated with the volume later are
+    // Through MountRouting either way (step 4): groups associated with the volume later are
     // picked up without a remount.
-    direct = *std::move(opened);
+    absl::StatusOr<std::unique_ptr<blockstore::BlockStore>> opened = OpenDirectStore(opts, volume);
+    if (opened.ok()) {
+      direct = *std::move(opened);
+    } else if (!use_groups) {
+      return Fail(std::string(opened.status().message()));
+    } else {
+      direct_missing = absl::StrCat("no usable store credentials: ", opened.status().message());
+      NIGHFS_LOG(WARNING) << "no direct fallback to the object store: " << direct_missing;
+    }
   }
   // A block another mount wrote through a proxy that has not flushed it yet is read from that
   // proxy (Block.holder), whichever route this mount takes.
