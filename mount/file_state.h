@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -16,15 +17,22 @@
 #include "absl/synchronization/notification.h"
 #include "meta.pb.h"
 #include "mount/block_cache.h"
+#include "mount/block_patch.h"
 #include "mount/memory.h"
 #include "mount/spill_dir.h"
 
 namespace nighfs::fs {
 
-// A block image being written: [0, img.size()) of the block, and its share of the dirty count.
+// A block being written: either its whole image [0, img.size()), or, for writes into a stored
+// block the mount has not read, a patch over that block (img empty; the image is built when
+// the block is sealed). `charge` is its share of the dirty count: the bytes held.
 struct DirtyImage {
   std::string img;
-  ByteGauge::Charge charge;  // always img.size()
+  std::optional<BlockPatch> patch;
+  ByteGauge::Charge charge;  // always HeldBytes()
+
+  uint64_t Length() const { return patch ? patch->length() : img.size(); }
+  uint64_t HeldBytes() const { return patch ? patch->bytes() : img.size(); }
 };
 
 // A sealed block image on its way to the store and then into the block map.

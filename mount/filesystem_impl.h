@@ -277,16 +277,21 @@ class FileSystemImpl : public FileSystem {
 
   // ---- write path ----
 
-  // Committed blocks whose old bytes a write of [pos, pos+n) must merge with.
-  std::vector<pb::Block> MissingBasesLocked(FileState& st, uint64_t pos, size_t n,
-                                            const absl::flat_hash_map<uint64_t, BlockData>& have)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
-
-  // Fails only when a spilled image cannot be read back (then nothing is applied).
+  // Fails only when a spilled image cannot be read back (then nothing is applied). A write
+  // into a stored block with no image here becomes a patch (mount/block_patch.h): no read.
   absl::Status ApplyWriteLocked(FileState& st, uint64_t pos, std::string_view data,
-                                const absl::flat_hash_map<uint64_t, BlockData>& bases,
                                 std::vector<std::shared_ptr<PendingBlock>>* sealed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
+
+  // Turns the file's patches into whole images on their way to the store: fetches their base
+  // blocks (in parallel, outside the locks), builds the images and uploads them, at most
+  // `max_inflight_per_file` at a time, each batch committed before the next is built, so the
+  // images of a file with many patched blocks never all sit in memory. Returns with no patch
+  // left in `dirty` at the moment of return (a writer may add one right after).
+  absl::Status SealPatchesLocked(const std::shared_ptr<FileState>& st)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
+  // The image of a patch, given its base object (nullptr when the patch needs none).
+  BlockData BuildPatched(const BlockPatch& patch, const BlockData& base);
 
   // Makes `p` the newest image of its block; an older image that no commit has taken is
   // garbage the moment it is replaced.

@@ -132,6 +132,11 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
     pb::Block ref;
   };
   std::vector<Part> parts;
+  struct Overlay {  // bytes written over a part (a patched block)
+    size_t dst;
+    std::string bytes;
+  };
+  std::vector<Overlay> overlays;
   std::vector<pb::Block> ahead;
   std::string out;
   // A reader continuing where it stopped (give or take the kernel's parallel readahead
@@ -151,7 +156,15 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
       const size_t n = std::min<uint64_t>(bs_ - boff, end - pos);
       const size_t dst = pos - offset;
       if (auto d = st.dirty.find(idx); d != st.dirty.end()) {
-        CopyValid(d->second.img.data(), d->second.img.size(), boff, n, out.data() + dst);
+        if (const std::optional<BlockPatch>& patch = d->second.patch) {
+          // The old block's bytes (fetched below), then what was written over them.
+          parts.push_back({dst, boff, n, patch->ClippedBase()});
+          for (auto& [at, bytes] : patch->Pieces(boff, n)) {
+            overlays.push_back({dst + at, std::move(bytes)});
+          }
+        } else {
+          CopyValid(d->second.img.data(), d->second.img.size(), boff, n, out.data() + dst);
+        }
       } else if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
         ASSIGN_OR_RETURN(BlockData img, LoadImage(*f->second));
         CopyValid(img->data(), img->size(), boff, n, out.data() + dst);
@@ -175,6 +188,7 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
   for (const Part& p : parts) {
     RETURN_IF_ERROR(cache_.Read(p.ref, p.boff, p.n, out.data() + p.dst, ReadHint{fh, sequential}));
   }
+  for (const Overlay& o : overlays) std::memcpy(out.data() + o.dst, o.bytes.data(), o.bytes.size());
   read_ops_.fetch_add(1, std::memory_order_relaxed);
   bytes_read_.fetch_add(out.size(), std::memory_order_relaxed);
   return out;

@@ -120,9 +120,14 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
         it = st->dirty.erase(it);  // its charge goes with it
         continue;
       }
-      if (size - start < it->second.img.size()) {
-        it->second.img.resize(size - start);
-        it->second.charge.Set(it->second.img.size());
+      DirtyImage& d = it->second;
+      if (size - start < d.Length()) {
+        if (d.patch) {
+          d.patch->Truncate(size - start);
+        } else {
+          d.img.resize(size - start);
+        }
+        d.charge.Set(d.HeldBytes());
       }
       ++it;
     }

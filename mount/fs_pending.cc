@@ -126,7 +126,7 @@ void FileSystemImpl::CheckDirtyCount(const FileState* only) const {
     if (only != nullptr && st.get() != only) continue;
     absl::MutexLock l(&st->mu);
     for (const auto& [i, d] : st->dirty) {
-      DebugCheck(d.charge.bytes() == d.img.size(), absl::StrCat("dirty charge of ", st->ino));
+      DebugCheck(d.charge.bytes() == d.HeldBytes(), absl::StrCat("dirty charge of ", st->ino));
       sum += static_cast<int64_t>(d.charge.bytes());
     }
     for (const auto& [i, p] : st->inflight) {

@@ -43,7 +43,7 @@ std::optional<MappedBlock> FileSystemImpl::NextMappedLocked(FileState& st, uint6
   auto consider = [&best](uint64_t index, uint64_t length) {
     if (!best.has_value() || index < best->index) best = MappedBlock{index, length};
   };
-  if (auto d = st.dirty.lower_bound(i); d != st.dirty.end()) consider(d->first, d->second.img.size());
+  if (auto d = st.dirty.lower_bound(i); d != st.dirty.end()) consider(d->first, d->second.Length());
   if (auto f = st.inflight.lower_bound(i); f != st.inflight.end()) {
     consider(f->first, f->second->size);
   }
@@ -60,7 +60,7 @@ uint64_t FileSystemImpl::StoredBytesLocked(FileState& st, uint64_t committed) {
     delta += static_cast<int64_t>(length) -
              static_cast<int64_t>(b == st.blocks.end() ? 0 : b->second.length());
   };
-  for (const auto& [index, d] : st.dirty) replace(index, d.img.size());
+  for (const auto& [index, d] : st.dirty) replace(index, d.Length());
   for (const auto& [index, p] : st.inflight) {
     if (!st.dirty.contains(index)) replace(index, p->size);
   }

@@ -24,25 +24,13 @@ absl::StatusOr<size_t> FileSystemImpl::Write(uint64_t fh, uint64_t offset, std::
   if ((h->flags & O_ACCMODE) == O_RDONLY) return PosixError(EBADF, "not open for writing");
   if (data.empty()) return 0;
   const std::shared_ptr<FileState>& st = h->state;
-  absl::flat_hash_map<uint64_t, BlockData> bases;
   std::vector<std::shared_ptr<PendingBlock>> sealed;
   bool commit_now = false;
-  for (int round = 0;; ++round) {
-    std::vector<pb::Block> need;
-    {
-      absl::MutexLock l(&st->mu);
-      const uint64_t pos = (h->flags & O_APPEND) ? st->size : offset;
-      need = MissingBasesLocked(*st, pos, data.size(), bases);
-      if (need.empty()) {
-        RETURN_IF_ERROR(ApplyWriteLocked(*st, pos, data, bases, &sealed));
-        commit_now = st->inflight.size() >= static_cast<size_t>(options_.max_inflight_per_file);
-        break;
-      }
-    }
-    // Partial overwrite of a committed block: its old image is needed (read-modify-write).
-    for (const pb::Block& ref : need) {
-      ASSIGN_OR_RETURN(bases[ref.id()], cache_.Get(ref));
-    }
+  {
+    absl::MutexLock l(&st->mu);
+    const uint64_t pos = (h->flags & O_APPEND) ? st->size : offset;
+    RETURN_IF_ERROR(ApplyWriteLocked(*st, pos, data, &sealed));
+    commit_now = st->inflight.size() >= static_cast<size_t>(options_.max_inflight_per_file);
   }
   for (auto& p : sealed) StartUpload(st, p);
   write_ops_.fetch_add(1, std::memory_order_relaxed);
@@ -67,26 +55,7 @@ absl::Status FileSystemImpl::Flush(uint64_t fh) {
   return CommitLocked(h->state);
 }
 
-std::vector<pb::Block> FileSystemImpl::MissingBasesLocked(
-    FileState& st, uint64_t pos, size_t n, const absl::flat_hash_map<uint64_t, BlockData>& have) {
-  std::vector<pb::Block> need;
-  const uint64_t end = pos + n;
-  for (uint64_t p = pos; p < end;) {
-    const uint64_t idx = p / bs_;
-    const uint64_t boff = p % bs_;
-    const uint64_t len = std::min<uint64_t>(bs_ - boff, end - p);
-    p += len;
-    if (st.dirty.contains(idx) || st.inflight.contains(idx)) continue;
-    auto b = st.blocks.find(idx);
-    if (b == st.blocks.end()) continue;
-    if (boff == 0 && len >= b->second.length()) continue;  // overwrites every valid byte
-    if (!have.contains(b->second.id())) need.push_back(b->second);
-  }
-  return need;
-}
-
 absl::Status FileSystemImpl::ApplyWriteLocked(FileState& st, uint64_t pos, std::string_view data,
-                                              const absl::flat_hash_map<uint64_t, BlockData>& bases,
                                               std::vector<std::shared_ptr<PendingBlock>>* sealed) {
   const uint64_t end = pos + data.size();
   absl::flat_hash_map<uint64_t, BlockData> unspilled;
@@ -99,49 +68,137 @@ absl::Status FileSystemImpl::ApplyWriteLocked(FileState& st, uint64_t pos, std::
     const uint64_t idx = p / bs_;
     const uint64_t boff = p % bs_;
     const uint64_t len = std::min<uint64_t>(bs_ - boff, end - p);
+    const std::string_view piece = data.substr(p - pos, len);
+    p += len;
     auto it = st.dirty.find(idx);
     if (it == st.dirty.end()) {
       const std::string* base = nullptr;
       size_t base_len = 0;
+      DirtyImage d;
       if (auto f = st.inflight.find(idx); f != st.inflight.end()) {
         base = f->second->data != nullptr ? f->second->data.get() : unspilled.at(idx).get();
         base_len = base->size();
       } else if (auto b = st.blocks.find(idx); b != st.blocks.end()) {
         if (!(boff == 0 && len >= b->second.length())) {
-          base = bases.at(b->second.id()).get();
-          base_len = std::min<size_t>(b->second.length(), base->size());
+          // Some old bytes stay: keep only what is written now, the block is read when the
+          // image is sealed.
+          d.patch.emplace(b->second, b->second.length());
         }
       }
       // A large writer (or a block that already has large content) will grow this image
       // to the whole block: take a block-size buffer from the pool, so no reallocation
       // copies it and no fresh 4 MiB allocation is made per block. Small files keep small
       // buffers.
-      DirtyImage d;
-      if (len >= (64u << 10) || base_len >= (64u << 10)) d.img = buffers_->Take();
+      if (!d.patch && (len >= (64u << 10) || base_len >= (64u << 10))) d.img = buffers_->Take();
       if (base != nullptr) d.img.assign(base->data(), base_len);
-      d.charge = buffered_.Make(d.img.size());
+      d.charge = buffered_.Make(d.HeldBytes());
       it = st.dirty.emplace(idx, std::move(d)).first;
     }
-    std::string& img = it->second.img;
-    if (img.size() < boff + len) {
-      img.resize(boff + len, '\0');
-      it->second.charge.Set(img.size());
+    DirtyImage& d = it->second;
+    if (d.patch) {
+      d.patch->Write(boff, piece);
+      if (d.patch->CoversBase()) {
+        // Rewritten from its start past every old byte (a sequential rewrite): a whole
+        // image after all, which the writer seals below when it reaches the block's end.
+        std::string img = buffers_->Take();
+        img.resize(d.patch->length());
+        d.patch->Overlay(0, img.size(), img.data());
+        d.patch.reset();
+        d.img = std::move(img);
+      }
+      d.charge.Set(d.HeldBytes());
+      if (d.patch) continue;
+    } else {
+      std::string& img = d.img;
+      if (img.size() < boff + len) {
+        img.resize(boff + len, '\0');
+        d.charge.Set(img.size());
+      }
+      std::memcpy(img.data() + boff, piece.data(), len);
     }
-    std::memcpy(img.data() + boff, data.data() + (p - pos), len);
     if (boff + len == bs_) {
       // The writer reached the end of this block: upload it now, in the background.
-      auto pending = std::make_shared<PendingBlock>(idx, buffers_->Share(std::move(img)),
-                                                    std::move(it->second.charge));
+      auto pending = std::make_shared<PendingBlock>(idx, buffers_->Share(std::move(d.img)),
+                                                    std::move(d.charge));
       st.dirty.erase(it);
       SupersedeLocked(st, pending);
       sealed->push_back(std::move(pending));
     }
-    p += len;
   }
   st.size = std::max(st.size, end);
   st.mtime_ns = NowNs();
   st.meta_dirty = true;
   return absl::OkStatus();
+}
+
+BlockData FileSystemImpl::BuildPatched(const BlockPatch& patch, const BlockData& base) {
+  std::string img = buffers_->Take();
+  patch.Build(base != nullptr ? std::string_view(*base) : std::string_view(), &img);
+  return buffers_->Share(std::move(img));
+}
+
+absl::Status FileSystemImpl::SealPatchesLocked(const std::shared_ptr<FileState>& st) {
+  const size_t batch = static_cast<size_t>(std::max(1, options_.max_inflight_per_file));
+  for (;;) {
+    // A batch of patches and the stored blocks they change.
+    std::vector<pb::Block> bases;
+    {
+      absl::MutexLock l(&st->mu);
+      for (const auto& [idx, d] : st->dirty) {
+        if (!d.patch) continue;
+        if (!d.patch->CoversBase()) bases.push_back(d.patch->base());
+        if (bases.size() == batch) break;
+      }
+      if (bases.empty()) {
+        bool any = false;
+        for (const auto& [idx, d] : st->dirty) any = any || d.patch.has_value();
+        if (!any) return absl::OkStatus();
+      }
+    }
+    // Fetched side by side (the cache runs prefetches on the I/O pool), then collected.
+    for (const pb::Block& ref : bases) cache_.Prefetch(ref);
+    absl::flat_hash_map<uint64_t, BlockData> fetched;
+    for (const pb::Block& ref : bases) {
+      absl::StatusOr<BlockData> data = cache_.Get(ref);
+      if (!data.ok()) {
+        NIGHFS_LOG(ERROR) << "cannot read block " << ref.index() << " of inode " << st->ino
+                          << " to apply writes to it: " << data.status();
+        return PosixError(EIO, data.status().message());
+      }
+      fetched[ref.id()] = std::move(*data);
+    }
+    std::vector<std::shared_ptr<PendingBlock>> sealed;
+    {
+      absl::MutexLock l(&st->mu);
+      for (auto it = st->dirty.begin(); it != st->dirty.end() && sealed.size() < batch;) {
+        DirtyImage& d = it->second;
+        if (!d.patch) {
+          ++it;
+          continue;
+        }
+        BlockData base;
+        if (!d.patch->CoversBase()) {
+          auto f = fetched.find(d.patch->base().id());
+          if (f == fetched.end()) {  // a patch that appeared meanwhile: the next batch
+            ++it;
+            continue;
+          }
+          base = f->second;
+        }
+        BlockData img = BuildPatched(*d.patch, base);
+        d.charge.Set(img->size());
+        auto p = std::make_shared<PendingBlock>(it->first, std::move(img), std::move(d.charge));
+        it = st->dirty.erase(it);
+        SupersedeLocked(*st, p);
+        sealed.push_back(std::move(p));
+      }
+    }
+    for (auto& p : sealed) StartUpload(st, p);
+    for (auto& p : sealed) p->done.WaitForNotification();
+    // Committed now, so the next batch's images replace these in memory, not add to them.
+    absl::Status s = CommitOnceLocked(st, /*partial=*/true);
+    if (!s.ok()) return s;
+  }
 }
 
 void FileSystemImpl::SupersedeLocked(FileState& st, const std::shared_ptr<PendingBlock>& p) {
@@ -285,9 +342,13 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     size = std::min(st->size, end);
     mtime_ns = st->mtime_ns;
   }
-  if (!partial) {
+  while (!partial) {
+    RETURN_IF_ERROR(SealPatchesLocked(st));
     absl::MutexLock l(&st->mu);
     if (!st->meta_dirty && st->dirty.empty() && st->inflight.empty()) return absl::OkStatus();
+    bool raced = false;  // a writer added a patch since: seal it first
+    for (const auto& [idx, d] : st->dirty) raced = raced || d.patch.has_value();
+    if (raced) continue;
     for (auto& [idx, d] : st->dirty) {
       auto p = std::make_shared<PendingBlock>(idx, buffers_->Share(std::move(d.img)),
                                               std::move(d.charge));
@@ -301,6 +362,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     }
     size = st->size;
     mtime_ns = st->mtime_ns;
+    break;
   }
   for (auto& p : sealed) StartUpload(st, p);
 
