@@ -144,6 +144,7 @@ absl::StatusOr<BlockData> BlockCache::FetchVerified(const meta::v1::Block& ref) 
     stats_.block_fetches.fetch_add(1, std::memory_order_relaxed);
     absl::StatusOr<std::string> got = FetchObject(ref, key);
     if (!got.ok()) return got.status();
+    stats_.block_bytes.fetch_add(got->size(), std::memory_order_relaxed);
     if (got->size() == ref.object_size() && Crc32c(*got) == ref.crc32c()) {
       return std::make_shared<const std::string>(std::move(*got));
     }

@@ -48,6 +48,7 @@ struct BlockCacheStats {
   std::atomic<uint64_t> range_fetches{0};   // ranged GETs (part of a block)
   std::atomic<uint64_t> range_bytes{0};     // bytes those fetched
   std::atomic<uint64_t> block_fetches{0};   // whole-block GETs
+  std::atomic<uint64_t> block_bytes{0};     // bytes those fetched
 };
 
 // Who reads, for the eviction policy.

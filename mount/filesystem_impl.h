@@ -394,6 +394,7 @@ class FileSystemImpl : public FileSystem {
   std::shared_ptr<BufferPool> buffers_;
   std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
+  std::atomic<uint64_t> bytes_uploaded_{0};
 
   // The pool is declared last so it is destroyed first: queued uploads and prefetches finish
   // while the cache and everything else they use still exist.

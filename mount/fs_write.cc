@@ -276,6 +276,7 @@ void FileSystemImpl::Upload(FileState& st, PendingBlock& p) {
   absl::Status s = PutBlock(p);
   if (s.ok()) {
     blocks_uploaded_.fetch_add(1, std::memory_order_relaxed);
+    bytes_uploaded_.fetch_add(p.size, std::memory_order_relaxed);
   } else {
     upload_errors_.fetch_add(1, std::memory_order_relaxed);
     NIGHFS_LOG(WARNING) << "upload of block " << p.index << " of inode " << st.ino

@@ -316,6 +316,23 @@ fio_row "$ROW_PARR" MB/s 1 \
 # checked (not a row: an error goes to the random-write row's cell).
 FIO_CHECK_ARGS="--name=seq --filename=seq.dat --rw=read --bs=1M --size=$SIZE VERIFY"
 
+ROW_WAMP="Random write 4 KiB: bytes uploaded ÷ bytes written"
+# "UPLOADED WRITTEN" bytes of nighfs target $1's mount so far, from a status the mount wrote
+# after this call (it writes one every 5 s).
+store_traffic() {
+  local since j i
+  since=$(date +%s%N)
+  for ((i = 0; i < 80; i++)); do
+    j=$(NIGHFS_RUN_DIR=$T/run "$CLI_BIN" status --json "${DIR[$1]}" 2>/dev/null) || j='{}'
+    if (($(jq -r '.updated_ns // 0' <<<"$j" 2>/dev/null || echo 0) > since)); then
+      jq -r '.stats | "\(.bytes_uploaded // 0) \(.bytes_written // 0)"' <<<"$j"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "0 0"
+}
+
 fio_args() {  # target args-with-VERIFY-placeholder
   local v=$FIO_RVERIFY
   [[ $1 != nullfs ]] || v=""
@@ -344,6 +361,7 @@ data_rows() {
   for label in "${FIO_ROWS[@]}"; do
     [[ ${FIO_ONLY[$label]:-$t} == "$t" ]] || continue
     row "$label" "${FIO_UNIT[$label]}"
+    [[ $label == "$ROW_RANDW" ]] && row "$ROW_WAMP" "×" lower
     ((FIO_COLD[$label])) && cold "$t"
     if [[ $label == "$ROW_PARR" && $t != nullfs && ${RESULT["$ROW_RANDW|$t"]:-error} != error ]]; then
       # The file the random writes changed, read back from the store and checked (by the way
@@ -352,9 +370,19 @@ data_rows() {
         row_error "$ROW_RANDW" "$t" "read-back after the random writes: $FIO_ERROR"
       fi
     fi
+    local before=""
+    [[ $label == "$ROW_RANDW" && $t == nighfs-* ]] && before=$(store_traffic "$t")
     if ! run_fio_job "$t" "$(tr -c 'A-Za-z0-9' _ <<<"$label")" "$(fio_args "$t" "${FIO_ARGS[$label]}")"; then
       row_error "$label" "$t" "$FIO_ERROR"
       continue
+    fi
+    if [[ -n $before ]]; then
+      # Write amplification: bytes the mount uploaded per byte the application wrote (the
+      # mount's own counters, `nighfs status --json`, before and after the job).
+      set_result "$ROW_WAMP" "$t" "$(awk -v a="$before" -v b="$(store_traffic "$t")" 'BEGIN {
+        split(a, x, " "); split(b, y, " ");
+        if (y[2] - x[2] <= 0) { print "error"; exit }
+        printf "%.2f", (y[1] - x[1]) / (y[2] - x[2]) }')"
     fi
     out=$FIO_OUT
     case $label in *[Ww]rite*) key='write' ;; *) key='read' ;; esac

@@ -295,7 +295,10 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
   stats.Add("read", absl::StrCat(FormatBytes(st.bytes_read()), " in ", st.read_ops(), " ops"));
   stats.Add("written",
             absl::StrCat(FormatBytes(st.bytes_written()), " in ", st.write_ops(), " ops"));
-  stats.Add("blocks uploaded", absl::StrCat(st.blocks_uploaded()));
+  stats.Add("blocks uploaded", absl::StrCat(st.blocks_uploaded(), " (",
+                                            FormatBytes(st.bytes_uploaded()), ")"));
+  stats.Add("fetched", absl::StrCat(FormatBytes(st.bytes_fetched()), " in ", st.block_fetches(),
+                                    " whole blocks and ", st.range_fetches(), " ranges"));
   stats.Add("upload errors", absl::StrCat(st.block_upload_errors()));
   stats.Add("metadata calls", absl::StrCat(st.meta_calls(), " (", st.meta_errors(), " errors)"));
   stats.Add("checksum mismatches", absl::StrCat(st.checksum_mismatches()));

@@ -170,6 +170,10 @@ status::v1::MountStatus SampleStatus(absl::Time now) {
   st->set_bytes_written(1536);
   st->set_write_ops(2);
   st->set_blocks_uploaded(17);
+  st->set_bytes_uploaded(17ull << 20);
+  st->set_block_fetches(3);
+  st->set_range_fetches(40);
+  st->set_bytes_fetched(14ull << 20);
   st->set_block_upload_errors(1);
   st->set_meta_calls(4567);
   st->set_meta_errors(2);
@@ -206,6 +210,8 @@ TEST(RenderMountStatusTest, ShowsIdentityRoutesAndStats) {
   EXPECT_THAT(text, HasSubstr("read:                 5 GiB in 3456 ops"));
   EXPECT_THAT(text, HasSubstr("written:              1.5 KiB in 2 ops"));
   EXPECT_THAT(text, HasSubstr("upload errors:        1"));
+  EXPECT_THAT(text, HasSubstr("blocks uploaded:      17 (17 MiB)"));
+  EXPECT_THAT(text, HasSubstr("fetched:              14 MiB in 3 whole blocks and 40 ranges"));
   EXPECT_THAT(text, HasSubstr("metadata calls:       4567 (2 errors)"));
   EXPECT_THAT(text, HasSubstr("checksum mismatches:  0"));
   EXPECT_THAT(text, Not(HasSubstr("may be hung")));
