@@ -31,6 +31,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/process.h"
+#include "tests/testing/sanitizer.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::testing {
@@ -364,7 +365,12 @@ TEST(RelayTest, BandwidthCapOneStreamWithDelay) {
     auto relay = StartRelay(server.port(), p);
     ASSERT_NE(relay, nullptr);
     SendStreams(relay.get(), &sink, 1, static_cast<size_t>(mib) << 19);  // ~0.5 s
-    EXPECT_NEAR(sink.Rate() / kMiB, mib, mib * 0.2) << mib << " MiB/s cap";
+    // A sanitized relay cannot move 100 MiB/s on this machine: only the cap is checked there.
+    if (kUnderSanitizer) {
+      EXPECT_LE(sink.Rate() / kMiB, mib * 1.2) << mib << " MiB/s cap";
+    } else {
+      EXPECT_NEAR(sink.Rate() / kMiB, mib, mib * 0.2) << mib << " MiB/s cap";
+    }
   }
 }
 

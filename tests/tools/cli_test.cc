@@ -20,7 +20,6 @@
 #include "absl/time/clock.h"
 #include "common/tls_certs.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "meta.pb.h"
@@ -213,13 +212,13 @@ TEST_F(CliStatusFilesTest, JsonIsTheRawStatus) {
   CliResult r = RunInProcess({"status", "--json"});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
   // An array of the live mounts' status objects, stale ones left out.
-  std::string wrapped = absl::StrCat("{\"mounts\": ", r.out, "}");
-  google::protobuf::Struct parsed;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(wrapped, &parsed).ok()) << r.out;
-  const auto& mounts = parsed.fields().at("mounts").list_value();
-  ASSERT_EQ(mounts.values_size(), 1);
-  EXPECT_EQ(mounts.values(0).struct_value().fields().at("mountPoint").string_value(),
-            mount_point_);
+  // One element: the array's only object parses as a MountStatus (two would not).
+  absl::string_view body = absl::StripAsciiWhitespace(r.out);
+  ASSERT_TRUE(absl::ConsumePrefix(&body, "[") && absl::ConsumeSuffix(&body, "]")) << r.out;
+  status::v1::MountStatus listed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(body), &listed).ok())
+      << r.out;
+  EXPECT_EQ(listed.mount_point(), mount_point_);
 
   r = RunInProcess({"status", "--json", mount_point_});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
