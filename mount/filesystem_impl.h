@@ -293,6 +293,17 @@ class FileSystemImpl : public FileSystem {
   void SupersedeLocked(FileState& st, const std::shared_ptr<PendingBlock>& p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
   void StartUpload(const std::shared_ptr<FileState>& st, const std::shared_ptr<PendingBlock>& p);
+  // For a commit of `st` at `size` bytes: block 0 of a file within the inline limit is made
+  // inline at once (StoreInline), any other block starts uploading.
+  void StartStoring(const std::shared_ptr<FileState>& st, const std::shared_ptr<PendingBlock>& p,
+                    uint64_t size);
+  // Makes `p` an inline block (Block.inline_data, no object, no id): its ref carries the image,
+  // and it is done at once.
+  void StoreInline(FileState& st, PendingBlock& p);
+  // The effective FsOptions::inline_max_bytes (0 when off or never resolved).
+  uint32_t InlineMax() const {
+    return options_.inline_max_bytes == kInlineFromServer ? 0 : options_.inline_max_bytes;
+  }
   absl::StatusOr<uint64_t> NextBlockId();
   absl::Status PutBlock(PendingBlock& p);
   void Upload(FileState& st, PendingBlock& p);

@@ -161,6 +161,36 @@ void FileSystemImpl::StartUpload(const std::shared_ptr<FileState>& st,
   pool_.Submit([this, st, p] { Upload(*st, *p); });
 }
 
+void FileSystemImpl::StartStoring(const std::shared_ptr<FileState>& st,
+                                  const std::shared_ptr<PendingBlock>& p, uint64_t size) {
+  // The whole file fits: its data rides in the commit, which is durable when the commit is
+  // (synchronous=FULL on the server), and no PUT or GET is ever spent on it. A file past the
+  // limit stores block 0 as an object again; the server sends the inline bytes' successor
+  // nowhere (there is no object to collect).
+  const uint64_t max = InlineMax();
+  if (p->index == 0 && size <= max && p->size <= max) {
+    StoreInline(*st, *p);
+  } else {
+    StartUpload(st, p);
+  }
+}
+
+void FileSystemImpl::StoreInline(FileState& st, PendingBlock& p) {
+  const std::string& data = *p.data;
+  p.ref.Clear();
+  p.ref.set_index(p.index);
+  p.ref.set_length(static_cast<uint32_t>(data.size()));
+  p.ref.set_object_size(static_cast<uint32_t>(data.size()));
+  p.ref.set_crc32c(Crc32c(data));
+  p.ref.set_inline_data(data);
+  {
+    absl::MutexLock l(&st.mu);
+    p.status = absl::OkStatus();
+    p.finished = true;
+  }
+  p.done.Notify();
+}
+
 absl::StatusOr<uint64_t> FileSystemImpl::NextBlockId() {
   absl::MutexLock l(&ids_mu_);
   if (next_id_ >= end_id_) {
@@ -236,6 +266,7 @@ void FileSystemImpl::Upload(FileState& st, PendingBlock& p) {
 }
 
 void FileSystemImpl::DeleteObjectLater(uint64_t id) {
+  if (id == 0) return;  // an inline block (IsInline): no object
   pool_.Submit([this, id] {
     absl::Status s = store_->Delete(blockstore::BlockKey(id));
     if (!s.ok()) NIGHFS_LOG(WARNING) << "could not delete unused block " << id << ": " << s;
@@ -302,7 +333,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     size = st->size;
     mtime_ns = st->mtime_ns;
   }
-  for (auto& p : sealed) StartUpload(st, p);
+  for (auto& p : sealed) StartStoring(st, p, size);
 
   absl::Status failure;
   for (auto& p : snap) {
@@ -362,6 +393,8 @@ absl::Status FileSystemImpl::Reupload(FileState& st, std::shared_ptr<PendingBloc
   BlockData img;
   {
     absl::MutexLock l(&st.mu);
+    // An inline block has no id the server could have reclaimed: it stays as it is.
+    if (p->finished && p->status.ok() && IsInline(p->ref)) return absl::OkStatus();
     ASSIGN_OR_RETURN(img, LoadImage(*p));
   }
   auto again = std::make_shared<PendingBlock>(p->index, std::move(img));
