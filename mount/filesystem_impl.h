@@ -300,10 +300,14 @@ class FileSystemImpl : public FileSystem {
   // Makes `p` an inline block (Block.inline_data, no object, no id): its ref carries the image,
   // and it is done at once.
   void StoreInline(FileState& st, PendingBlock& p);
-  // The effective FsOptions::inline_max_bytes (0 when off or never resolved).
-  uint32_t InlineMax() const {
-    return options_.inline_max_bytes == kInlineFromServer ? 0 : options_.inline_max_bytes;
-  }
+  // The inline limit in force: FsOptions::inline_max_bytes (0 when off or never resolved),
+  // until the server refuses an inline block (InlineRefused).
+  uint32_t InlineMax() const { return inline_max_.load(std::memory_order_relaxed); }
+  // A commit with inline blocks in `snap` failed with EINVAL: the server takes no more (its
+  // --inline-max-bytes was lowered since this mount learnt it). Inlining stops for the life of
+  // the mount, and the inline blocks of `snap` are stored as objects instead (an error if
+  // that fails: the commit is then retried later like any other).
+  absl::Status InlineRefused(FileState& st, std::vector<std::shared_ptr<PendingBlock>>& snap);
   absl::StatusOr<uint64_t> NextBlockId();
   absl::Status PutBlock(PendingBlock& p);
   void Upload(FileState& st, PendingBlock& p);
@@ -327,7 +331,9 @@ class FileSystemImpl : public FileSystem {
 
   // Uploads the image of `*p` again under a fresh id; on success `*p` is replaced by the new
   // upload (in the snapshot and, if still current, in the file's table, with its charge).
-  absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p);
+  // An inline block stays as it is (it has no id) unless `keep_inline` is false.
+  absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p,
+                        bool keep_inline = true);
 
   // A change of directory `ino` by this mount, for dir_attrs_: Begin at construction, Done
   // with the directory's attributes from the reply (none if the call failed or the reply has
@@ -400,6 +406,9 @@ class FileSystemImpl : public FileSystem {
   std::shared_ptr<BufferPool> buffers_;
   std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
+  std::atomic<uint32_t> inline_max_{options_.inline_max_bytes == kInlineFromServer
+                                        ? 0
+                                        : options_.inline_max_bytes};
 
   // The pool is declared last so it is destroyed first: queued uploads and prefetches finish
   // while the cache and everything else they use still exist.

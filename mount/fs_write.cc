@@ -345,7 +345,8 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
   }
 
   // The server answers ESTALE when an id's allocation was reclaimed (this mount's session
-  // expired while the data waited): store the images again under fresh ids, once.
+  // expired while the data waited): store the images again under fresh ids, once. EINVAL
+  // for a commit with inline blocks: store those as objects (InlineRefused), once.
   for (int round = 0; failure.ok(); ++round) {
     pb::CommitBlocksRequest req;
     req.set_volume_id(volume_.id());
@@ -372,7 +373,13 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
       return absl::OkStatus();
     }
     failure = resp.status();
-    if (StatusToErrno(failure) != ESTALE || round > 0) break;
+    if (round > 0) break;
+    if (StatusToErrno(failure) == EINVAL &&
+        std::any_of(snap.begin(), snap.end(), [](const auto& p) { return IsInline(p->ref); })) {
+      failure = InlineRefused(*st, snap);
+      continue;
+    }
+    if (StatusToErrno(failure) != ESTALE) break;
     NIGHFS_LOG(WARNING) << "inode " << st->ino << ": block ids were reclaimed by the "
                         << "metadata server; storing " << snap.size() << " block(s) again";
     // The rest of the current id batch belongs to the same reclaimed range.
@@ -389,12 +396,29 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
   return PosixError(EIO, failure.message());
 }
 
-absl::Status FileSystemImpl::Reupload(FileState& st, std::shared_ptr<PendingBlock>& p) {
+absl::Status FileSystemImpl::InlineRefused(FileState& st,
+                                           std::vector<std::shared_ptr<PendingBlock>>& snap) {
+  if (inline_max_.exchange(0) != 0) {
+    NIGHFS_LOG(WARNING) << "the metadata server refused an inline block (its "
+                        << "--inline-max-bytes was lowered?): small files go to the block "
+                        << "store until the next mount";
+  }
+  for (auto& p : snap) {
+    if (!IsInline(p->ref)) continue;
+    RETURN_IF_ERROR(Reupload(st, p, /*keep_inline=*/false));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FileSystemImpl::Reupload(FileState& st, std::shared_ptr<PendingBlock>& p,
+                                      bool keep_inline) {
   BlockData img;
   {
     absl::MutexLock l(&st.mu);
     // An inline block has no id the server could have reclaimed: it stays as it is.
-    if (p->finished && p->status.ok() && IsInline(p->ref)) return absl::OkStatus();
+    if (keep_inline && p->finished && p->status.ok() && IsInline(p->ref)) {
+      return absl::OkStatus();
+    }
     ASSIGN_OR_RETURN(img, LoadImage(*p));
   }
   auto again = std::make_shared<PendingBlock>(p->index, std::move(img));

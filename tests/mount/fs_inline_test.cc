@@ -230,6 +230,29 @@ TEST_F(FsInlineTest, EstaleCommitKeepsTheInlineBlock) {
   EXPECT_EQ(Blocks(made->first.ino()).blocks(0).inline_data(), "stale or not");
 }
 
+// A server that refuses inline blocks after the mount learnt its limit (restarted with a lower
+// --inline-max-bytes): the refused commit is made again with the block stored as an object,
+// close succeeds, and later small files go to the store.
+TEST_F(FsInlineTest, RefusedInlineBlocksAreStoredAsObjects) {
+  faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
+  fs_ = NewMount();
+  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+  ASSERT_OK(made);
+  ASSERT_OK(fs_->Write(made->second, 0, "refused inline"));
+  faulty_meta_->FailNext("CommitBlocks", EINVAL, 1);
+  ASSERT_OK(fs_->Release(made->second));
+  EXPECT_EQ(Puts(), 1);
+  EXPECT_EQ(faulty_meta_->Calls("CommitBlocks"), 2);
+  EXPECT_NE(Blocks(made->first.ino()).blocks(0).id(), 0u);
+  EXPECT_EQ(ReadCold(made->first.ino()), "refused inline");
+  auto next = fs_->Create(kRoot, 1, "g", 0644, O_RDWR);
+  ASSERT_OK(next);
+  ASSERT_OK(fs_->Write(next->second, 0, "after"));
+  ASSERT_OK(fs_->Release(next->second));
+  EXPECT_EQ(Puts(), 2) << "inlining stopped for this mount";
+  EXPECT_EQ(faulty_meta_->Calls("CommitBlocks"), 3);
+}
+
 // An inline block whose bytes do not match its CRC is never returned (EIO).
 TEST_F(FsInlineTest, CorruptInlineBytesAreNeverReturned) {
   const uint64_t ino = WriteThrough({}, "f", "good bytes");
