@@ -408,7 +408,7 @@ class MetaServiceImpl final : public MetaService {
   // The largest inline block (Block.inline_data) volume `v` takes: the server's limit, within
   // the volume's block size.
   uint32_t InlineMax(const VolumeRow& v) const {
-    return std::min(options_.inline_max_bytes, v.block_size);
+    return std::min({options_.inline_max_bytes, kMaxInlineBytes, v.block_size});
   }
   // True if `grant` is an open grant of `a`'s session for (vol, ino) covering `need`.
   bool Granted(const Asker& a, std::string_view grant, uint64_t vol, uint64_t ino,

@@ -164,9 +164,9 @@ void FileSystemImpl::StartUpload(const std::shared_ptr<FileState>& st,
 void FileSystemImpl::StartStoring(const std::shared_ptr<FileState>& st,
                                   const std::shared_ptr<PendingBlock>& p, uint64_t size) {
   // The whole file fits: its data rides in the commit, which is durable when the commit is
-  // (synchronous=FULL on the server), and no PUT or GET is ever spent on it. A file past the
-  // limit stores block 0 as an object again; the server sends the inline bytes' successor
-  // nowhere (there is no object to collect).
+  // (synchronous=FULL on the server), and no PUT or GET is ever spent on it. Once the file has
+  // grown past the limit, block 0 is uploaded as an object again and replaces the inline entry
+  // (which left no object to collect).
   const uint64_t max = InlineMax();
   if (p->index == 0 && size <= max && p->size <= max) {
     StoreInline(*st, *p);
