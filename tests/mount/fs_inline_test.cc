@@ -54,6 +54,20 @@ class FsInlineTest : public FsTest {
     ASSERT_OK(fs->SetAttr(ino, a));
   }
 
+  // Through a new mount behind faulty_meta_: creates "f", writes `data`, makes the next
+  // CommitBlocks fail with `err` and closes, which must succeed anyway. The file's inode.
+  uint64_t CloseAfterCommitFault(int err, const std::string& data) {
+    faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
+    fs_ = NewMount();
+    auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
+    EXPECT_OK(made);
+    if (!made.ok()) return 0;
+    EXPECT_OK(fs_->Write(made->second, 0, data));
+    faulty_meta_->FailNext("CommitBlocks", err, 1);
+    EXPECT_OK(fs_->Release(made->second));
+    return made->first.ino();
+  }
+
   // What a fresh mount (no cached blocks) reads of `ino`.
   std::string ReadCold(uint64_t ino) {
     auto reader = NewMount();
@@ -218,33 +232,21 @@ TEST_F(FsInlineTest, FailedInlineCommitIsKeptAndRetried) {
 // ESTALE (ids reclaimed) makes the mount store its objects again under fresh ids; an inline
 // block has no id and goes into the repeated commit as it is.
 TEST_F(FsInlineTest, EstaleCommitKeepsTheInlineBlock) {
-  faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
-  fs_ = NewMount();
-  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
-  ASSERT_OK(made);
-  ASSERT_OK(fs_->Write(made->second, 0, "stale or not"));
-  faulty_meta_->FailNext("CommitBlocks", ESTALE, 1);
-  ASSERT_OK(fs_->Release(made->second));
+  const uint64_t ino = CloseAfterCommitFault(ESTALE, "stale or not");
   EXPECT_EQ(Puts(), 0);
   EXPECT_EQ(faulty_meta_->Calls("CommitBlocks"), 2);
-  EXPECT_EQ(Blocks(made->first.ino()).blocks(0).inline_data(), "stale or not");
+  EXPECT_EQ(Blocks(ino).blocks(0).inline_data(), "stale or not");
 }
 
 // A server that refuses inline blocks after the mount learnt its limit (restarted with a lower
 // --inline-max-bytes): the refused commit is made again with the block stored as an object,
 // close succeeds, and later small files go to the store.
 TEST_F(FsInlineTest, RefusedInlineBlocksAreStoredAsObjects) {
-  faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
-  fs_ = NewMount();
-  auto made = fs_->Create(kRoot, 1, "f", 0644, O_RDWR);
-  ASSERT_OK(made);
-  ASSERT_OK(fs_->Write(made->second, 0, "refused inline"));
-  faulty_meta_->FailNext("CommitBlocks", EINVAL, 1);
-  ASSERT_OK(fs_->Release(made->second));
+  const uint64_t ino = CloseAfterCommitFault(EINVAL, "refused inline");
   EXPECT_EQ(Puts(), 1);
   EXPECT_EQ(faulty_meta_->Calls("CommitBlocks"), 2);
-  EXPECT_NE(Blocks(made->first.ino()).blocks(0).id(), 0u);
-  EXPECT_EQ(ReadCold(made->first.ino()), "refused inline");
+  EXPECT_NE(Blocks(ino).blocks(0).id(), 0u);
+  EXPECT_EQ(ReadCold(ino), "refused inline");
   auto next = fs_->Create(kRoot, 1, "g", 0644, O_RDWR);
   ASSERT_OK(next);
   ASSERT_OK(fs_->Write(next->second, 0, "after"));
