@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "blockstore/block_store.h"
+#include "common/crc32c.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "meta/alloc_gc.h"
@@ -45,6 +46,62 @@ absl::Status CheckRangeChecksums(const pb::Block& b, uint64_t block_size) {
   return absl::OkStatus();
 }
 
+// A block committed inline (id 0, Block.inline_data): block 0 of its file, within the server's
+// limit `max` (0 = none taken), whole (length == object_size == its bytes), checked against
+// its CRC32C before it is stored, and naming no holder or ranges (there is no object).
+absl::Status CheckInline(const pb::Block& b, uint32_t max) {
+  if (max == 0) {
+    return FsError(EINVAL, "block id 0 was never allocated (and this server keeps no inline "
+                           "blocks: --inline-max-bytes is 0)");
+  }
+  const uint64_t n = b.inline_data().size();
+  if (b.index() != 0) {
+    return FsError(EINVAL, absl::StrCat("an inline block must be block 0, not ", b.index()));
+  }
+  if (n > max) {
+    return FsError(EINVAL, absl::StrCat("inline block of ", n, " bytes is over this server's "
+                                        "limit of ", max, " (--inline-max-bytes)"));
+  }
+  if (b.length() != n || b.object_size() != n) {
+    return FsError(EINVAL, absl::StrCat("inline block of ", n, " bytes with length ",
+                                        b.length(), " and object size ", b.object_size()));
+  }
+  if (!b.holder().empty() || b.range_size() != 0 || !b.range_crc32c().empty()) {
+    return FsError(EINVAL, "an inline block has no object: no holder, no range checksums");
+  }
+  if (Crc32c(b.inline_data()) != b.crc32c()) {
+    return FsError(EINVAL, absl::StrCat("inline block: crc32c ", Crc32c(b.inline_data()),
+                                        " of its bytes, not ", b.crc32c(), " as sent"));
+  }
+  return absl::OkStatus();
+}
+
+// A block id belongs to one map entry for life: EINVAL when `b.id()` is another entry's than
+// (ino, b.index()), or has been freed (queued for garbage collection, or deleted by it and
+// still tombstoned: DeadBlocks has called it dead for good).
+absl::Status CheckIdFree(Tx& tx, uint64_t vol, uint64_t ino, const pb::Block& b) {
+  ASSIGN_OR_RETURN(auto owner, Query(tx.db,
+                                     "SELECT ino, idx FROM blocks WHERE volume_id = ? AND "
+                                     "block_id = ?",
+                                     vol, b.id()));
+  ASSIGN_OR_RETURN(bool owned, owner->Step());
+  if (owned && (static_cast<uint64_t>(owner->ColumnInt64(0)) != ino ||
+                static_cast<uint64_t>(owner->ColumnInt64(1)) != b.index())) {
+    return FsError(EINVAL, absl::StrCat("block id ", b.id(), " is already in use by inode ",
+                                        owner->ColumnInt64(0), " index ",
+                                        owner->ColumnInt64(1)));
+  }
+  owner.reset();
+  ASSIGN_OR_RETURN(int64_t freed, QueryInt(tx.db, 0,
+                                           "SELECT 1 FROM gc_blocks WHERE volume_id = ? AND "
+                                           "block_id = ? UNION ALL SELECT 1 FROM "
+                                           "gc_tombstones WHERE volume_id = ? AND "
+                                           "block_id = ?",
+                                           vol, b.id(), vol, b.id()));
+  if (freed != 0) return FsError(EINVAL, absl::StrCat("block id ", b.id(), " has been freed"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBlocksRequest& req) {
@@ -70,7 +127,8 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
     *r.mutable_attr() = n.Proto();
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT b.idx, b.block_id, b.length, b.object_size, "
-                                    "b.crc32c, p.address, b.range_size, b.range_crc32c "
+                                    "b.crc32c, p.address, b.range_size, b.range_crc32c, "
+                                    "b.inline_data "
                                     "FROM blocks b "
                                     "LEFT JOIN known_proxies p ON p.id = b.holder_id "
                                     "WHERE b.volume_id = ? AND b.ino = ? AND b.idx >= ? "
@@ -81,7 +139,7 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
       if (!row) break;
       pb::Block* b = r.add_blocks();
       b->set_index(static_cast<uint64_t>(st->ColumnInt64(0)));
-      b->set_id(static_cast<uint64_t>(st->ColumnInt64(1)));
+      b->set_id(static_cast<uint64_t>(st->ColumnInt64(1)));  // NULL (inline): 0
       b->set_length(static_cast<uint32_t>(st->ColumnInt64(2)));
       b->set_object_size(static_cast<uint32_t>(st->ColumnInt64(3)));
       b->set_crc32c(static_cast<uint32_t>(st->ColumnInt64(4)));
@@ -90,6 +148,7 @@ absl::StatusOr<pb::GetBlocksResponse> MetaServiceImpl::GetBlocks(const pb::GetBl
         b->set_range_size(static_cast<uint32_t>(st->ColumnInt64(6)));
         b->set_range_crc32c(st->ColumnBlob(7));
       }
+      if (!st->IsNull(8)) b->set_inline_data(st->ColumnBlob(8));
     }
     return r;
   });
@@ -148,7 +207,14 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       if (b.index() > (kMaxFileSize - b.length()) / bs) {
         return FsError(EFBIG, absl::StrCat("block index ", b.index(), " is too large"));
       }
-      if (b.id() == 0 || b.id() >= v.next_block_id) {
+      if (b.id() == 0) {
+        RETURN_IF_ERROR(CheckInline(b, InlineMax(v)));
+        continue;
+      }
+      if (!b.inline_data().empty()) {
+        return FsError(EINVAL, absl::StrCat("block id ", b.id(), " carries inline data"));
+      }
+      if (b.id() >= v.next_block_id) {
         return FsError(EINVAL, absl::StrCat("block id ", b.id(), " was never allocated"));
       }
       ASSIGN_OR_RETURN(bool reclaimed, IsReclaimedId(tx.db, vol, b.id()));
@@ -163,6 +229,7 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       // The file went away while it was being written. The uploaded objects will never be
       // referenced: hand them to garbage collection rather than leave them in the store.
       for (const pb::Block& b : req.blocks()) {
+        if (b.id() == 0) continue;  // inline: no object
         ASSIGN_OR_RETURN(int64_t used, QueryInt(tx.db, 0,
                                                 "SELECT 1 FROM blocks WHERE volume_id = ? AND "
                                                 "block_id = ?",
@@ -190,8 +257,9 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
       const uint64_t old_id = static_cast<uint64_t>(old->ColumnInt64(0));
       const uint64_t old_size = static_cast<uint64_t>(old->ColumnInt64(1));
       const uint64_t old_length = static_cast<uint64_t>(old->ColumnInt64(2));
+      const bool old_inline = old->IsNull(0);
       old.reset();
-      RETURN_IF_ERROR(tx.QueueBlock(vol, old_id, old_size));
+      if (!old_inline) RETURN_IF_ERROR(tx.QueueBlock(vol, old_id, old_size));
       RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM blocks WHERE volume_id = ? AND ino = ? AND idx = ?",
                            vol, n.ino, idx));
       n.stored_bytes -= std::min(n.stored_bytes, old_length);
@@ -199,29 +267,9 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
 
     for (const pb::Block& b : req.blocks()) {
       // A block id belongs to one map entry for life; one already freed must not come back,
-      // since garbage collection may be deleting its object right now.
-      ASSIGN_OR_RETURN(auto owner, Query(tx.db,
-                                         "SELECT ino, idx FROM blocks WHERE volume_id = ? AND "
-                                         "block_id = ?",
-                                         vol, b.id()));
-      ASSIGN_OR_RETURN(bool owned, owner->Step());
-      if (owned && (static_cast<uint64_t>(owner->ColumnInt64(0)) != n.ino ||
-                    static_cast<uint64_t>(owner->ColumnInt64(1)) != b.index())) {
-        return FsError(EINVAL, absl::StrCat("block id ", b.id(), " is already in use by inode ",
-                                            owner->ColumnInt64(0), " index ",
-                                            owner->ColumnInt64(1)));
-      }
-      owner.reset();
-      // Also once GC deleted it (a tombstone): DeadBlocks has called it dead for good.
-      ASSIGN_OR_RETURN(int64_t freed, QueryInt(tx.db, 0,
-                                               "SELECT 1 FROM gc_blocks WHERE volume_id = ? AND "
-                                               "block_id = ? UNION ALL SELECT 1 FROM "
-                                               "gc_tombstones WHERE volume_id = ? AND "
-                                               "block_id = ?",
-                                               vol, b.id(), vol, b.id()));
-      if (freed != 0) {
-        return FsError(EINVAL, absl::StrCat("block id ", b.id(), " has been freed"));
-      }
+      // since garbage collection may be deleting its object right now. (Inline blocks name
+      // no object.)
+      if (b.id() != 0) RETURN_IF_ERROR(CheckIdFree(tx, vol, n.ino, b));
       ASSIGN_OR_RETURN(auto old, Query(tx.db,
                                        "SELECT block_id, object_size, length FROM blocks WHERE "
                                        "volume_id = ? AND ino = ? AND idx = ?",
@@ -231,26 +279,33 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
         n.stored_bytes -= std::min<uint64_t>(n.stored_bytes, old->ColumnInt64(2));
       }
       n.stored_bytes += b.length();
-      if (has_old && static_cast<uint64_t>(old->ColumnInt64(0)) != b.id()) {
+      // The object the entry named goes to garbage collection unless the entry names it
+      // still; an inline entry had none.
+      if (has_old && !old->IsNull(0) && static_cast<uint64_t>(old->ColumnInt64(0)) != b.id()) {
         const uint64_t old_id = static_cast<uint64_t>(old->ColumnInt64(0));
         const uint64_t old_size = static_cast<uint64_t>(old->ColumnInt64(1));
         old.reset();
         RETURN_IF_ERROR(tx.QueueBlock(vol, old_id, old_size));
       }
       old.reset();
+      // An inline block: no block_id (NULL), its bytes in inline_data.
       RETURN_IF_ERROR(Exec(tx.db,
                            "INSERT INTO blocks (volume_id, ino, idx, block_id, length, "
-                           "object_size, crc32c, holder_id, range_size, range_crc32c) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), "
-                           "CASE WHEN ? = 0 THEN NULL ELSE ? END) "
+                           "object_size, crc32c, holder_id, range_size, range_crc32c, "
+                           "inline_data) "
+                           "VALUES (?, ?, ?, NULLIF(?, 0), ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), "
+                           "CASE WHEN ? = 0 THEN NULL ELSE ? END, "
+                           "CASE WHEN ? = 0 THEN ? END) "
                            "ON CONFLICT (volume_id, ino, idx) DO UPDATE SET "
                            "block_id = excluded.block_id, length = excluded.length, "
                            "object_size = excluded.object_size, crc32c = excluded.crc32c, "
                            "holder_id = excluded.holder_id, range_size = excluded.range_size, "
-                           "range_crc32c = excluded.range_crc32c",
+                           "range_crc32c = excluded.range_crc32c, "
+                           "inline_data = excluded.inline_data",
                            vol, n.ino, b.index(), b.id(), b.length(), b.object_size(),
                            b.crc32c(), b.holder().empty() ? 0 : holder_ids.at(b.holder()),
-                           b.range_size(), b.range_crc32c().size(), Blob{b.range_crc32c()}));
+                           b.range_size(), b.range_crc32c().size(), Blob{b.range_crc32c()},
+                           b.id(), Blob{b.inline_data()}));
     }
     n.size = std::max<uint64_t>(n.size, req.min_size());
     n.mtime_ns = req.mtime_ns() != 0 ? req.mtime_ns() : tx.now;

@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   double request_reply_ttl_s = 600;
   double gc_interval_s = 5;
   bool allow_test_stores = false;
+  uint32_t inline_max_bytes = nighfs::meta::MetaServiceOptions().inline_max_bytes;
   int64_t max_request_replies = 1'000'000;
   std::string log_level = "info";
   std::string port_file;
@@ -151,6 +152,11 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-test-stores", allow_test_stores,
                "accept volumes in mem:// stores, which lose their blocks when this server "
                "stops (tests only)");
+  app.add_option("--inline-max-bytes", inline_max_bytes,
+                 "largest file (its first block) kept in the metadata database instead of "
+                 "the block store: no object PUT or GET for small files (0 = never)")
+      ->capture_default_str()
+      ->check(CLI::Range(uint32_t{0}, nighfs::meta::kMaxInlineBytes));
   app.add_option("--threads", threads, "HTTP worker threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -283,6 +289,7 @@ int main(int argc, char** argv) {
   options.request_reply_ttl = absl::Seconds(request_reply_ttl_s);
   options.gc_interval = absl::Seconds(gc_interval_s);
   options.allow_test_stores = allow_test_stores;
+  options.inline_max_bytes = inline_max_bytes;
   options.max_request_replies = max_request_replies;
   options.allowed_file_roots = allow_file_roots;
   if (const char* crash = std::getenv("NIGHFS_TEST_CRASH_AFTER_COMMIT"); crash != nullptr) {

@@ -22,6 +22,9 @@
 
 namespace nighfs::meta {
 
+// The largest MetaServiceOptions::inline_max_bytes: a block map row stays a few pages.
+inline constexpr uint32_t kMaxInlineBytes = 64u << 10;
+
 struct MetaServiceOptions {
   // The SQLite database file; created with the schema when missing. It, its WAL, shared-memory
   // and lock files are made private (0600) whatever the umask: they hold every file name. Another process cannot
@@ -67,6 +70,12 @@ struct MetaServiceOptions {
   // Accept volumes in mem:// stores, which keep blocks in this process's memory and lose them
   // when it exits: for tests only (nighfs-meta --allow-test-stores).
   bool allow_test_stores = false;
+  // Data on the metadata server (issue 14): block 0 of a file may be committed inline
+  // (Block.inline_data) up to this many bytes (and never more than the volume's block size),
+  // and a CommitBlocks over it is refused. Mounts learn it from MountResponse. 0 = no inline
+  // blocks. Each inline byte is a byte of the database and of its WAL: at most
+  // kMaxInlineBytes.
+  uint32_t inline_max_bytes = 4096;
   // Folders file:// stores must lie in (nighfs-meta --allow-file-root): a store URL outside
   // every one is refused before anything touches the path, with one message whether or not it
   // exists. nullopt = no confinement (in-process tests and tools); nighfs-meta always sets it.

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -403,6 +404,11 @@ class MetaServiceImpl final : public MetaService {
   static absl::StatusOr<Asker> AskerOf(const Req& req) {
     ASSIGN_OR_RETURN(Cred c, ResolveCaller(req.has_caller(), req.caller()));
     return Asker{std::move(c), CurrentPrincipal().session_id};
+  }
+  // The largest inline block (Block.inline_data) volume `v` takes: the server's limit, within
+  // the volume's block size.
+  uint32_t InlineMax(const VolumeRow& v) const {
+    return std::min({options_.inline_max_bytes, kMaxInlineBytes, v.block_size});
   }
   // True if `grant` is an open grant of `a`'s session for (vol, ino) covering `need`.
   bool Granted(const Asker& a, std::string_view grant, uint64_t vol, uint64_t ino,

@@ -106,12 +106,14 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
         RETURN_IF_ERROR(Exec(tx.db,
                              "INSERT INTO gc_blocks (volume_id, block_id, object_size, freed_ns) "
                              "SELECT volume_id, block_id, object_size, ? FROM blocks "
-                             "WHERE volume_id = ? AND ino = ? AND idx >= ?",
+                             "WHERE volume_id = ? AND ino = ? AND idx >= ? "
+                             "AND block_id IS NOT NULL",
                              tx.now, vol, n.ino, first_dropped));
         RETURN_IF_ERROR(Exec(tx.db, "DELETE FROM blocks WHERE volume_id = ? AND ino = ? AND idx >= ?",
                              vol, n.ino, first_dropped));
-        // The block holding the new end keeps its object; bytes past `length` read as zeros,
-        // so growing the file later shows a hole, not the old bytes.
+        // The block holding the new end keeps its object (or inline bytes, checked whole by
+        // readers as an object is); bytes past `length` read as zeros, so growing the file
+        // later shows a hole, not the old bytes.
         if (size % bs != 0) {
           const uint64_t idx = size / bs;
           const uint64_t keep = size - idx * bs;

@@ -233,6 +233,38 @@ ALTER TABLE blocks ADD COLUMN range_size INTEGER;
 ALTER TABLE blocks ADD COLUMN range_crc32c {BLOB};
 )sql";
 
+// Version 9: small files' data in the block map (Block.inline_data, issue 14: "data on MDT").
+// An inline row has inline_data and no block_id (NULL), so it names no object: every query that
+// hands block ids to garbage collection, DeadBlocks or the id reclaimer passes it over, and
+// UNIQUE (volume_id, block_id) holds for any number of inline rows (NULLs are distinct).
+// block_id was NOT NULL, which SQLite cannot drop in place: the table is rebuilt (nothing
+// refers to it; its only indexes are its keys). The column CHECK (which may name other
+// columns) keeps exactly one of the two.
+constexpr char kV9InlineData[] = R"sql(
+CREATE TABLE blocks_v9 (
+  volume_id INTEGER NOT NULL,
+  ino INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  block_id INTEGER,
+  length INTEGER NOT NULL,
+  object_size INTEGER NOT NULL,
+  crc32c INTEGER NOT NULL,
+  holder_id INTEGER,
+  range_size INTEGER,
+  range_crc32c {BLOB},
+  inline_data {BLOB} CHECK ((inline_data IS NULL) <> (block_id IS NULL)),
+  PRIMARY KEY (volume_id, ino, idx),
+  UNIQUE (volume_id, block_id),
+  FOREIGN KEY (volume_id, ino) REFERENCES inodes(volume_id, ino)
+);
+INSERT INTO blocks_v9 (volume_id, ino, idx, block_id, length, object_size, crc32c, holder_id,
+                       range_size, range_crc32c)
+    SELECT volume_id, ino, idx, block_id, length, object_size, crc32c, holder_id, range_size,
+           range_crc32c FROM blocks;
+DROP TABLE blocks;
+ALTER TABLE blocks_v9 RENAME TO blocks;
+)sql";
+
 // migrations[i] takes a database from version i to i + 1.
 std::vector<std::string> Migrations(const sql::Dialect& d) {
   auto expand = [&d](const char* script) {
@@ -241,7 +273,7 @@ std::vector<std::string> Migrations(const sql::Dialect& d) {
   };
   return {expand(kSchemaV1), kV2StoredBytes, expand(kV3RequestReplies),
           kV4BlockIdRanges, expand(kV5Tokens), expand(kV6Proxies),
-          expand(kV7ProxyGroups), expand(kV8RangeChecksums)};
+          expand(kV7ProxyGroups), expand(kV8RangeChecksums), expand(kV9InlineData)};
 }
 
 }  // namespace

@@ -9,7 +9,7 @@ namespace nighfs::meta {
 
 // The version this build writes. A database at an older version is migrated up on open; a newer
 // one is refused.
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 
 // Creates the schema in an empty database or migrates an older one to kSchemaVersion, in one
 // write transaction. FailedPrecondition for a database newer than this build.

@@ -238,7 +238,7 @@ absl::Status Tx::QueueBlocksOfInode(uint64_t vol, uint64_t ino) {
   return Exec(db,
               "INSERT INTO gc_blocks (volume_id, block_id, object_size, freed_ns) "
               "SELECT volume_id, block_id, object_size, ? FROM blocks "
-              "WHERE volume_id = ? AND ino = ?",
+              "WHERE volume_id = ? AND ino = ? AND block_id IS NOT NULL",  // not inline
               now, vol, ino);
 }
 

@@ -181,7 +181,8 @@ absl::StatusOr<pb::DeleteVolumeResponse> MetaServiceImpl::DeleteVolume(
     const uint64_t id = v->id;
     RETURN_IF_ERROR(Exec(tx.db,
                          "INSERT INTO gc_blocks (volume_id, block_id, object_size, freed_ns) "
-                         "SELECT volume_id, block_id, object_size, ? FROM blocks WHERE volume_id = ?",
+                         "SELECT volume_id, block_id, object_size, ? FROM blocks WHERE volume_id = ? "
+                         "AND block_id IS NOT NULL",
                          tx.now, id));
     for (const char* sql : {"DELETE FROM tokens WHERE volume_id = ?",
                             "DELETE FROM sustained WHERE volume_id = ?",
@@ -249,6 +250,7 @@ absl::StatusOr<pb::MountResponse> MetaServiceImpl::Mount(const pb::MountRequest&
         *r.mutable_root() = root->Proto();
         r.set_access(!by_token || who.can_write ? pb::ACCESS_WRITE : pb::ACCESS_READ);
         r.set_root_path(root_path);
+        r.set_inline_max_bytes(InlineMax(*v));
         NIGHFS_LOG(INFO) << "session " << r.session_id() << ": " << req.hostname() << ":"
                          << req.mount_point() << " (pid " << req.pid() << ") mounted volume "
                          << v->name << (by_token ? absl::StrCat(" with token ", who.token_id,

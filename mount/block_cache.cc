@@ -33,6 +33,15 @@ std::string RangeChecksums(std::string_view data, uint32_t range_size) {
   return out;
 }
 
+absl::Status CheckInline(const meta::v1::Block& ref) {
+  const std::string& data = ref.inline_data();
+  if (data.size() == ref.object_size() && Crc32c(data) == ref.crc32c()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("inline block ", ref.index(),
+                                          " failed verification: size ", data.size(), " (want ",
+                                          ref.object_size(), "), crc32c ", Crc32c(data),
+                                          " (want ", ref.crc32c(), ")"));
+}
+
 BlockCache::BlockCache(blockstore::BlockStore* store, size_t capacity_bytes, ThreadPool* pool,
                        HolderStoreLookup holder_store)
     : store_(store),
@@ -256,6 +265,13 @@ void BlockCache::RunFetch(const meta::v1::Block& ref, const std::shared_ptr<Fetc
 }
 
 absl::StatusOr<BlockData> BlockCache::Get(const meta::v1::Block& ref, ReadHint hint) {
+  if (IsInline(ref)) {
+    if (absl::Status s = CheckInline(ref); !s.ok()) {
+      stats_.checksum_mismatches.fetch_add(1);
+      return s;
+    }
+    return std::make_shared<const std::string>(ref.inline_data());
+  }
   std::shared_ptr<Fetch> fetch;
   bool owner = false;
   {
@@ -277,6 +293,14 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
   const uint64_t valid = std::min(ref.length(), ref.object_size());
   if (offset >= valid || n == 0) return absl::OkStatus();  // past the stored bytes: zeros
   n = static_cast<size_t>(std::min<uint64_t>(n, valid - offset));
+  if (IsInline(ref)) {
+    if (absl::Status s = CheckInline(ref); !s.ok()) {
+      stats_.checksum_mismatches.fetch_add(1);
+      return s;
+    }
+    std::memcpy(dst, ref.inline_data().data() + offset, n);
+    return absl::OkStatus();
+  }
   const uint32_t ranges = RangeCount(ref);
   const uint64_t rs = ref.range_size();
   // Ranges only for a random read of a small part of a block: a sequential reader (and
@@ -342,6 +366,7 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
 }
 
 void BlockCache::Prefetch(const meta::v1::Block& ref, uint64_t reader) {
+  if (IsInline(ref)) return;  // nothing to fetch
   std::shared_ptr<Fetch> fetch;
   bool owner = false;
   {

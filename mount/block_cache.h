@@ -7,6 +7,9 @@
 // (a proxy that acknowledged it and may not have flushed it yet) is fetched from that proxy,
 // and verified the same way.
 //
+// A block kept inline in the block map (Block.inline_data, id 0) is served from its ref,
+// checked against its size and CRC32C the same way, and never cached or asked of a store.
+//
 // Small random reads fetch only the checksum ranges they cover and cache them as entries of
 // their own; sequential readers and blocks without range checksums fetch whole blocks.
 //
@@ -150,6 +153,11 @@ class BlockCache {
   size_t prefetch_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   BlockCacheStats stats_;
 };
+
+// Whether `ref` is an inline block (its bytes in Block.inline_data, no object).
+inline bool IsInline(const meta::v1::Block& ref) { return ref.id() == 0; }
+// OK when the inline bytes of `ref` have its object size and CRC32C, else DataLoss.
+absl::Status CheckInline(const meta::v1::Block& ref);
 
 // Block.range_crc32c helpers: the number of checksum ranges of `ref` (0 when it has none, or
 // an inconsistent set, which is then read whole), and the CRC of range `i`.

@@ -35,6 +35,15 @@ namespace nighfs::fs {
 using HolderStoreLookup =
     std::function<absl::StatusOr<blockstore::BlockStore*>(const std::string& holder)>;
 
+// FsOptions::inline_max_bytes: whatever the metadata server takes (MountResponse).
+inline constexpr uint32_t kInlineFromServer = ~uint32_t{0};
+
+// The inline limit a mount uses: `asked` (FsOptions::inline_max_bytes) within the server's
+// `server_max` (MountResponse.inline_max_bytes), which refuses larger inline blocks.
+inline uint32_t ResolveInlineMax(uint32_t asked, uint32_t server_max) {
+  return asked < server_max ? asked : server_max;
+}
+
 struct FsOptions {
   absl::Duration attr_timeout = absl::Seconds(1);
   absl::Duration entry_timeout = absl::Seconds(1);
@@ -56,6 +65,12 @@ struct FsOptions {
   // 0 = none, at least 512), so a small random read fetches and verifies only the ranges it
   // covers instead of the whole block. 64 KiB: 256 bytes of checksums per 4 MiB block.
   uint32_t range_checksum_bytes = 64u << 10;
+  // Data on the metadata server (issue 14): at a full commit (close, fsync), block 0 of a file
+  // of at most this many bytes goes into the CommitBlocks request itself (Block.inline_data)
+  // instead of a store PUT, and is read back from the block map without a GET. 0 = off.
+  // kInlineFromServer (mount.nighfs without -o inline_max=) must be resolved against the
+  // server's limit (ResolveInlineMax) before Create; left unresolved it means off.
+  uint32_t inline_max_bytes = kInlineFromServer;
   // Free block-size buffers kept for reuse.
   size_t buffer_pool_bytes = 32u << 20;
   // Unset: a block missing from the store is DataLoss (EIO) even when its ref names a holder.

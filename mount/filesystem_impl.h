@@ -298,6 +298,21 @@ class FileSystemImpl : public FileSystem {
   void SupersedeLocked(FileState& st, const std::shared_ptr<PendingBlock>& p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
   void StartUpload(const std::shared_ptr<FileState>& st, const std::shared_ptr<PendingBlock>& p);
+  // For a commit of `st` at `size` bytes: block 0 of a file within the inline limit is made
+  // inline at once (StoreInline), any other block starts uploading.
+  void StartStoring(const std::shared_ptr<FileState>& st, const std::shared_ptr<PendingBlock>& p,
+                    uint64_t size);
+  // Makes `p` an inline block (Block.inline_data, no object, no id): its ref carries the image,
+  // and it is done at once.
+  void StoreInline(FileState& st, PendingBlock& p);
+  // The inline limit in force: FsOptions::inline_max_bytes (0 when off or never resolved),
+  // until the server refuses an inline block (InlineRefused).
+  uint32_t InlineMax() const { return inline_max_.load(std::memory_order_relaxed); }
+  // A commit with inline blocks in `snap` failed with EINVAL: the server takes no more (its
+  // --inline-max-bytes was lowered since this mount learnt it). Inlining stops for the life of
+  // the mount, and the inline blocks of `snap` are stored as objects instead (an error if
+  // that fails: the commit is then retried later like any other).
+  absl::Status InlineRefused(FileState& st, std::vector<std::shared_ptr<PendingBlock>>& snap);
   absl::StatusOr<uint64_t> NextBlockId();
   absl::Status PutBlock(PendingBlock& p);
   void Upload(FileState& st, PendingBlock& p);
@@ -321,7 +336,9 @@ class FileSystemImpl : public FileSystem {
 
   // Uploads the image of `*p` again under a fresh id; on success `*p` is replaced by the new
   // upload (in the snapshot and, if still current, in the file's table, with its charge).
-  absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p);
+  // An inline block stays as it is (it has no id) unless `keep_inline` is false.
+  absl::Status Reupload(FileState& st, std::shared_ptr<PendingBlock>& p,
+                        bool keep_inline = true);
 
   // A change of directory `ino` by this mount, for dir_attrs_: Begin at construction, Done
   // with the directory's attributes from the reply (none if the call failed or the reply has
@@ -395,6 +412,9 @@ class FileSystemImpl : public FileSystem {
   std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
   std::atomic<uint64_t> bytes_uploaded_{0};
+  std::atomic<uint32_t> inline_max_{options_.inline_max_bytes == kInlineFromServer
+                                        ? 0
+                                        : options_.inline_max_bytes};
 
   // The pool is declared last so it is destroyed first: queued uploads and prefetches finish
   // while the cache and everything else they use still exist.

@@ -42,7 +42,8 @@ bool FileSystemImpl::KeepCache(uint64_t fh) {
 
 std::optional<uint64_t> FileSystemImpl::ContentStampLocked(const FileState& st) {
   if (st.HasUnsavedLocked()) return std::nullopt;
-  // splitmix64 over (size, then index, id and valid length of each committed block).
+  // splitmix64 over (size, then index, id, valid length and CRC of each committed block: an
+  // inline block's bytes change under the same id 0).
   uint64_t h = 0x9e3779b97f4a7c15ull;
   auto mix = [&h](uint64_t v) {
     uint64_t z = (h ^ v) + 0x9e3779b97f4a7c15ull;
@@ -55,6 +56,7 @@ std::optional<uint64_t> FileSystemImpl::ContentStampLocked(const FileState& st) 
     mix(index);
     mix(b.id());
     mix(b.length());
+    mix(b.crc32c());
   }
   return h;
 }

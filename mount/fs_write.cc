@@ -157,7 +157,7 @@ absl::Status FileSystemImpl::SealPatchesLocked(const std::shared_ptr<FileState>&
     }
     // Fetched side by side (the cache runs prefetches on the I/O pool), then collected.
     for (const pb::Block& ref : bases) cache_.Prefetch(ref);
-    absl::flat_hash_map<uint64_t, BlockData> fetched;
+    absl::flat_hash_map<uint64_t, std::pair<uint64_t, BlockData>> fetched;  // index -> id, bytes
     for (const pb::Block& ref : bases) {
       absl::StatusOr<BlockData> data = cache_.Get(ref);
       if (!data.ok()) {
@@ -165,11 +165,13 @@ absl::Status FileSystemImpl::SealPatchesLocked(const std::shared_ptr<FileState>&
                           << " to apply writes to it: " << data.status();
         return PosixError(EIO, data.status().message());
       }
-      fetched[ref.id()] = std::move(*data);
+      fetched[ref.index()] = {ref.id(), std::move(*data)};
     }
     std::vector<std::shared_ptr<PendingBlock>> sealed;
+    uint64_t size = 0;
     {
       absl::MutexLock l(&st->mu);
+      size = st->size;
       for (auto it = st->dirty.begin(); it != st->dirty.end() && sealed.size() < batch;) {
         DirtyImage& d = it->second;
         if (!d.patch) {
@@ -178,12 +180,13 @@ absl::Status FileSystemImpl::SealPatchesLocked(const std::shared_ptr<FileState>&
         }
         BlockData base;
         if (!d.patch->CoversBase()) {
-          auto f = fetched.find(d.patch->base().id());
-          if (f == fetched.end()) {  // a patch that appeared meanwhile: the next batch
+          auto f = fetched.find(it->first);
+          if (f == fetched.end() || f->second.first != d.patch->base().id()) {
+            // A patch that appeared meanwhile: the next batch.
             ++it;
             continue;
           }
-          base = f->second;
+          base = f->second.second;
         }
         BlockData img = BuildPatched(*d.patch, base);
         d.charge.Set(img->size());
@@ -193,7 +196,7 @@ absl::Status FileSystemImpl::SealPatchesLocked(const std::shared_ptr<FileState>&
         sealed.push_back(std::move(p));
       }
     }
-    for (auto& p : sealed) StartUpload(st, p);
+    for (auto& p : sealed) StartStoring(st, p, size);  // a small file's block 0 goes inline
     for (auto& p : sealed) p->done.WaitForNotification();
     // Committed now, so the next batch's images replace these in memory, not add to them.
     absl::Status s = CommitOnceLocked(st, /*partial=*/true);
@@ -216,6 +219,36 @@ void FileSystemImpl::SupersedeLocked(FileState& st, const std::shared_ptr<Pendin
 void FileSystemImpl::StartUpload(const std::shared_ptr<FileState>& st,
                                  const std::shared_ptr<PendingBlock>& p) {
   pool_.Submit([this, st, p] { Upload(*st, *p); });
+}
+
+void FileSystemImpl::StartStoring(const std::shared_ptr<FileState>& st,
+                                  const std::shared_ptr<PendingBlock>& p, uint64_t size) {
+  // The whole file fits: its data rides in the commit, which is durable when the commit is
+  // (synchronous=FULL on the server), and no PUT or GET is ever spent on it. Once the file has
+  // grown past the limit, block 0 is uploaded as an object again and replaces the inline entry
+  // (which left no object to collect).
+  const uint64_t max = InlineMax();
+  if (p->index == 0 && size <= max && p->size <= max) {
+    StoreInline(*st, *p);
+  } else {
+    StartUpload(st, p);
+  }
+}
+
+void FileSystemImpl::StoreInline(FileState& st, PendingBlock& p) {
+  const std::string& data = *p.data;
+  p.ref.Clear();
+  p.ref.set_index(p.index);
+  p.ref.set_length(static_cast<uint32_t>(data.size()));
+  p.ref.set_object_size(static_cast<uint32_t>(data.size()));
+  p.ref.set_crc32c(Crc32c(data));
+  p.ref.set_inline_data(data);
+  {
+    absl::MutexLock l(&st.mu);
+    p.status = absl::OkStatus();
+    p.finished = true;
+  }
+  p.done.Notify();
 }
 
 absl::StatusOr<uint64_t> FileSystemImpl::NextBlockId() {
@@ -294,6 +327,7 @@ void FileSystemImpl::Upload(FileState& st, PendingBlock& p) {
 }
 
 void FileSystemImpl::DeleteObjectLater(uint64_t id) {
+  if (id == 0) return;  // an inline block (IsInline): no object
   pool_.Submit([this, id] {
     absl::Status s = store_->Delete(blockstore::BlockKey(id));
     if (!s.ok()) NIGHFS_LOG(WARNING) << "could not delete unused block " << id << ": " << s;
@@ -365,7 +399,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     mtime_ns = st->mtime_ns;
     break;
   }
-  for (auto& p : sealed) StartUpload(st, p);
+  for (auto& p : sealed) StartStoring(st, p, size);
 
   absl::Status failure;
   for (auto& p : snap) {
@@ -377,7 +411,8 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
   }
 
   // The server answers ESTALE when an id's allocation was reclaimed (this mount's session
-  // expired while the data waited): store the images again under fresh ids, once.
+  // expired while the data waited): store the images again under fresh ids, once. EINVAL
+  // for a commit with inline blocks: store those as objects (InlineRefused), once.
   for (int round = 0; failure.ok(); ++round) {
     pb::CommitBlocksRequest req;
     req.set_volume_id(volume_.id());
@@ -404,7 +439,13 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
       return absl::OkStatus();
     }
     failure = resp.status();
-    if (StatusToErrno(failure) != ESTALE || round > 0) break;
+    if (round > 0) break;
+    if (StatusToErrno(failure) == EINVAL &&
+        std::any_of(snap.begin(), snap.end(), [](const auto& p) { return IsInline(p->ref); })) {
+      failure = InlineRefused(*st, snap);
+      continue;
+    }
+    if (StatusToErrno(failure) != ESTALE) break;
     NIGHFS_LOG(WARNING) << "inode " << st->ino << ": block ids were reclaimed by the "
                         << "metadata server; storing " << snap.size() << " block(s) again";
     // The rest of the current id batch belongs to the same reclaimed range.
@@ -421,10 +462,29 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
   return PosixError(EIO, failure.message());
 }
 
-absl::Status FileSystemImpl::Reupload(FileState& st, std::shared_ptr<PendingBlock>& p) {
+absl::Status FileSystemImpl::InlineRefused(FileState& st,
+                                           std::vector<std::shared_ptr<PendingBlock>>& snap) {
+  if (inline_max_.exchange(0) != 0) {
+    NIGHFS_LOG(WARNING) << "the metadata server refused an inline block (its "
+                        << "--inline-max-bytes was lowered?): small files go to the block "
+                        << "store until the next mount";
+  }
+  for (auto& p : snap) {
+    if (!IsInline(p->ref)) continue;
+    RETURN_IF_ERROR(Reupload(st, p, /*keep_inline=*/false));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FileSystemImpl::Reupload(FileState& st, std::shared_ptr<PendingBlock>& p,
+                                      bool keep_inline) {
   BlockData img;
   {
     absl::MutexLock l(&st.mu);
+    // An inline block has no id the server could have reclaimed: it stays as it is.
+    if (keep_inline && p->finished && p->status.ok() && IsInline(p->ref)) {
+      return absl::OkStatus();
+    }
     ASSIGN_OR_RETURN(img, LoadImage(*p));
   }
   auto again = std::make_shared<PendingBlock>(p->index, std::move(img));

@@ -367,6 +367,8 @@ int RunMount(MountOptions opts) {
                 std::string(mounted.status().message()));
   }
   const pb::Volume volume = mounted->volume();
+  opts.fs.inline_max_bytes =
+      ResolveInlineMax(opts.fs.inline_max_bytes, mounted->inline_max_bytes());
   mo.session_key->Set(mounted->session_key());
   // A read-only token mounts read-only: the kernel refuses writes (EROFS) and so does the
   // scoped client below, whatever -o rw says.

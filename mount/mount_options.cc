@@ -119,6 +119,15 @@ absl::Status ApplyOption(const std::string& opt, MountOptions* o) {
     if (key == "io_threads") o->fs.io_threads = static_cast<int>(std::clamp<uint64_t>(n, 1, 128));
     return absl::OkStatus();
   }
+  if (key == "inline_max") {
+    if (!need_value().ok()) return need_value();
+    uint32_t n = 0;
+    if (!absl::SimpleAtoi(value, &n) || n == kInlineFromServer) {
+      return BadOption(opt, "expects a whole number of bytes");
+    }
+    o->fs.inline_max_bytes = n;  // within the server's limit, at mount (ResolveInlineMax)
+    return absl::OkStatus();
+  }
   return BadOption(opt, "unknown option (see man mount.nighfs)");
 }
 
@@ -198,6 +207,7 @@ std::string MountUsage() {
          "       mount.nighfs nighfs://HOST:PORT/VOLUME MOUNTPOINT [-o OPTIONS]\n"
          "options: ro, rw, allow_other (default), attr_timeout=S, entry_timeout=S,\n"
          "  cache_size=MiB, readahead=BLOCKS, writeback_limit=MiB, io_threads=N,\n"
+         "  inline_max=BYTES (small files kept by the metadata server; 0 = never),\n"
          "  meta_timeout=S, mount_timeout=S, flush_timeout=S, retry_max=S, spill_dir=PATH,\n"
          "  token_file=FILE (the volume token, mode 0600), credentials=FILE, ca_file=PEM,\n"
          "  proxy=HOST:PORT (block I/O through a nighfs-proxy; no store credentials needed),\n"

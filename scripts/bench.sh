@@ -221,7 +221,9 @@ S3_URL="s3://$BUCKET/nighfs?$S3_PARAMS"
 if wants_meta; then
   log "starting nighfs-meta"
   mkdir -p "$T/meta" "$T/store"
-  META_EXTRA_ARGS="--credentials $T/creds" start_meta
+  # NIGHFS_BENCH_META_ARGS: more nighfs-meta flags, to compare settings on the same build
+  # (e.g. "--inline-max-bytes 0" against the default).
+  META_EXTRA_ARGS="--credentials $T/creds ${NIGHFS_BENCH_META_ARGS:-}" start_meta
   if has_target nighfs-file; then
     "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume file \
       --store "file://$T/store" --block-size 4M >/dev/null || die "cannot create volume file"

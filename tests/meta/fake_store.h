@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -20,6 +21,7 @@ struct FakeStoreState {
   bool fail_check ABSL_GUARDED_BY(mu) = false;
   bool fail_delete ABSL_GUARDED_BY(mu) = false;
   int deletes ABSL_GUARDED_BY(mu) = 0;
+  std::vector<std::string> deleted_keys ABSL_GUARDED_BY(mu);  // every Delete, in order
 
   bool Has(const std::string& key) {
     absl::MutexLock l(&mu);
@@ -65,6 +67,7 @@ class FakeStore : public blockstore::BlockStore {
     absl::MutexLock l(&state_->mu);
     if (state_->fail_delete) return absl::UnavailableError("injected delete failure");
     state_->deletes++;
+    state_->deleted_keys.emplace_back(key);
     state_->objects.erase(std::string(key));
     return absl::OkStatus();
   }

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/crc32c.h"
 #include "common/errno_status.h"
 #include "common/retry.h"
 #include "meta/schema.h"
@@ -37,6 +38,7 @@ constexpr int64_t kStart = int64_t{1'700'000'000} * 1'000'000'000;
 
 // Undoes every migration after version 1 (to test upgrading an old database).
 constexpr char kDowngradeToV1[] =
+    "ALTER TABLE blocks DROP COLUMN inline_data;"
     "ALTER TABLE blocks DROP COLUMN range_crc32c;"
     "ALTER TABLE blocks DROP COLUMN range_size;"
     "DROP TABLE proxy_groups;"
@@ -94,6 +96,7 @@ class MetaServiceTest : public ::testing::Test {
     o.now_ns = [this] { return now_.load(); };
     o.open_store = [this](const std::string& url) { return stores_.Open(url); };
     o.allow_test_stores = true;
+    o.inline_max_bytes = inline_max_bytes_;
     return o;
   }
 
@@ -118,6 +121,20 @@ class MetaServiceTest : public ::testing::Test {
     sqlite3_free(err);
     sqlite3_close(db);
     ASSERT_EQ(rc, SQLITE_OK) << msg;
+  }
+
+  // The first column of the first row of `sql` on the database file (-1 without a row).
+  int64_t RawInt(const std::string& sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* st = nullptr;
+    int64_t v = -1;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+    if (st != nullptr && sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
   }
 
   absl::StatusOr<pb::Volume> CreateVolume(const std::string& name, const std::string& url,
@@ -417,6 +434,7 @@ class MetaServiceTest : public ::testing::Test {
   std::unique_ptr<MetaService> svc_;
   uint64_t vol_ = 0;
   uint64_t session_ = 0;
+  uint32_t inline_max_bytes_ = MetaServiceOptions().inline_max_bytes;  // for Open()
 };
 
 // ---- volumes and sessions ----
@@ -1780,7 +1798,7 @@ TEST_F(MetaServiceTest, SchemaV7DatabaseMigratesToV8) {
       "UPDATE meta SET value = '7' WHERE key = 'schema_version';");
   Open();
   ASSERT_TRUE(svc_);
-  EXPECT_EQ(kSchemaVersion, 8);
+  EXPECT_GE(kSchemaVersion, 8);
   absl::StatusOr<pb::GetBlocksResponse> g = GetBlocks(f->ino());
   ASSERT_OK(g);
   ASSERT_EQ(g->blocks_size(), 1);
@@ -1795,6 +1813,234 @@ TEST_F(MetaServiceTest, SchemaV7DatabaseMigratesToV8) {
   ASSERT_OK(g);
   ASSERT_EQ(g->blocks_size(), 2);
   EXPECT_EQ(g->blocks(1).range_crc32c(), "abcd");
+}
+
+pb::Block InlineBlock(const std::string& data, uint64_t index = 0) {
+  pb::Block b;
+  b.set_index(index);
+  b.set_length(static_cast<uint32_t>(data.size()));
+  b.set_object_size(static_cast<uint32_t>(data.size()));
+  b.set_crc32c(Crc32c(data));
+  b.set_inline_data(data);
+  return b;
+}
+
+TEST_F(MetaServiceTest, InlineBlockIsStoredAndReturned) {
+  absl::StatusOr<pb::MountResponse> m = MountVolume("vol");
+  ASSERT_OK(m);
+  EXPECT_EQ(m->inline_max_bytes(), 4096u) << "the default limit, within the block size";
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  absl::StatusOr<pb::Attr> g = Mknod(kRoot, "g");
+  ASSERT_OK(f);
+  ASSERT_OK(g);
+  const std::string a = "hello, inline world";
+  const std::string b(4096, 'b');  // exactly the limit
+  absl::StatusOr<pb::Attr> after = Commit(f->ino(), {InlineBlock(a)}, a.size());
+  ASSERT_OK(after);
+  EXPECT_EQ(after->size(), a.size());
+  EXPECT_EQ(after->stored_bytes(), a.size()) << "st_blocks counts inline bytes (du, tar -S)";
+  // A second inline file: inline rows share no id (UNIQUE (volume_id, block_id) holds).
+  ASSERT_OK(Commit(g->ino(), {InlineBlock(b)}, b.size()));
+  Open();  // from the database file, not from memory
+  absl::StatusOr<pb::GetBlocksResponse> got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).id(), 0u);
+  EXPECT_EQ(got->blocks(0).inline_data(), a);
+  EXPECT_EQ(got->blocks(0).length(), a.size());
+  EXPECT_EQ(got->blocks(0).object_size(), a.size());
+  EXPECT_EQ(got->blocks(0).crc32c(), Crc32c(a));
+  EXPECT_EQ(got->blocks(0).holder(), "");
+  got = GetBlocks(g->ino());
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).inline_data(), b);
+  // An object block keeps carrying no inline bytes.
+  const uint64_t id = WriteBlock(f->ino(), 1, 100);
+  got = GetBlocks(f->ino(), 1);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).id(), id);
+  EXPECT_EQ(got->blocks(0).inline_data(), "");
+}
+
+TEST_F(MetaServiceTest, InlineBlocksOutsideTheRulesAreRefused) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  EXPECT_EQ(Errno(Commit(f->ino(), {InlineBlock(std::string(4097, 'x'))})), EINVAL)
+      << "over the limit";
+  EXPECT_EQ(Errno(Commit(f->ino(), {InlineBlock("abc", 1)})), EINVAL) << "not block 0";
+  pb::Block bad_crc = InlineBlock("abc");
+  bad_crc.set_crc32c(bad_crc.crc32c() ^ 1);
+  EXPECT_EQ(Errno(Commit(f->ino(), {bad_crc})), EINVAL) << "bytes that fail their CRC";
+  pb::Block short_length = InlineBlock("abcdef");
+  short_length.set_length(3);
+  EXPECT_EQ(Errno(Commit(f->ino(), {short_length})), EINVAL) << "length != bytes";
+  pb::Block big_object = InlineBlock("abcdef");
+  big_object.set_object_size(100);
+  EXPECT_EQ(Errno(Commit(f->ino(), {big_object})), EINVAL) << "object size != bytes";
+  pb::Block with_ranges = InlineBlock(std::string(1024, 'r'));
+  with_ranges.set_range_size(512);
+  with_ranges.set_range_crc32c(std::string(8, 'c'));
+  EXPECT_EQ(Errno(Commit(f->ino(), {with_ranges})), EINVAL) << "ranges of no object";
+  pb::Block both = MakeBlock(0, Alloc(), 3);
+  both.set_inline_data("abc");
+  EXPECT_EQ(Errno(Commit(f->ino(), {both})), EINVAL) << "an object id with inline bytes";
+  absl::StatusOr<pb::GetBlocksResponse> got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  EXPECT_EQ(got->blocks_size(), 0) << "nothing refused was stored";
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM gc_blocks"), 0);
+
+  // A server with the limit at 0 keeps no inline blocks, and says so at mount.
+  inline_max_bytes_ = 0;
+  Open();
+  absl::StatusOr<pb::MountResponse> m = MountVolume("vol");
+  ASSERT_OK(m);
+  EXPECT_EQ(m->inline_max_bytes(), 0u);
+  EXPECT_EQ(Errno(Commit(f->ino(), {InlineBlock("abc")})), EINVAL);
+  // The largest limit (blocks are at least that large).
+  inline_max_bytes_ = kMaxInlineBytes;
+  Open();
+  m = MountVolume("vol");
+  ASSERT_OK(m);
+  EXPECT_EQ(m->inline_max_bytes(), kMaxInlineBytes);
+  ASSERT_OK(Commit(f->ino(), {InlineBlock(std::string(kMaxInlineBytes, 'm'))}, kMaxInlineBytes));
+}
+
+// The file grew past the limit (object replaces inline: nothing to collect), then was cut
+// small and rewritten (inline replaces object: the object is collected).
+TEST_F(MetaServiceTest, InlineAndObjectBlocksReplaceEachOther) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  ASSERT_OK(Commit(f->ino(), {InlineBlock("small")}, 5));
+  const uint64_t id = WriteBlock(f->ino(), 0, 9000, 9000);
+  absl::StatusOr<pb::GetBlocksResponse> got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).id(), id);
+  EXPECT_EQ(got->blocks(0).inline_data(), "");
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM gc_blocks"), 0) << "the inline bytes named no object";
+
+  ASSERT_OK(Truncate(f->ino(), 0));
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM gc_blocks"), 1);
+  const uint64_t id2 = WriteBlock(f->ino(), 0, 3000, 3000);
+  absl::StatusOr<pb::Attr> a = Commit(f->ino(), {InlineBlock("rewritten")}, 9);
+  ASSERT_OK(a);
+  EXPECT_EQ(a->stored_bytes(), 9u);
+  EXPECT_EQ(RawInt(absl::StrCat("SELECT COUNT(*) FROM gc_blocks WHERE block_id = ", id2)), 1)
+      << "the object the inline block replaced goes to garbage collection";
+  got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).inline_data(), "rewritten");
+  EXPECT_EQ(CollectGarbage(), 2);
+  EXPECT_FALSE(Stored(id));
+  EXPECT_FALSE(Stored(id2));
+  {
+    absl::MutexLock l(&store_->mu);
+    for (const std::string& k : store_->deleted_keys) {
+      EXPECT_NE(k, blockstore::BlockKey(0)) << "id 0 is no object";
+    }
+  }
+  // An inline id 0 also stays out of the id reclaimer: the session ends, its allocations are
+  // reclaimed, and the inline block is still there.
+  ASSERT_OK(Unmount(session_));
+  Advance(absl::Seconds(31));
+  ASSERT_OK(svc_->RunGcOnce());
+  got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).inline_data(), "rewritten");
+}
+
+// Truncation, a punched hole, unlink and volume deletion of inline files queue nothing.
+TEST_F(MetaServiceTest, InlineBlocksLeaveNothingToCollect) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  ASSERT_OK(Commit(f->ino(), {InlineBlock("0123456789")}, 10));
+  absl::StatusOr<pb::Attr> cut = Truncate(f->ino(), 4);
+  ASSERT_OK(cut);
+  EXPECT_EQ(cut->stored_bytes(), 4u);
+  absl::StatusOr<pb::GetBlocksResponse> got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  ASSERT_EQ(got->blocks_size(), 1);
+  EXPECT_EQ(got->blocks(0).length(), 4u) << "bytes past the new end read as zeros";
+  EXPECT_EQ(got->blocks(0).inline_data(), "0123456789") << "kept whole: its CRC still holds";
+  EXPECT_EQ(got->blocks(0).crc32c(), Crc32c("0123456789"));
+
+  pb::CommitBlocksRequest punch;
+  punch.set_volume_id(vol_);
+  punch.set_ino(f->ino());
+  punch.add_drop_indexes(0);
+  ASSERT_OK(svc_->CommitBlocks(punch));
+  got = GetBlocks(f->ino());
+  ASSERT_OK(got);
+  EXPECT_EQ(got->blocks_size(), 0);
+
+  ASSERT_OK(Commit(f->ino(), {InlineBlock("again")}, 5));
+  ASSERT_OK(Truncate(f->ino(), 0));
+  ASSERT_OK(Commit(f->ino(), {InlineBlock("and again")}, 9));
+  ASSERT_OK(Unlink(kRoot, "f"));
+  absl::StatusOr<pb::Attr> g = Mknod(kRoot, "g");
+  ASSERT_OK(g);
+  ASSERT_OK(Commit(g->ino(), {InlineBlock("in a volume about to go")}, 23));
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM gc_blocks"), 0);
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM blocks WHERE ino = " + std::to_string(f->ino())), 0);
+  ASSERT_OK(Unmount(session_));
+  pb::DeleteVolumeRequest dv;
+  dv.set_name("vol");
+  ASSERT_OK(svc_->DeleteVolume(dv));
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM gc_blocks"), 0);
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM blocks"), 0);
+}
+
+TEST_F(MetaServiceTest, SchemaV8DatabaseMigratesToV9) {
+  absl::StatusOr<pb::Attr> f = Mknod(kRoot, "f");
+  ASSERT_OK(f);
+  const uint64_t id = WriteBlock(f->ino(), 0, 100, 100);
+  pb::Block ranged = MakeBlock(1, Alloc(), 1024);
+  ranged.set_range_size(512);
+  ranged.set_range_crc32c("abcdefgh");
+  ASSERT_OK(Commit(f->ino(), {ranged}, 2 * kBs));
+  svc_.reset();
+  // What a version-8 database looks like: block_id NOT NULL, no inline_data.
+  RawSql(
+      "CREATE TABLE blocks_v8 (volume_id INTEGER NOT NULL, ino INTEGER NOT NULL, "
+      "idx INTEGER NOT NULL, block_id INTEGER NOT NULL, length INTEGER NOT NULL, "
+      "object_size INTEGER NOT NULL, crc32c INTEGER NOT NULL, holder_id INTEGER, "
+      "range_size INTEGER, range_crc32c BLOB, PRIMARY KEY (volume_id, ino, idx), "
+      "UNIQUE (volume_id, block_id), "
+      "FOREIGN KEY (volume_id, ino) REFERENCES inodes(volume_id, ino));"
+      "INSERT INTO blocks_v8 SELECT volume_id, ino, idx, block_id, length, object_size, crc32c, "
+      "holder_id, range_size, range_crc32c FROM blocks;"
+      "DROP TABLE blocks;"
+      "ALTER TABLE blocks_v8 RENAME TO blocks;"
+      "UPDATE meta SET value = '8' WHERE key = 'schema_version';");
+  Open();
+  ASSERT_TRUE(svc_);
+  EXPECT_EQ(RawInt("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'"), 9);
+  absl::StatusOr<pb::GetBlocksResponse> g = GetBlocks(f->ino());
+  ASSERT_OK(g);
+  ASSERT_EQ(g->blocks_size(), 2);
+  EXPECT_EQ(g->blocks(0).id(), id);
+  EXPECT_EQ(g->blocks(0).length(), 100u);
+  EXPECT_EQ(g->blocks(1).id(), ranged.id());
+  EXPECT_EQ(g->blocks(1).range_crc32c(), "abcdefgh");
+  EXPECT_EQ(g->blocks(0).inline_data(), "");
+  absl::StatusOr<pb::Attr> a = GetAttr(f->ino());
+  ASSERT_OK(a);
+  EXPECT_EQ(a->stored_bytes(), 1124u);
+  // The keys survived the rebuild: an id stays one entry's, and inline blocks go in.
+  absl::StatusOr<pb::Attr> h = Mknod(kRoot, "h");
+  ASSERT_OK(h);
+  EXPECT_EQ(Errno(Commit(h->ino(), {MakeBlock(0, id, 100)})), EINVAL);
+  ASSERT_OK(Commit(h->ino(), {InlineBlock("new")}, 3));
+  ASSERT_OK(Commit(f->ino(), {InlineBlock("replaces")}, 8));
+  EXPECT_EQ(RawInt(absl::StrCat("SELECT COUNT(*) FROM gc_blocks WHERE block_id = ", id)), 1);
+  // A row with neither an id nor inline bytes (or both) is refused by the table itself.
+  EXPECT_EQ(RawInt("SELECT COUNT(*) FROM blocks WHERE (block_id IS NULL) = "
+                   "(inline_data IS NULL)"),
+            0);
 }
 
 TEST_F(MetaServiceTest, CommitBlocksClearsSetuid) {

@@ -125,6 +125,8 @@ class FsTest : public ::testing::Test {
     EXPECT_OK(r);
     volume_id_ = r->volume().id();
     opts.io_threads = 4;
+    // As mount.nighfs does: small files inline up to the server's limit unless opts say less.
+    opts.inline_max_bytes = ResolveInlineMax(opts.inline_max_bytes, r->inline_max_bytes());
     if (api == nullptr) {
       api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
     }

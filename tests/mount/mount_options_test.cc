@@ -33,6 +33,27 @@ TEST(MountOptionsTest, UrlFormAndDefaults) {
   EXPECT_FALSE(o->credentials_given);
 }
 
+TEST(MountOptionsTest, InlineMax) {
+  auto dflt = ParseMountArgs({"v@h:1", "/m"});
+  ASSERT_OK(dflt);
+  EXPECT_EQ(dflt->fs.inline_max_bytes, kInlineFromServer);
+  EXPECT_EQ(ResolveInlineMax(dflt->fs.inline_max_bytes, 4096), 4096u) << "the server's limit";
+  auto off = ParseMountArgs({"v@h:1", "/m", "-o", "inline_max=0"});
+  ASSERT_OK(off);
+  EXPECT_EQ(ResolveInlineMax(off->fs.inline_max_bytes, 4096), 0u);
+  auto less = ParseMountArgs({"v@h:1", "/m", "-o", "inline_max=1000"});
+  ASSERT_OK(less);
+  EXPECT_EQ(ResolveInlineMax(less->fs.inline_max_bytes, 4096), 1000u);
+  EXPECT_EQ(ResolveInlineMax(less->fs.inline_max_bytes, 0), 0u) << "the server keeps none";
+  auto more = ParseMountArgs({"v@h:1", "/m", "-o", "inline_max=100000"});
+  ASSERT_OK(more);
+  EXPECT_EQ(ResolveInlineMax(more->fs.inline_max_bytes, 4096), 4096u) << "never over the server's";
+  for (const char* bad : {"inline_max", "inline_max=", "inline_max=-1", "inline_max=4k",
+                          "inline_max=4294967295", "inline_max=99999999999"}) {
+    EXPECT_FALSE(ParseMountArgs({"v@h:1", "/m", "-o", bad}).ok()) << bad;
+  }
+}
+
 TEST(MountOptionsTest, TokenFile) {
   auto o = ParseMountArgs({"v@h:1", "/m", "-o", "token_file=/etc/nighfs/v.token,ro"});
   ASSERT_OK(o);

@@ -234,5 +234,24 @@ TEST_F(PatchFsTest, AnUnreadableOldBlockFailsTheCloseAndTheDataIsKeptForTheRetry
   EXPECT_TRUE(ReadAll(fresh.get(), ino) == model);
 }
 
+// A small write into a small (inline) file patches the inline bytes and the file stays inline:
+// no store call at all, and the bytes are exact.
+TEST_F(PatchFsTest, PatchedInlineFileStaysInline) {
+  std::string model(3000, 'i');
+  const uint64_t ino = WriteThrough({}, "small", model);
+  auto fs = NewMount();
+  auto fh = fs->Open(ino, O_RDWR);
+  ASSERT_OK(fh);
+  const int gets = Gets();
+  const int puts = Puts();
+  ASSERT_OK(fs->Write(*fh, 100, "patch"));
+  model.replace(100, 5, "patch");
+  ASSERT_OK(fs->Release(*fh));
+  EXPECT_EQ(Gets(), gets);
+  EXPECT_EQ(Puts(), puts);
+  auto fresh = NewMount();
+  EXPECT_TRUE(ReadAll(fresh.get(), ino) == model);
+}
+
 }  // namespace
 }  // namespace nighfs::fs
