@@ -78,29 +78,29 @@ bool BlockPatch::CoversBase() const {
   return start == 0 && s.size() >= base_len_;
 }
 
-void BlockPatch::Overlay(uint64_t boff, uint64_t n, char* dst) const {
+template <typename Fn>
+void BlockPatch::ForEachPiece(uint64_t boff, uint64_t n, Fn fn) const {
   const uint64_t end = boff + n;
   auto it = extents_.upper_bound(boff);
   if (it != extents_.begin()) --it;
   for (; it != extents_.end() && it->first < end; ++it) {
     const uint64_t from = std::max(boff, it->first);
     const uint64_t to = std::min(end, it->first + it->second.size());
-    if (from >= to) continue;
-    std::memcpy(dst + (from - boff), it->second.data() + (from - it->first), to - from);
+    if (from < to) fn(from - boff, std::string_view(it->second).substr(from - it->first, to - from));
   }
+}
+
+void BlockPatch::Overlay(uint64_t boff, uint64_t n, char* dst) const {
+  ForEachPiece(boff, n, [dst](uint64_t at, std::string_view bytes) {
+    std::memcpy(dst + at, bytes.data(), bytes.size());
+  });
 }
 
 std::vector<std::pair<uint64_t, std::string>> BlockPatch::Pieces(uint64_t boff, uint64_t n) const {
   std::vector<std::pair<uint64_t, std::string>> out;
-  const uint64_t end = boff + n;
-  auto it = extents_.upper_bound(boff);
-  if (it != extents_.begin()) --it;
-  for (; it != extents_.end() && it->first < end; ++it) {
-    const uint64_t from = std::max(boff, it->first);
-    const uint64_t to = std::min(end, it->first + it->second.size());
-    if (from >= to) continue;
-    out.emplace_back(from - boff, it->second.substr(from - it->first, to - from));
-  }
+  ForEachPiece(boff, n, [&out](uint64_t at, std::string_view bytes) {
+    out.emplace_back(at, std::string(bytes));
+  });
   return out;
 }
 

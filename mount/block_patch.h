@@ -54,6 +54,10 @@ class BlockPatch {
   void Build(std::string_view base_data, std::string* buf) const;
 
  private:
+  // Calls fn(offset from boff, bytes) for each written piece within [boff, boff + n).
+  template <typename Fn>
+  void ForEachPiece(uint64_t boff, uint64_t n, Fn fn) const;
+
   meta::v1::Block base_;
   uint64_t base_len_;
   uint64_t length_;

@@ -172,11 +172,9 @@ TEST_F(PatchFsTest, TruncationCutsPatchesLikeTheFile) {
   // past the cut: old bytes past the cut must read as zeros, not come back from the old block.
   ASSERT_OK(fs->Write(*fh, kBs + 100, std::string(200, 'a')));
   model.replace(kBs + 100, 200, std::string(200, 'a'));
-  // SetAttr commits first; writes that race in after that are cut in memory. Make one race in
-  // by truncating through a second handle while the first holds a patch: simplest is to cut,
-  // then write a patch again and cut again without a commit in between (SetAttr commits what
-  // is buffered before cutting, so the second cut meets the patch committed; both paths give
-  // the same bytes).
+  // (SetAttr commits what is buffered before it cuts, so here the cut meets a committed
+  // block; BlockPatch::Truncate itself, for writes racing in after that commit, is checked
+  // against the model above.)
   SetAttrArgs a;
   a.valid = pb::SETATTR_SIZE;
   a.size = kBs + 150;
