@@ -35,8 +35,13 @@ class BlockPatch {
   // Bytes of the block image: the base's valid bytes, extended by writes past them and cut by
   // truncations (bytes of the image neither in the base nor written are zeros).
   uint64_t length() const { return length_; }
-  // Bytes the patch holds in memory (what it counts against the writeback budget).
+  // Bytes written and kept.
   uint64_t bytes() const { return bytes_; }
+  // What the patch costs in memory, counted against the writeback budget: the bytes, plus
+  // the bookkeeping of each extent (a map node and a string), so a writer of many tiny
+  // scattered pieces cannot hold far more than the budget says.
+  uint64_t held_bytes() const { return bytes_ + extents_.size() * kExtentOverhead; }
+  static constexpr uint64_t kExtentOverhead = 96;
   const meta::v1::Block& base() const { return base_; }
   uint64_t base_len() const { return base_len_; }
   // The base restricted to the bytes still valid: read it (ranged) for the parts not written.

@@ -32,7 +32,7 @@ struct DirtyImage {
   ByteGauge::Charge charge;  // always HeldBytes()
 
   uint64_t Length() const { return patch ? patch->length() : img.size(); }
-  uint64_t HeldBytes() const { return patch ? patch->bytes() : img.size(); }
+  uint64_t HeldBytes() const { return patch ? patch->held_bytes() : img.size(); }
 };
 
 // A sealed block image on its way to the store and then into the block map.
