@@ -148,6 +148,10 @@ class MountKeeper {
  private:
   void Run() {
     absl::Time next_beat = absl::Now();
+    // The status is written before the first heartbeat too: a heartbeat to an unreachable or
+    // stalled metadata server may take up to meta_timeout, and `nighfs status` is how a user
+    // finds out why the mount hangs.
+    WriteStatus();
     while (true) {
       if (absl::Now() >= next_beat) {
         Heartbeat();
