@@ -134,6 +134,10 @@ class MountKeeper {
     // Pings on a thread of their own: a heartbeat waiting out an unreachable metadata server
     // must not leave the proxy's RTT and health stale.
     if (proxy_ != nullptr) pinger_ = std::make_unique<ProxyPinger>(proxy_, absl::Seconds(5));
+    // Written here, before the FUSE loop serves anything: `nighfs status` knows the mount from
+    // its first request on, and the first heartbeat (up to meta_timeout against a stalled
+    // metadata server) does not delay it.
+    WriteStatus();
     thread_ = std::thread([this] { Run(); });
   }
   ~MountKeeper() {
@@ -148,10 +152,6 @@ class MountKeeper {
  private:
   void Run() {
     absl::Time next_beat = absl::Now();
-    // The status is written before the first heartbeat too: a heartbeat to an unreachable or
-    // stalled metadata server may take up to meta_timeout, and `nighfs status` is how a user
-    // finds out why the mount hangs.
-    WriteStatus();
     while (true) {
       if (absl::Now() >= next_beat) {
         Heartbeat();

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
@@ -612,6 +613,11 @@ TEST_F(E2eTest, BackgroundMountAsMountHelper) {
                         ",log_file=" + root_ + "/helper.log,token_file=" + meta_->admin_token_file(),
                     &out);
   ASSERT_EQ(rc, 0) << out;
+  // On any failure below, the background daemon (no FuseMount owns it) must not outlive the
+  // test: the unmount ends its FUSE session and so the daemon (lazy if the mount is busy).
+  absl::Cleanup unmount_on_failure = [&] {
+    if (IsMounted(mp)) RunShell("fusermount3 -u " + mp + " || fusermount3 -u -z " + mp, nullptr);
+  };
   ASSERT_TRUE(IsMounted(mp));
   ASSERT_TRUE(WriteFile(mp + "/bg", "background"));
   // nighfs status knows the mount and its pid.
