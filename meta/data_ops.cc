@@ -177,6 +177,14 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
     return FsError(EFBIG, absl::StrCat("size ", req.min_size(), " is too large"));
   }
   ASSIGN_OR_RETURN(Asker asker, AskerOf(req));
+  const pb::SetAttrRequest& deferred = req.set_attr();
+  if (deferred.valid() & (pb::SETATTR_SIZE | pb::SETATTR_CTIME)) {
+    return FsError(EINVAL, "a commit's set_attr may not change the size or ctime");
+  }
+  std::optional<Asker> deferred_asker;
+  if (deferred.valid() != 0) {
+    ASSIGN_OR_RETURN(deferred_asker, AskerOf(deferred));
+  }
   return WriteOnce("CommitBlocks", req.request_id(), [&](Tx& tx) -> absl::StatusOr<pb::CommitBlocksResponse> {
     const uint64_t vol = req.volume_id();
     ASSIGN_OR_RETURN(VolumeRow v, tx.GetVolume(vol));
@@ -313,6 +321,11 @@ absl::StatusOr<pb::CommitBlocksResponse> MetaServiceImpl::CommitBlocks(
     if (req.clear_suid()) {
       n.mode &= ~static_cast<uint32_t>(S_ISUID);
       if (n.mode & S_IXGRP) n.mode &= ~static_cast<uint32_t>(S_ISGID);
+    }
+    if (deferred_asker) {
+      RETURN_IF_ERROR(ApplyOwnerModeTimes(
+          deferred_asker->cred, deferred,
+          Granted(*deferred_asker, req.grant(), vol, n.ino, kMayWrite), tx.now, &n));
     }
     RETURN_IF_ERROR(tx.UpdateInode(vol, n));
     pb::CommitBlocksResponse r;

@@ -416,6 +416,11 @@ class MetaServiceImpl final : public MetaService {
     return !grant.empty() && GrantCovers(grant_key_, grant, vol, ino, a.session, need);
   }
 
+  // The permission check and the mode, owner and time fields of a SetAttr (not its size or
+  // ctime), applied to `n`: shared by SetAttr and CommitBlocksRequest.set_attr.
+  static absl::Status ApplyOwnerModeTimes(const Cred& cred, const pb::SetAttrRequest& req,
+                                          bool write_granted, int64_t now, Inode* n);
+
   // Shared by Mknod, Mkdir and Symlink. `open_access` (Mknod of a file being created open)
   // asks for an open grant in the response.
   absl::StatusOr<pb::EntryResponse> CreateNode(std::string_view method,

@@ -80,16 +80,9 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
         return FsError(EINVAL, absl::StrCat("inode ", n.ino, " is not a regular file"));
       }
     }
-    RETURN_IF_ERROR(CheckSetAttr(asker.cred, n.node(), valid, req.mode(), req.uid(), req.gid(),
-                                 Granted(asker, req.grant(), vol, n.ino, kMayWrite)));
-    if (valid & pb::SETATTR_MODE) n.mode = (n.mode & S_IFMT) | (req.mode() & 07777);
-    if (valid & pb::SETATTR_UID) n.uid = req.uid();
-    if (valid & pb::SETATTR_GID) n.gid = req.gid();
-    n.mode = ModeAfterSetAttr(asker.cred, valid, n.mode, n.gid);
-    if (valid & pb::SETATTR_ATIME) n.atime_ns = req.atime_ns();
-    if (valid & pb::SETATTR_ATIME_NOW) n.atime_ns = tx.now;
-    if (valid & pb::SETATTR_MTIME) n.mtime_ns = req.mtime_ns();
-    if (valid & pb::SETATTR_MTIME_NOW) n.mtime_ns = tx.now;
+    RETURN_IF_ERROR(ApplyOwnerModeTimes(asker.cred, req,
+                                        Granted(asker, req.grant(), vol, n.ino, kMayWrite),
+                                        tx.now, &n));
     if ((valid & pb::SETATTR_SIZE) && req.size() != n.size) {
       const uint64_t size = req.size();
       if (size < n.size) {
@@ -140,6 +133,22 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::SetAttr(const pb::SetAttrReque
     *r.mutable_attr() = n.Proto();
     return r;
   });
+}
+
+absl::Status MetaServiceImpl::ApplyOwnerModeTimes(const Cred& cred, const pb::SetAttrRequest& req,
+                                                  bool write_granted, int64_t now, Inode* n) {
+  const uint32_t valid = req.valid();
+  RETURN_IF_ERROR(CheckSetAttr(cred, n->node(), valid, req.mode(), req.uid(), req.gid(),
+                               write_granted));
+  if (valid & pb::SETATTR_MODE) n->mode = (n->mode & S_IFMT) | (req.mode() & 07777);
+  if (valid & pb::SETATTR_UID) n->uid = req.uid();
+  if (valid & pb::SETATTR_GID) n->gid = req.gid();
+  n->mode = ModeAfterSetAttr(cred, valid, n->mode, n->gid);
+  if (valid & pb::SETATTR_ATIME) n->atime_ns = req.atime_ns();
+  if (valid & pb::SETATTR_ATIME_NOW) n->atime_ns = now;
+  if (valid & pb::SETATTR_MTIME) n->mtime_ns = req.mtime_ns();
+  if (valid & pb::SETATTR_MTIME_NOW) n->mtime_ns = now;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view method,

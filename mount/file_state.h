@@ -95,8 +95,23 @@ struct FileState {
   uint32_t attempts ABSL_GUARDED_BY(mu) = 0;
   int64_t next_attempt_ns ABSL_GUARDED_BY(mu) = 0;
 
+  // Attribute changes (mode, owner, times) made while the file had unsaved writes, sent with
+  // its next CommitBlocks (CommitBlocksRequest.set_attr) instead of one SetAttr round trip
+  // each: `tar x` and `cp -a` set times, owner and mode on every file before closing it.
+  // valid() == 0: none. Times asked as "now" are resolved to this mount's clock when made;
+  // its `caller` is whose credentials the server checks them with. Changes by another
+  // caller, or that the mount cannot answer exactly as the server would, are not deferred.
+  // Written only under flush_mu (and mu), so a commit in flight sees no new change; a write
+  // may clear the mtime (its own time wins).
+  meta::v1::SetAttrRequest deferred_attr ABSL_GUARDED_BY(mu);
+  int64_t deferred_ctime_ns ABSL_GUARDED_BY(mu) = 0;  // when the last one was made
+  // FileSystemImpl::names_gen_ just before the call whose reply `attr` is. `attr` counts as
+  // this mount's truth about the file (its nlink and ctime in particular) only while no link,
+  // unlink or rename was made by this mount since: then a change can be deferred.
+  uint64_t attr_gen ABSL_GUARDED_BY(mu) = 0;
+
   bool HasUnsavedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    return meta_dirty || !dirty.empty() || !inflight.empty();
+    return meta_dirty || !dirty.empty() || !inflight.empty() || deferred_attr.valid() != 0;
   }
   uint64_t DirtyBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     uint64_t n = 0;

@@ -119,6 +119,7 @@ void FileSystemImpl::FillStats(status::v1::MountStats* s) const {
   s->set_meta_errors(meta_errors_.load());
   s->set_checksum_mismatches(cache_.stats().checksum_mismatches.load());
   s->set_bytes_uploaded(bytes_uploaded_.load());
+  s->set_deferred_attrs(deferred_attrs_.load());
   s->set_block_fetches(cache_.stats().block_fetches.load());
   s->set_range_fetches(cache_.stats().range_fetches.load());
   s->set_bytes_fetched(cache_.stats().block_bytes.load() + cache_.stats().range_bytes.load());

@@ -239,7 +239,21 @@ class FileSystemImpl : public FileSystem {
   // one recorded before.
   bool RecordPageCacheStamp(FileState& st);
 
-  // Attributes as this mount sees them: buffered writes count.
+  // ---- attribute changes deferred to the next commit (FileState::deferred_attr) ----
+
+  // Defers `a` if it can be: the file has unsaved writes (so a commit is owed anyway), its
+  // attributes are this mount's truth, only mode, owner and times change, and the change is
+  // the caller's to make by the rules the server applies (root; or the owner changing the
+  // mode without S_ISGID, or the times), made by the caller of the changes deferred before.
+  // Returns the attributes the kernel is answered with, or nullopt: send it now.
+  std::optional<pb::Attr> DeferSetAttrLocked(FileState& st, const SetAttrArgs& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.flush_mu);
+  // Commits the file of `ino` (if it has deferred changes), or of every open file (ino 0),
+  // before a call the server answers from the attributes: an open's permission check, the
+  // sticky-directory rule of unlink and rename, the xattr rules, a link's nlink.
+  absl::Status CommitDeferredAttrs(uint64_t ino);
+
+  // Attributes as this mount sees them: buffered writes and deferred changes count.
   pb::Attr Overlay(const pb::Attr& attr);
   static pb::Attr OverlayLocked(FileState& st, const pb::Attr& attr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu);
@@ -381,6 +395,8 @@ class FileSystemImpl : public FileSystem {
   absl::Mutex handles_mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Handle>> handles_ ABSL_GUARDED_BY(handles_mu_);
   std::atomic<uint64_t> next_fh_{1};
+  // Bumped after every link, unlink and rename this mount makes (see FileState::attr_gen).
+  std::atomic<uint64_t> names_gen_{1};
 
   absl::Mutex ids_mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(ids_mu_) = 0;
@@ -412,6 +428,7 @@ class FileSystemImpl : public FileSystem {
   std::atomic<uint64_t> read_ops_{0}, write_ops_{0}, bytes_read_{0}, bytes_written_{0};
   std::atomic<uint64_t> blocks_uploaded_{0}, upload_errors_{0}, meta_calls_{0}, meta_errors_{0};
   std::atomic<uint64_t> bytes_uploaded_{0};
+  std::atomic<uint64_t> deferred_attrs_{0};  // DeferSetAttrLocked's deferrals
   std::atomic<uint32_t> inline_max_{options_.inline_max_bytes == kInlineFromServer
                                         ? 0
                                         : options_.inline_max_bytes};

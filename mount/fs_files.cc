@@ -86,6 +86,7 @@ bool FileSystemImpl::RecordPageCacheStamp(FileState& st) {
 absl::StatusOr<std::pair<pb::Attr, uint64_t>> FileSystemImpl::Create(
     const Caller& c, uint64_t parent, const std::string& name, uint32_t mode, int flags) {
   std::string grant;
+  const uint64_t gen = names_gen_.load();
   absl::StatusOr<pb::Attr> made =
       MakeNode(c, parent, name, (mode & 07777) | S_IFREG, 0, OpenAccess(flags), &grant);
   if (made.ok()) {
@@ -95,6 +96,7 @@ absl::StatusOr<std::pair<pb::Attr, uint64_t>> FileSystemImpl::Create(
       absl::MutexLock l(&st->mu);
       if (!st->loaded) {
         st->attr = *made;
+        st->attr_gen = gen;
         st->size = 0;
         st->loaded = true;
       }
@@ -302,6 +304,14 @@ absl::Status FileSystemImpl::LoadState(const std::shared_ptr<FileState>& st, int
               (!(access & 2) || !st->write_grant.empty());
   }
   if (st->loaded && covered) return absl::OkStatus();
+  bool deferred;
+  {
+    absl::MutexLock l(&st->mu);
+    deferred = st->deferred_attr.valid() != 0;
+  }
+  // The server checks this open against the file's attributes: give it the deferred ones.
+  if (deferred) RETURN_IF_ERROR(CommitLocked(st));
+  const uint64_t gen = names_gen_.load();
   pb::GetBlocksRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(st->ino);
@@ -314,6 +324,7 @@ absl::Status FileSystemImpl::LoadState(const std::shared_ptr<FileState>& st, int
   KeepGrant(*st, access, resp.grant());
   if (st->loaded) return absl::OkStatus();
   st->attr = resp.attr();
+  st->attr_gen = gen;
   st->size = resp.attr().size();
   st->blocks.clear();
   for (const pb::Block& b : resp.blocks()) st->blocks[b.index()] = b;
@@ -370,6 +381,17 @@ pb::Attr FileSystemImpl::OverlayLocked(FileState& st, const pb::Attr& attr) {
     a.set_size(st.size);
     a.set_mtime_ns(std::max(a.mtime_ns(), st.mtime_ns));
     a.set_ctime_ns(std::max(a.ctime_ns(), st.mtime_ns));
+  }
+  const pb::SetAttrRequest& d = st.deferred_attr;
+  if (d.valid() != 0) {
+    // Applied as the server will apply them after the commit's blocks and mtime (see
+    // DeferSetAttrLocked for why no mode bit changes on the way).
+    if (d.valid() & pb::SETATTR_MODE) a.set_mode((a.mode() & S_IFMT) | (d.mode() & 07777));
+    if (d.valid() & pb::SETATTR_UID) a.set_uid(d.uid());
+    if (d.valid() & pb::SETATTR_GID) a.set_gid(d.gid());
+    if (d.valid() & pb::SETATTR_ATIME) a.set_atime_ns(d.atime_ns());
+    if (d.valid() & pb::SETATTR_MTIME) a.set_mtime_ns(d.mtime_ns());
+    a.set_ctime_ns(std::max(a.ctime_ns(), st.deferred_ctime_ns));
   }
   return a;
 }

@@ -56,6 +56,14 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Lookup(uint64_t parent, const std::stri
 
 absl::StatusOr<pb::Attr> FileSystemImpl::GetAttr(uint64_t ino) {
   if (std::optional<pb::Attr> dir = dir_attrs_.Get(ino)) return *dir;
+  // A file with deferred attribute changes: this mount holds its newest attributes (the
+  // kernel asks for them again before each fchown).
+  if (std::shared_ptr<FileState> st = OpenState(ino)) {
+    absl::MutexLock l(&st->mu);
+    if (st->deferred_attr.valid() != 0 && st->attr_gen == names_gen_.load()) {
+      return OverlayLocked(*st, st->attr);
+    }
+  }
   pb::GetAttrRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
@@ -96,10 +104,12 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
     change.Done(&resp.attr());
     return resp.attr();
   }
+  absl::MutexLock fl(&st->flush_mu);
+  if (std::optional<pb::Attr> deferred = DeferSetAttrLocked(*st, a)) return *deferred;
   // Buffered writes go first, so a truncate or an explicit mtime is not undone by a later
   // commit of older data.
-  absl::MutexLock fl(&st->flush_mu);
   RETURN_IF_ERROR(CommitLocked(st));
+  const uint64_t gen = names_gen_.load();
   ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::SetAttr, req));
   absl::MutexLock l(&st->mu);
   if (a.valid & pb::SETATTR_SIZE) {
@@ -134,6 +144,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::SetAttr(uint64_t ino, const SetAttrArgs
     st->size = size;
   }
   st->attr = resp.attr();
+  st->attr_gen = gen;
   if (st->dirty.empty() && st->inflight.empty()) st->meta_dirty = false;
   return OverlayLocked(*st, resp.attr());
 }
@@ -202,10 +213,13 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
   req.set_ino(ino);
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
+  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
   DirChange change(dir_attrs_, new_parent);
-  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Link, req));
-  change.Done(&resp.parent_attr());
-  return Overlay(resp.attr());
+  absl::StatusOr<pb::EntryResponse> resp = Meta(&MetaApi::Link, req);
+  names_gen_.fetch_add(1);
+  if (!resp.ok()) return resp.status();
+  change.Done(&resp->parent_attr());
+  return Overlay(resp->attr());
 }
 
 absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
@@ -217,10 +231,13 @@ absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
   req.set_session_id(session_id_.load());
   std::shared_ptr<FileState> open = OpenStateOfName(parent, name);
   req.set_sustain(open != nullptr);
+  RETURN_IF_ERROR(CommitDeferredAttrs(0));
   DirChange change(dir_attrs_, parent);
-  ASSIGN_OR_RETURN(pb::UnlinkResponse resp, Meta(&MetaApi::Unlink, req));
-  change.Done(&resp.parent_attr());
-  if (open != nullptr && resp.attr().nlink() == 0) MarkSustained(open);
+  absl::StatusOr<pb::UnlinkResponse> resp = Meta(&MetaApi::Unlink, req);
+  names_gen_.fetch_add(1);
+  if (!resp.ok()) return resp.status();
+  change.Done(&resp->parent_attr());
+  if (open != nullptr && resp->attr().nlink() == 0) MarkSustained(open);
   return absl::OkStatus();
 }
 
@@ -252,10 +269,14 @@ absl::Status FileSystemImpl::Rename(uint64_t parent, const std::string& name, ui
   std::shared_ptr<FileState> open;
   if (!(flags & RENAME_EXCHANGE)) open = OpenStateOfName(new_parent, new_name);
   req.set_sustain(open != nullptr);
+  RETURN_IF_ERROR(CommitDeferredAttrs(0));
   DirChange from(dir_attrs_, parent);
   std::optional<DirChange> to;
   if (new_parent != parent) to.emplace(dir_attrs_, new_parent);
-  ASSIGN_OR_RETURN(pb::RenameResponse resp, Meta(&MetaApi::Rename, req));
+  absl::StatusOr<pb::RenameResponse> renamed = Meta(&MetaApi::Rename, req);
+  names_gen_.fetch_add(1);
+  if (!renamed.ok()) return renamed.status();
+  const pb::RenameResponse& resp = *renamed;
   from.Done(&resp.parent_attr());
   if (to) to->Done(&resp.new_parent_attr());
   // A moved directory's ctime (and "..") changed, a replaced one is gone.
@@ -346,6 +367,7 @@ absl::Status FileSystemImpl::SetXattr(uint64_t ino, const std::string& name, std
   req.set_name(name);
   req.set_value(std::string(value));
   req.set_flags(static_cast<uint32_t>(flags));
+  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
   ForgetNoCaps(ino);
@@ -362,6 +384,7 @@ absl::StatusOr<std::string> FileSystemImpl::GetXattr(uint64_t ino, const std::st
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
   req.set_name(name);
+  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
   absl::StatusOr<pb::GetXattrResponse> resp = Meta(&MetaApi::GetXattr, req);
   if (!resp.ok()) {
     if (caps && StatusToErrno(resp.status()) == ENODATA) RememberNoCaps(ino);
@@ -374,6 +397,7 @@ absl::StatusOr<std::vector<std::string>> FileSystemImpl::ListXattr(uint64_t ino)
   pb::ListXattrRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
+  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
   ASSIGN_OR_RETURN(pb::ListXattrResponse resp, Meta(&MetaApi::ListXattr, req));
   return std::vector<std::string>(resp.names().begin(), resp.names().end());
 }
@@ -383,6 +407,7 @@ absl::Status FileSystemImpl::RemoveXattr(uint64_t ino, const std::string& name) 
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
   req.set_name(name);
+  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
   ForgetNoCaps(ino);

@@ -128,6 +128,8 @@ absl::Status FileSystemImpl::ApplyWriteLocked(FileState& st, uint64_t pos, std::
   st.size = std::max(st.size, end);
   st.mtime_ns = NowNs();
   st.meta_dirty = true;
+  // After a deferred utimes the write's own time wins, as it would have on the server.
+  st.deferred_attr.set_valid(st.deferred_attr.valid() & ~uint32_t{pb::SETATTR_MTIME});
   return absl::OkStatus();
 }
 
@@ -356,6 +358,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
   std::vector<std::shared_ptr<PendingBlock>> sealed;
   uint64_t size = 0;
   int64_t mtime_ns = 0;
+  pb::SetAttrRequest deferred;  // valid() == 0: none
   if (partial) {
     std::shared_ptr<PendingBlock> oldest;
     {
@@ -376,11 +379,12 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     if (snap.empty()) return absl::OkStatus();
     size = std::min(st->size, end);
     mtime_ns = st->mtime_ns;
+    deferred = st->deferred_attr;
   }
   while (!partial) {
     RETURN_IF_ERROR(SealPatchesLocked(st));
     absl::MutexLock l(&st->mu);
-    if (!st->meta_dirty && st->dirty.empty() && st->inflight.empty()) return absl::OkStatus();
+    if (!st->HasUnsavedLocked()) return absl::OkStatus();
     bool raced = false;  // a writer added a patch since: seal it first
     for (const auto& [idx, d] : st->dirty) raced = raced || d.patch.has_value();
     if (raced) continue;
@@ -397,6 +401,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     }
     size = st->size;
     mtime_ns = st->mtime_ns;
+    deferred = st->deferred_attr;
     break;
   }
   for (auto& p : sealed) StartStoring(st, p, size);
@@ -420,10 +425,15 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     for (auto& p : snap) *req.add_blocks() = p->ref;
     req.set_min_size(size);
     req.set_mtime_ns(mtime_ns);
+    if (deferred.valid() != 0) *req.mutable_set_attr() = deferred;
     StampWriter(*st, &req);
+    const uint64_t gen = names_gen_.load();
     absl::StatusOr<pb::CommitBlocksResponse> resp = Meta(&MetaApi::CommitBlocks, req);
     if (resp.ok()) {
       absl::MutexLock l(&st->mu);
+      // Sent and applied. Nothing was deferred since (that takes flush_mu); a write may
+      // only have cleared a bit.
+      if (deferred.valid() != 0) st->deferred_attr.Clear();
       for (auto& p : snap) {
         st->blocks[p->index] = p->ref;
         auto it = st->inflight.find(p->index);
@@ -434,11 +444,28 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
         }
       }
       st->attr = resp->attr();
+      st->attr_gen = gen;
       st->size = std::max(st->size, resp->attr().size());
       if (st->dirty.empty() && st->inflight.empty()) st->meta_dirty = false;
       return absl::OkStatus();
     }
     failure = resp.status();
+    const int err = StatusToErrno(failure);
+    if (deferred.valid() != 0 && (err == EPERM || err == EACCES)) {
+      // The server refused a deferred change (the file changed owner or mode through another
+      // mount since): the data must not wait on it forever. The change is dropped, loudly,
+      // as a chmod would have failed had it been sent at once.
+      NIGHFS_LOG(ERROR) << "inode " << st->ino << ": the metadata server refused attribute "
+                        << "changes deferred to this commit (" << failure
+                        << "); committing the data without them";
+      deferred.Clear();
+      {
+        absl::MutexLock l(&st->mu);
+        st->deferred_attr.Clear();
+      }
+      failure = absl::OkStatus();
+      continue;
+    }
     if (round > 0) break;
     if (StatusToErrno(failure) == EINVAL &&
         std::any_of(snap.begin(), snap.end(), [](const auto& p) { return IsInline(p->ref); })) {

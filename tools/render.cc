@@ -301,6 +301,8 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
                                     " whole blocks and ", st.range_fetches(), " ranges"));
   stats.Add("upload errors", absl::StrCat(st.block_upload_errors()));
   stats.Add("metadata calls", absl::StrCat(st.meta_calls(), " (", st.meta_errors(), " errors)"));
+  stats.Add("attrs with commits", absl::StrCat(st.deferred_attrs(), " (chmod/chown/utimes sent with ",
+                                               "the file's data)"));
   stats.Add("checksum mismatches", absl::StrCat(st.checksum_mismatches()));
   absl::StrAppend(&out, "\n  STATS\n", stats.Render());
 

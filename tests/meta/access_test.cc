@@ -639,5 +639,62 @@ TEST_F(ServerChecksTest, CreatorGetsAGrantWhateverTheNewMode) {
   EXPECT_OK(Grow(bob_, made->attr().ino(), 3, made->grant()));
 }
 
+// CommitBlocksRequest.set_attr: changes a mount deferred to a commit are checked as a SetAttr
+// of their own caller, after the commit's data, and a refused one applies nothing at all.
+TEST_F(ServerChecksTest, ChangesDeferredToACommitAreCheckedAsTheirCaller) {
+  const uint64_t d = Make(1, "d", S_IFDIR | 0777, 0, 0);
+  ScopedPrincipal p(Token());
+  absl::StatusOr<pb::EntryResponse> made = Mknod(alice_, d, "f", S_IFREG | 0600, kMayWrite);
+  ASSERT_OK(made);
+  const uint64_t f = made->attr().ino();
+  auto commit = [&](const pb::Caller& by, uint32_t valid, uint32_t mode, uint32_t uid,
+                    uint64_t size) {
+    pb::CommitBlocksRequest q;
+    q.set_volume_id(vol_);
+    q.set_ino(f);
+    q.set_min_size(size);
+    q.set_mtime_ns(777);
+    q.set_grant(made->grant());
+    *q.mutable_caller() = alice_;
+    pb::SetAttrRequest* a = q.mutable_set_attr();
+    a->set_valid(valid);
+    a->set_mode(mode);
+    a->set_uid(uid);
+    a->set_mtime_ns(555);
+    a->set_size(1);
+    *a->mutable_caller() = by;
+    return svc_->CommitBlocks(q);
+  };
+  // Bob may not chmod alice's file: the whole commit fails, its size and mtime too.
+  EXPECT_EQ(Errno(commit(bob_, pb::SETATTR_MODE, 0644, 0, 10)), EPERM);
+  // Nor may alice give it away.
+  EXPECT_EQ(Errno(commit(alice_, pb::SETATTR_UID, 0, 1001, 10)), EPERM);
+  // A size or ctime never rides on a commit.
+  EXPECT_EQ(Errno(commit(alice_, pb::SETATTR_SIZE, 0, 0, 10)), EINVAL);
+  EXPECT_EQ(Errno(commit(alice_, pb::SETATTR_CTIME, 0, 0, 10)), EINVAL);
+  {
+    ScopedPrincipal internal(Principal{});
+    const pb::Attr a = Stat(f);
+    EXPECT_EQ(a.size(), 0u);
+    EXPECT_EQ(a.mode(), S_IFREG | 0600u);
+    EXPECT_NE(a.mtime_ns(), 777);
+  }
+  // Alice's chmod and utimes apply after the data: the explicit mtime wins over the commit's.
+  absl::StatusOr<pb::CommitBlocksResponse> ok =
+      commit(alice_, pb::SETATTR_MODE | pb::SETATTR_MTIME, 02640, 0, 10);
+  ASSERT_OK(ok);
+  EXPECT_EQ(ok->attr().mode(), S_IFREG | 02640u);  // her group's file: setgid kept
+  EXPECT_EQ(ok->attr().mtime_ns(), 555);
+  EXPECT_EQ(ok->attr().size(), 10u);
+  // Asked by someone outside the file's group, setgid is dropped, as by SetAttr.
+  ok = commit(As(1000, 1001), pb::SETATTR_MODE, 02600, 0, 10);
+  ASSERT_OK(ok);
+  EXPECT_EQ(ok->attr().mode(), S_IFREG | 0600u);
+  // root may do anything, including a chown.
+  ok = commit(root_, pb::SETATTR_UID, 0, 1001, 10);
+  ASSERT_OK(ok);
+  EXPECT_EQ(ok->attr().uid(), 1001u);
+}
+
 }  // namespace
 }  // namespace nighfs::meta

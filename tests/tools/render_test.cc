@@ -177,6 +177,7 @@ status::v1::MountStatus SampleStatus(absl::Time now) {
   st->set_block_upload_errors(1);
   st->set_meta_calls(4567);
   st->set_meta_errors(2);
+  st->set_deferred_attrs(120);
   st->set_checksum_mismatches(0);
   return s;
 }
@@ -213,6 +214,7 @@ TEST(RenderMountStatusTest, ShowsIdentityRoutesAndStats) {
   EXPECT_THAT(text, HasSubstr("blocks uploaded:      17 (17 MiB)"));
   EXPECT_THAT(text, HasSubstr("fetched:              14 MiB in 3 whole blocks and 40 ranges"));
   EXPECT_THAT(text, HasSubstr("metadata calls:       4567 (2 errors)"));
+  EXPECT_THAT(text, HasSubstr("attrs with commits:   120 (chmod/chown/utimes sent with"));
   EXPECT_THAT(text, HasSubstr("checksum mismatches:  0"));
   EXPECT_THAT(text, Not(HasSubstr("may be hung")));
 }
