@@ -22,18 +22,7 @@ class FsDeferredAttrsTest : public FsTest {
  protected:
   void SetUp() override {
     FsTest::SetUp();
-    faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
-    fs_ = NewMount();
-  }
-
-  pb::Attr ServerAttr(uint64_t ino) {
-    pb::GetAttrRequest req;
-    req.set_volume_id(volume_id_);
-    req.mutable_caller()->set_uid(0);
-    req.set_ino(ino);
-    auto r = meta_->GetAttr(req);
-    EXPECT_OK(r);
-    return r.ok() ? r->attr() : pb::Attr();
+    CountMetaCalls();
   }
 
   // A folder everyone may create in.
@@ -50,25 +39,12 @@ class FsDeferredAttrsTest : public FsTest {
   }
 
   static SetAttrArgs Times(int64_t atime, int64_t mtime) {
-    SetAttrArgs a;
-    a.valid = pb::SETATTR_ATIME | pb::SETATTR_MTIME;
-    a.atime_ns = atime;
-    a.mtime_ns = mtime;
-    return a;
+    return {.valid = pb::SETATTR_ATIME | pb::SETATTR_MTIME, .atime_ns = atime, .mtime_ns = mtime};
   }
   static SetAttrArgs Chown(uint32_t uid, uint32_t gid) {
-    SetAttrArgs a;
-    a.valid = pb::SETATTR_UID | pb::SETATTR_GID;
-    a.uid = uid;
-    a.gid = gid;
-    return a;
+    return {.valid = pb::SETATTR_UID | pb::SETATTR_GID, .uid = uid, .gid = gid};
   }
-  static SetAttrArgs Chmod(uint32_t mode) {
-    SetAttrArgs a;
-    a.valid = pb::SETATTR_MODE;
-    a.mode = mode;
-    return a;
-  }
+  static SetAttrArgs Chmod(uint32_t mode) { return {.valid = pb::SETATTR_MODE, .mode = mode}; }
 };
 
 TEST_F(FsDeferredAttrsTest, TarsSequenceCostsOneCommit) {

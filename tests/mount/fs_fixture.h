@@ -136,6 +136,23 @@ class FsTest : public ::testing::Test {
     return std::move(*fs);
   }
 
+  // From here on fs_ and NewMount() go through faulty_meta_, which counts every call.
+  void CountMetaCalls() {
+    faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
+    fs_ = NewMount();
+  }
+
+  // The attributes as the server has them now (not through any mount).
+  pb::Attr ServerAttr(uint64_t ino) {
+    pb::GetAttrRequest req;
+    req.set_volume_id(volume_id_);
+    req.mutable_caller()->set_uid(0);
+    req.set_ino(ino);
+    auto r = meta_->GetAttr(req);
+    EXPECT_OK(r);
+    return r.ok() ? r->attr() : pb::Attr();
+  }
+
   size_t ObjectCount() {
     auto page = store_->List("", "", 100000);
     EXPECT_OK(page);

@@ -19,19 +19,7 @@ class FsRttTest : public FsTest {
  protected:
   void SetUp() override {
     FsTest::SetUp();
-    faulty_meta_ = std::make_unique<FaultyMeta>(meta_.get());
-    fs_ = NewMount();
-  }
-
-  // The attributes as the server has them now (not through any mount).
-  pb::Attr ServerAttr(uint64_t ino) {
-    pb::GetAttrRequest req;
-    req.set_volume_id(volume_id_);
-    req.mutable_caller()->set_uid(0);
-    req.set_ino(ino);
-    auto r = meta_->GetAttr(req);
-    EXPECT_OK(r);
-    return r.ok() ? r->attr() : pb::Attr();
+    CountMetaCalls();
   }
 
   // GetAttr of `ino` through `fs`, which must match the server's attributes and make no
