@@ -251,7 +251,10 @@ class FileSystemImpl : public FileSystem {
   // Commits the file of `ino` (if it has deferred changes), or of every open file (ino 0),
   // before a call the server answers from the attributes: an open's permission check, the
   // sticky-directory rule of unlink and rename, the xattr rules, a link's nlink.
-  absl::Status CommitDeferredAttrs(uint64_t ino);
+  void CommitDeferredAttrs(uint64_t ino);
+  // Deferred changes that such a call should commit first (none while the file's last commit
+  // failed: the background retrier has it).
+  static bool HasDeferredAttrs(FileState& st) ABSL_LOCKS_EXCLUDED(st.mu);
 
   // Attributes as this mount sees them: buffered writes and deferred changes count.
   pb::Attr Overlay(const pb::Attr& attr);

@@ -80,7 +80,14 @@ std::optional<pb::Attr> FileSystemImpl::DeferSetAttrLocked(FileState& st, const 
   return OverlayLocked(st, st.attr);
 }
 
-absl::Status FileSystemImpl::CommitDeferredAttrs(uint64_t ino) {
+bool FileSystemImpl::HasDeferredAttrs(FileState& st) {
+  absl::MutexLock l(&st.mu);
+  // A file whose commit failed is left to the background retrier: trying it again on every
+  // unlink or open would make them wait on a store outage.
+  return st.deferred_attr.valid() != 0 && st.write_error.ok();
+}
+
+void FileSystemImpl::CommitDeferredAttrs(uint64_t ino) {
   std::vector<std::shared_ptr<FileState>> states;
   if (ino != 0) {
     if (std::shared_ptr<FileState> st = OpenState(ino)) states.push_back(std::move(st));
@@ -88,19 +95,12 @@ absl::Status FileSystemImpl::CommitDeferredAttrs(uint64_t ino) {
     states = AllStates();
   }
   for (const std::shared_ptr<FileState>& st : states) {
-    {
-      absl::MutexLock l(&st->mu);
-      if (st->deferred_attr.valid() == 0) continue;
-    }
+    if (!HasDeferredAttrs(*st)) continue;
     absl::MutexLock fl(&st->flush_mu);
-    bool deferred;
-    {
-      absl::MutexLock l(&st->mu);
-      deferred = st->deferred_attr.valid() != 0;
-    }
-    if (deferred) RETURN_IF_ERROR(CommitLocked(st));
+    // Best effort: a commit that fails (the store is down) is the file's write error, retried
+    // in the background; the call goes on, judged by what the server has.
+    if (HasDeferredAttrs(*st)) (void)CommitLocked(st);
   }
-  return absl::OkStatus();
 }
 
 }  // namespace nighfs::fs

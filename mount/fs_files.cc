@@ -304,13 +304,10 @@ absl::Status FileSystemImpl::LoadState(const std::shared_ptr<FileState>& st, int
               (!(access & 2) || !st->write_grant.empty());
   }
   if (st->loaded && covered) return absl::OkStatus();
-  bool deferred;
-  {
-    absl::MutexLock l(&st->mu);
-    deferred = st->deferred_attr.valid() != 0;
-  }
   // The server checks this open against the file's attributes: give it the deferred ones.
-  if (deferred) RETURN_IF_ERROR(CommitLocked(st));
+  // A failed commit does not fail the open (the data stays readable while the store is down;
+  // the failure is the file's write error, reported by its next fsync/close).
+  if (HasDeferredAttrs(*st)) (void)CommitLocked(st);
   const uint64_t gen = names_gen_.load();
   pb::GetBlocksRequest req;
   req.set_volume_id(volume_.id());

@@ -213,7 +213,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
   req.set_ino(ino);
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
-  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
+  CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, new_parent);
   absl::StatusOr<pb::EntryResponse> resp = Meta(&MetaApi::Link, req);
   names_gen_.fetch_add(1);
@@ -231,7 +231,7 @@ absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
   req.set_session_id(session_id_.load());
   std::shared_ptr<FileState> open = OpenStateOfName(parent, name);
   req.set_sustain(open != nullptr);
-  RETURN_IF_ERROR(CommitDeferredAttrs(0));
+  CommitDeferredAttrs(0);
   DirChange change(dir_attrs_, parent);
   absl::StatusOr<pb::UnlinkResponse> resp = Meta(&MetaApi::Unlink, req);
   names_gen_.fetch_add(1);
@@ -269,7 +269,7 @@ absl::Status FileSystemImpl::Rename(uint64_t parent, const std::string& name, ui
   std::shared_ptr<FileState> open;
   if (!(flags & RENAME_EXCHANGE)) open = OpenStateOfName(new_parent, new_name);
   req.set_sustain(open != nullptr);
-  RETURN_IF_ERROR(CommitDeferredAttrs(0));
+  CommitDeferredAttrs(0);
   DirChange from(dir_attrs_, parent);
   std::optional<DirChange> to;
   if (new_parent != parent) to.emplace(dir_attrs_, new_parent);
@@ -367,7 +367,7 @@ absl::Status FileSystemImpl::SetXattr(uint64_t ino, const std::string& name, std
   req.set_name(name);
   req.set_value(std::string(value));
   req.set_flags(static_cast<uint32_t>(flags));
-  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
+  CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
   ForgetNoCaps(ino);
@@ -384,7 +384,7 @@ absl::StatusOr<std::string> FileSystemImpl::GetXattr(uint64_t ino, const std::st
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
   req.set_name(name);
-  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
+  CommitDeferredAttrs(ino);
   absl::StatusOr<pb::GetXattrResponse> resp = Meta(&MetaApi::GetXattr, req);
   if (!resp.ok()) {
     if (caps && StatusToErrno(resp.status()) == ENODATA) RememberNoCaps(ino);
@@ -397,7 +397,7 @@ absl::StatusOr<std::vector<std::string>> FileSystemImpl::ListXattr(uint64_t ino)
   pb::ListXattrRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
-  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
+  CommitDeferredAttrs(ino);
   ASSIGN_OR_RETURN(pb::ListXattrResponse resp, Meta(&MetaApi::ListXattr, req));
   return std::vector<std::string>(resp.names().begin(), resp.names().end());
 }
@@ -407,7 +407,7 @@ absl::Status FileSystemImpl::RemoveXattr(uint64_t ino, const std::string& name) 
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
   req.set_name(name);
-  RETURN_IF_ERROR(CommitDeferredAttrs(ino));
+  CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
   ForgetNoCaps(ino);

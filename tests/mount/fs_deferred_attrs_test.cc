@@ -224,5 +224,37 @@ TEST_F(FsDeferredAttrsTest, ARefusedChangeDoesNotHoldTheDataBack) {
   EXPECT_EQ(ReadAll(fresh.get(), ino), "data");
 }
 
+TEST_F(FsDeferredAttrsTest, AStoreOutageDoesNotBlockOtherCalls) {
+  // A file too large to be inline, whose commit cannot upload: its deferred chmod waits with
+  // its data, and other calls that would commit it first go on.
+  faulty_->FailNext(FaultInjectingStore::Op::kPut, absl::UnavailableError("store down"), 1 << 30);
+  auto made = fs_->Create(kRoot, 1, "big", 0644, O_WRONLY);  // the read open asks the server
+  ASSERT_OK(made);
+  const uint64_t ino = made->first.ino();
+  const std::string data(3 * kBs + 5, 'b');
+  ASSERT_OK(fs_->Write(made->second, 0, data));
+  ASSERT_OK(fs_->SetAttr(ino, Chmod(0600)).status());
+  EXPECT_EQ(StatusToErrno(fs_->Flush(made->second)), EIO);
+  // Unlink and rename elsewhere, and a new open of the file, work during the outage.
+  ASSERT_OK(fs_->Mknod(kRoot, 1, "other", S_IFREG | 0644, 0).status());
+  ASSERT_OK(fs_->Rename(1, "other", 1, "other2", 0));
+  ASSERT_OK(fs_->Unlink(1, "other2"));
+  auto again = fs_->Open(ino, O_RDONLY);
+  ASSERT_OK(again);
+  auto got = fs_->Read(*again, 0, 10);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, std::string(10, 'b'));
+  auto g = fs_->GetAttr(ino);
+  ASSERT_OK(g);
+  EXPECT_EQ(g->mode(), S_IFREG | 0600u);
+  // Back: the commit carries the data and the chmod.
+  faulty_->ClearFaults();
+  ASSERT_OK(fs_->Flush(made->second));
+  EXPECT_EQ(ServerAttr(ino).mode(), S_IFREG | 0600u);
+  EXPECT_EQ(ServerAttr(ino).size(), data.size());
+  ASSERT_OK(fs_->Release(*again));
+  ASSERT_OK(fs_->Release(made->second));
+}
+
 }  // namespace
 }  // namespace nighfs::fs
