@@ -31,6 +31,7 @@ void BlockPatch::Write(uint64_t off, std::string_view data) {
   if (!touching) it = extents_.emplace_hint(it, off, std::string());
   std::string& s = it->second;
   const uint64_t start = it->first;
+  capacity_ -= s.capacity();  // added back once `s` is done growing
   if (start + s.size() < end) {
     bytes_ += end - start - s.size();
     s.resize(end - start);
@@ -45,8 +46,10 @@ void BlockPatch::Write(uint64_t off, std::string_view data) {
     if (next_end > my_end) s.append(next->second, my_end - next->first, std::string::npos);
     bytes_ -= next->second.size();
     bytes_ += next_end > my_end ? next_end - my_end : 0;
+    capacity_ -= next->second.capacity();
     next = extents_.erase(next);
   }
+  capacity_ += s.capacity();
 }
 
 void BlockPatch::Truncate(uint64_t len) {
@@ -54,6 +57,7 @@ void BlockPatch::Truncate(uint64_t len) {
   length_ = std::min(length_, len);
   for (auto it = extents_.lower_bound(len); it != extents_.end();) {
     bytes_ -= it->second.size();
+    capacity_ -= it->second.capacity();
     it = extents_.erase(it);
   }
   if (extents_.empty()) return;

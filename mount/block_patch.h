@@ -37,10 +37,11 @@ class BlockPatch {
   uint64_t length() const { return length_; }
   // Bytes written and kept.
   uint64_t bytes() const { return bytes_; }
-  // What the patch costs in memory, counted against the writeback budget: the bytes, plus
-  // the bookkeeping of each extent (a map node and a string), so a writer of many tiny
+  // What the patch costs in memory, counted against the writeback budget: the extents'
+  // allocations (capacity, not size: an extent grown by appends holds up to twice its bytes),
+  // plus the bookkeeping of each extent (a map node and a string), so a writer of many tiny
   // scattered pieces cannot hold far more than the budget says.
-  uint64_t held_bytes() const { return bytes_ + extents_.size() * kExtentOverhead; }
+  uint64_t held_bytes() const { return capacity_ + extents_.size() * kExtentOverhead; }
   static constexpr uint64_t kExtentOverhead = 96;
   const meta::v1::Block& base() const { return base_; }
   uint64_t base_len() const { return base_len_; }
@@ -69,6 +70,7 @@ class BlockPatch {
   // Written ranges: start -> bytes. Never overlapping nor adjacent (Write merges them).
   std::map<uint64_t, std::string> extents_;
   uint64_t bytes_ = 0;
+  uint64_t capacity_ = 0;  // sum of the extents' capacity()
 };
 
 }  // namespace nighfs::fs

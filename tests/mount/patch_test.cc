@@ -87,7 +87,10 @@ TEST(BlockPatchTest, AppendsGrowOneExtentInPlace) {
   BlockPatch patch(ref, 100);
   for (int i = 0; i < 1000; ++i) patch.Write(100 + i * 10, std::string(10, 'x'));
   EXPECT_EQ(patch.bytes(), 10000u);
-  EXPECT_EQ(patch.held_bytes(), 10000u + BlockPatch::kExtentOverhead);
+  // What is held is what the extent allocated: its bytes, and the slack of its growth.
+  // (libstdc++ doubles a growing string's capacity, so some slack is there to count.)
+  EXPECT_GT(patch.held_bytes(), 10000u + BlockPatch::kExtentOverhead);
+  EXPECT_LE(patch.held_bytes(), 2 * 10000u + BlockPatch::kExtentOverhead);
   EXPECT_EQ(patch.Pieces(0, 20000).size(), 1u);
   EXPECT_FALSE(patch.CoversBase());
   patch.Write(0, std::string(100, 'y'));
