@@ -44,14 +44,16 @@ EOF
 }
 
 # The command line that mounts target $1 at $2 in the foreground (also printed in the report).
+# NIGHFS_BENCH_MOUNT_OPTS: more -o options for the nighfs mounts (e.g. readahead=8), to compare
+# settings on the same build.
 mount_command() {
-  local t=$1 mp=$2
+  local t=$1 mp=$2 extra=${NIGHFS_BENCH_MOUNT_OPTS:+,$NIGHFS_BENCH_MOUNT_OPTS}
   case $t in
     nullfs) echo "$NULLFS_BIN $mp" ;;
     nighfs-file)
-      echo "$MOUNT_BIN file@$META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/file.token" ;;
+      echo "$MOUNT_BIN file@$META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/file.token$extra" ;;
     nighfs-s3)
-      echo "$MOUNT_BIN s3@$META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/s3.token,credentials=$T/creds" ;;
+      echo "$MOUNT_BIN s3@$META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/s3.token,credentials=$T/creds$extra" ;;
     s3fs)
       echo "s3fs $BUCKET:/s3fs $mp -f -o passwd_file=$T/s3fs.passwd,url=http://127.0.0.1:$S3RVER_PORT,use_path_request_style" ;;
     rclone-off)
