@@ -24,14 +24,11 @@ Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
   Caller caller{c->uid, c->gid, {}};
   if (c->uid == 0 || c->pid == 0) return caller;  // pid 0: a request with no process (release)
-  caller.groups = Ctx(req)->groups.Get(c->pid, c->uid, c->gid, [req] {
-    gid_t list[kMaxCallerGroups];
-    const int n = fuse_req_getgroups(req, kMaxCallerGroups, list);
-    // An error (the process is gone, /proc unreadable): no supplementary groups, which can
-    // only refuse more, never allow more.
-    if (n <= 0) return std::vector<uint32_t>();
-    return std::vector<uint32_t>(list, list + std::min(n, kMaxCallerGroups));
-  });
+  // An error (the process is gone, /proc unreadable) gives no supplementary groups, which can
+  // only refuse more, never allow more.
+  const pid_t pid = c->pid;
+  caller.groups =
+      Ctx(req)->groups.Get(c->pid, c->uid, c->gid, [pid] { return ReadProcessGroups(pid); });
   return caller;
 }
 

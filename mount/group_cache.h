@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -24,6 +25,14 @@ namespace nighfs::fs {
 // A process in more groups is checked against the first ones only: it may be refused what
 // a later group would allow, never allowed more.
 inline constexpr int kMaxCallerGroups = 256;
+
+// The supplementary groups listed on the "Groups:" line of a /proc/PID/status text (at most
+// kMaxCallerGroups; none if there is no such line). nighfs reads that file itself instead of
+// calling libfuse 3.14's fuse_req_getgroups, which runs strstr over a 4 KiB buffer it does not
+// terminate (AddressSanitizer: heap-buffer-overflow when the status text fills the buffer).
+std::vector<uint32_t> ParseStatusGroups(std::string_view status);
+// ParseStatusGroups of /proc/PID/task/PID/status; empty if it cannot be read.
+std::vector<uint32_t> ReadProcessGroups(pid_t pid);
 
 // Thread-safe.
 class GroupCache {

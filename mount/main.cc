@@ -469,6 +469,9 @@ int RunMount(MountOptions opts) {
   FuseContext ctx;
   ctx.block_size = volume.block_size();
   fuse_session* se = fuse_session_new(&args, NighfsFuseOps(), sizeof(fuse_lowlevel_ops), &ctx);
+  // The session keeps what it parsed; the argument list libfuse may have rebuilt is ours to
+  // free (LeakSanitizer found it left in every mount process).
+  fuse_opt_free_args(&args);
   if (se == nullptr) return Fail("cannot create the FUSE session (see messages above)");
   if (fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);

@@ -1,6 +1,9 @@
 // The cache of callers' supplementary groups (mount/group_cache.h).
 #include "mount/group_cache.h"
 
+#include <unistd.h>
+
+#include <string>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -8,6 +11,24 @@
 
 namespace nighfs::fs {
 namespace {
+
+TEST(GroupCache, ParsesTheGroupsLineOfAStatusText) {
+  EXPECT_EQ(ParseStatusGroups("Name:\tx\nUid:\t0 0 0 0\nGroups:\t4 24 1000 \nNgid:\t0\n"),
+            (std::vector<uint32_t>{4, 24, 1000}));
+  EXPECT_TRUE(ParseStatusGroups("Name:\tx\nGroups:\t\n").empty());
+  EXPECT_TRUE(ParseStatusGroups("Name:\tx\n").empty());
+  // A status text longer than a page, with more groups than are sent: the first ones.
+  std::string big = std::string(5000, 'x') + "\nGroups:";
+  for (int g = 0; g < 2 * kMaxCallerGroups; ++g) big += " " + std::to_string(g);
+  std::vector<uint32_t> got = ParseStatusGroups(big);
+  ASSERT_EQ(got.size(), static_cast<size_t>(kMaxCallerGroups));
+  EXPECT_EQ(got.back(), static_cast<uint32_t>(kMaxCallerGroups - 1));
+  // This process: what getgroups(2) says.
+  std::vector<gid_t> mine(::getgroups(0, nullptr));
+  mine.resize(::getgroups(static_cast<int>(mine.size()), mine.data()));
+  EXPECT_EQ(ReadProcessGroups(::getpid()), std::vector<uint32_t>(mine.begin(), mine.end()));
+  EXPECT_TRUE(ReadProcessGroups(-1).empty());
+}
 
 TEST(GroupCache, FetchesOncePerProcessWhileFresh) {
   GroupCache cache(absl::Seconds(1), 2);
