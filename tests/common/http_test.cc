@@ -488,16 +488,19 @@ TEST_P(HttpTest, ConnectionRefusedIsUnavailableAndRedactsSecrets) {
 }
 
 TEST_P(HttpTest, SlowServerIsDeadlineExceeded) {
-  absl::Notification release;
-  StartServer([&](const ServerRequest& r) {
-    release.WaitForNotificationWithTimeout(absl::Seconds(20));
+  // Shared with the handler: the first (timed-out) handler may still be waking up inside the
+  // notification's mutex when this test body ends, before TearDown stops the server (a stack
+  // notification aborted once with "Mutex corrupt").
+  auto release = std::make_shared<absl::Notification>();
+  StartServer([release](const ServerRequest& r) {
+    release->WaitForNotificationWithTimeout(absl::Seconds(20));
     return Echo(r);
   });
   HttpRequest req;
   req.url = Url("/slow");
   req.timeout = absl::Milliseconds(200);
   EXPECT_THAT(client_->Do(req), StatusIs(absl::StatusCode::kDeadlineExceeded));
-  release.Notify();
+  release->Notify();
   // The timed-out handle was discarded; a fresh one works.
   req.timeout = absl::ZeroDuration();
   absl::StatusOr<HttpResponse> r = client_->Do(req);
