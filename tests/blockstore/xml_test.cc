@@ -127,6 +127,13 @@ TEST(XmlReaderTest, RefusesEveryMarkupDeclaration) {
   EXPECT_EQ(ok->text, "<!DOCTYPE>");
 }
 
+TEST(XmlReaderTest, TextSplitByCommentsAndProcessingInstructionsReadsJoined) {
+  // XML 1.0 section 2.4: character data runs around comments and PIs; they are not text.
+  absl::StatusOr<XmlElement> doc = ParseXml("<a>blk/0<?xml version=\"1.0\"?>1<!-- c -->2</a>");
+  ASSERT_OK(doc);
+  EXPECT_EQ(doc->text, "blk/012");
+}
+
 TEST(XmlReaderTest, NestingLimitIsSixtyFourLevels) {
   ASSERT_OK(ParseXml(Nested(64)));
   ExpectMalformed(Nested(65));
