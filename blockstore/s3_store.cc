@@ -618,9 +618,12 @@ absl::StatusOr<ListPage> ParseListBucketResult(std::string_view body, std::strin
   }
   ListPage page;
   for (const XmlElement* c : root->Children("Contents")) {
-    std::string key = c->ChildText("Key");
+    const XmlElement* key_element = c->Child("Key");
+    std::string key = key_element != nullptr ? key_element->text : "";
     ObjectInfo info;
-    if (!absl::StartsWith(key, AbslView(strip)) ||
+    // A <Key> holding elements is not S3's: its text would be the pieces between them, joined.
+    if (key_element == nullptr || !key_element->children.empty() ||
+        !absl::StartsWith(key, AbslView(strip)) ||
         !absl::SimpleAtoi(c->ChildText("Size"), &info.size)) {
       return absl::InternalError(absl::StrCat("bad entry for key '", key, "' in listing"));
     }

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "blockstore/s3_responses.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_status.h"
@@ -49,6 +50,33 @@ TEST(S3XmlTest, ParsesListBucketResult) {
   EXPECT_NE(contents[1]->Child("StorageClass"), nullptr);
   EXPECT_EQ(root->Child("Missing"), nullptr);
   EXPECT_EQ(root->ChildText("Missing"), "");
+}
+
+TEST(S3XmlTest, ListPagesStripThePrefixAndRefuseOddEntries) {
+  constexpr char kPage[] =
+      "<ListBucketResult><Contents><Key>p/blk/1</Key><Size>7</Size></Contents>"
+      "<Contents><Key>p/blk/<!-- c -->2</Key><Size>8</Size></Contents>"
+      "<IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken>"
+      "</ListBucketResult>";
+  absl::StatusOr<ListPage> page = ParseListBucketResult(kPage, "p/");
+  ASSERT_OK(page);
+  ASSERT_EQ(page->objects.size(), 2u);
+  EXPECT_EQ(page->objects[0].key, "blk/1");
+  EXPECT_EQ(page->objects[0].size, 7u);
+  EXPECT_EQ(page->objects[1].key, "blk/2");
+  EXPECT_EQ(page->next_token, "t1");
+  // A key outside the prefix, no key, a key holding an element, no size, a truncated page
+  // without a token: each is a bad reply, never a listing with a made-up key.
+  for (const char* bad : {
+           "<ListBucketResult><Contents><Key>q/x</Key><Size>1</Size></Contents></ListBucketResult>",
+           "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
+           "<ListBucketResult><Contents><Key>p/b<IsTruncated>false</IsTruncated>1</Key>"
+           "<Size>1</Size></Contents></ListBucketResult>",
+           "<ListBucketResult><Contents><Key>p/x</Key></Contents></ListBucketResult>",
+           "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+           "<Error/>"}) {
+    EXPECT_FALSE(ParseListBucketResult(bad, "p/").ok()) << bad;
+  }
 }
 
 TEST(S3XmlTest, ParsesErrorAndOddities) {
