@@ -173,7 +173,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnBody(beast::error_code ec, size_t bytes);
   void OnChunkedBodyPart(beast::error_code ec, size_t bytes);
   void ReleaseBudget();
+  ServerRequest HeaderOnly(const http::request<http::string_body>& req) const;
+  bool Screened();
   void Dispatch();
+  // linger: close after the reply and drain what the peer still sends (see OnErrorSent).
+  void SendReply(ServerResponse reply, unsigned version, bool head, bool keep_alive, bool linger);
   void OnWrite(bool keep_alive, beast::error_code ec, size_t bytes);
   // Maps a read failure to a reply (413, 431, 400) or a silent close.
   void OnReadError(const beast::error_code& ec);
@@ -375,6 +379,7 @@ void Session::OnHeader(beast::error_code ec, size_t) {
                              "too many connections to this server; retry later",
                              server_->options().retry_after_seconds);
   }
+  if (Screened()) return;
   if (parser_->is_done()) return Dispatch();  // no body
   budget_give_up_ = std::chrono::steady_clock::now() +
                     absl::ToChronoNanoseconds(server_->options().body_budget_wait);
@@ -505,12 +510,8 @@ void Session::OnReadError(const beast::error_code& ec) {
   Abort();
 }
 
-void Session::Dispatch() {
-  http::request<http::string_body> req = parser_->release();
-  parser_.reset();
-  const bool head = req.method() == http::verb::head;
-  bool keep_alive = req.keep_alive();
-
+// The request line and headers as the handlers see them (no body).
+ServerRequest Session::HeaderOnly(const http::request<http::string_body>& req) const {
   ServerRequest request;
   request.method = std::string(ToStd(req.method_string()));
   request.target = std::string(ToStd(req.target()));
@@ -519,43 +520,84 @@ void Session::Dispatch() {
     request.headers.emplace_back(std::string(ToStd(field.name_string())),
                                  std::string(ToStd(field.value())));
   }
-  request.body = std::move(req.body());
   request.remote = remote_;
+  return request;
+}
 
+namespace {
+
+ServerResponse InternalError(const std::string& why) {
   ServerResponse reply;
+  reply.status = 500;
+  reply.content_type = "text/plain; charset=utf-8";
+  reply.body = absl::StrCat("internal server error: ", why, "\n");
+  return reply;
+}
+
+// Calls handler(request); an exception it throws becomes a logged 500.
+template <class R, class F>
+R CallLogged(const F& handler, const ServerRequest& request, const char* what) {
   try {
-    reply = server_->handler()(request);
+    return handler(request);
   } catch (const std::exception& e) {
-    NIGHFS_LOG(ERROR) << "http: handler threw on " << request.method << " " << request.target
-                      << ": " << e.what();
-    reply = ServerResponse{};
-    reply.status = 500;
-    reply.content_type = "text/plain; charset=utf-8";
-    reply.body = absl::StrCat("internal server error: ", e.what(), "\n");
+    NIGHFS_LOG(ERROR) << "http: " << what << " threw on " << request.method << " "
+                      << request.target << ": " << e.what();
+    return InternalError(e.what());
   } catch (...) {
-    NIGHFS_LOG(ERROR) << "http: handler threw a non-exception on " << request.method << " "
-                      << request.target;
-    reply = ServerResponse{};
-    reply.status = 500;
-    reply.content_type = "text/plain; charset=utf-8";
-    reply.body = "internal server error: unknown exception\n";
+    NIGHFS_LOG(ERROR) << "http: " << what << " threw a non-exception on " << request.method
+                      << " " << request.target;
+    return InternalError("unknown exception");
   }
+}
+
+}  // namespace
+
+// Runs the screen on a request whose header has arrived. True when it answered (the reply is
+// on its way and the session must do nothing more with this request).
+bool Session::Screened() {
+  const HttpRequestScreen& screen = server_->options().screen;
+  if (!screen) return false;
+  const ServerRequest request = HeaderOnly(parser_->get());
+  std::optional<ServerResponse> reply =
+      CallLogged<std::optional<ServerResponse>>(screen, request, "request screen");
+  if (!reply) return false;
+  const unsigned version = parser_->get().version();
+  const bool head = parser_->get().method() == http::verb::head;
+  // A body left unread cannot be told from the next request: close after the reply, with the
+  // lingering drain of the error path so the reply is not lost to an RST.
+  const bool body_unread = !parser_->is_done();
+  const bool keep_alive = parser_->get().keep_alive() && !body_unread;
+  parser_.reset();
+  SendReply(std::move(*reply), version, head, keep_alive, /*linger=*/body_unread);
+  return true;
+}
+
+void Session::Dispatch() {
+  http::request<http::string_body> req = parser_->release();
+  parser_.reset();
+  const bool head = req.method() == http::verb::head;
+  const bool keep_alive = req.keep_alive();
+
+  ServerRequest request = HeaderOnly(req);
+  request.body = std::move(req.body());
+  ServerResponse reply = CallLogged<ServerResponse>(server_->handler(), request, "handler");
   std::string().swap(request.body);
   ReleaseBudget();
+  SendReply(std::move(reply), req.version(), head, keep_alive, /*linger=*/false);
+}
+
+void Session::SendReply(ServerResponse reply, unsigned version, bool head, bool keep_alive,
+                        bool linger) {
   if (reply.close_without_reply) return Abort();
 
   if (reply.status < 200 || reply.status > 999) {
     // 1xx is interim, not a final answer; anything else is not a status at all.
-    NIGHFS_LOG(ERROR) << "http: handler returned invalid status " << reply.status << " for "
-                      << request.method << " " << request.target;
-    reply = ServerResponse{};
-    reply.status = 500;
-    reply.content_type = "text/plain; charset=utf-8";
-    reply.body = "internal server error: handler returned an invalid status\n";
+    NIGHFS_LOG(ERROR) << "http: handler returned invalid status " << reply.status;
+    reply = InternalError("handler returned an invalid status");
   }
 
   response_ = {};
-  response_.version(req.version());
+  response_.version(version);
   response_.result(static_cast<unsigned>(reply.status));
   // The server owns message framing; a handler (e.g. a proxy relaying an upstream's headers)
   // may pass Content-Length only to say how long a HEAD response's entity is.
@@ -594,11 +636,16 @@ void Session::Dispatch() {
     response_.content_length(reply.body.size());
     response_.body() = std::move(reply.body);
   }
-  keep_alive = keep_alive && !server_->stopping();
+  keep_alive = keep_alive && !linger && !server_->stopping();
   response_.keep_alive(keep_alive);
 
   tcp().expires_after(kTransferTimeout);
   WithStream([&](auto& stream) {
+    if (linger) {
+      http::async_write(stream, response_,
+                        beast::bind_front_handler(&Session::OnErrorSent, shared_from_this()));
+      return;
+    }
     http::async_write(stream, response_,
                       beast::bind_front_handler(&Session::OnWrite, shared_from_this(),
                                                 keep_alive));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,6 +36,9 @@ struct ServerResponse {
 };
 
 using HttpHandler = std::function<ServerResponse(const ServerRequest&)>;
+// Looks at a request before its body is read: std::nullopt lets it through, a response answers
+// it instead (see HttpServerOptions::screen).
+using HttpRequestScreen = std::function<std::optional<ServerResponse>(const ServerRequest&)>;
 
 struct HttpServerOptions {
   std::string bind_address = "127.0.0.1";
@@ -51,6 +55,13 @@ struct HttpServerOptions {
   //   other connections of its thread. One more thread accepts connections.
   bool io_context_per_thread = false;
   size_t max_body_bytes = 256u << 20;  // larger bodies get 413
+  // Optional. Called with each request's method, target, headers and peer (body empty) once
+  // its header has arrived, before any of its body is read or counted against
+  // max_buffered_body_bytes (and before "100 Continue"): where a daemon refuses an anonymous
+  // request, so strangers cannot fill the body budget. A response it returns is sent instead
+  // of calling the handler; if a body was left unread, the connection is then closed. Runs on
+  // the connection's thread, like the handler; must be safe to call concurrently.
+  HttpRequestScreen screen;
 
   // Overload protection; 0 = no limit. A request is refused with 503 and "Retry-After" (which
   // HTTP clients, ConnectClient included, retry with backoff) rather than risk running out of

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,13 @@ int Fail(const std::string& message) {
 }
 
 // "HOST:PORT" or "[V6]:PORT".
+// GET/HEAD /healthz: the one thing nighfs-meta answers without a token.
+bool IsHealthProbe(const nighfs::ServerRequest& req) {
+  std::string_view path = req.target;
+  path = path.substr(0, path.find('?'));
+  return path == "/healthz" && (req.method == "GET" || req.method == "HEAD");
+}
+
 bool ParseListen(const std::string& s, std::string* host, uint16_t* port) {
   size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0) return false;
@@ -333,11 +341,19 @@ int main(int argc, char** argv) {
   http.max_connections_per_peer = max_connections_per_peer;
   http.tls_cert_file = tls_cert;
   http.tls_key_file = tls_key;
+  // An anonymous request is refused before its body is read, so strangers cannot hold the
+  // body budget (--max-buffered-mib) that mounts need; the handler authenticates again.
+  http.screen = [&authorizer](const nighfs::ServerRequest& req)
+      -> std::optional<nighfs::ServerResponse> {
+    if (IsHealthProbe(req)) return std::nullopt;
+    if (absl::Status who = authorizer.Authenticate(req).status(); !who.ok()) {
+      return nighfs::ConnectErrorResponse(who);
+    }
+    return std::nullopt;
+  };
   absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
       http, [&router, &authorizer](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
-        std::string_view path = req.target;
-        path = path.substr(0, path.find('?'));
-        if (path == "/healthz" && (req.method == "GET" || req.method == "HEAD")) {
+        if (IsHealthProbe(req)) {
           nighfs::ServerResponse r;
           r.status = 200;
           r.content_type = "text/plain";

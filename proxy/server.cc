@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -195,7 +196,13 @@ class ProxyServerImpl : public ProxyServer {
   };
 
   ServerResponse Handle(const ServerRequest& req);
-  ServerResponse HandleBlock(const ServerRequest& req, const BlockRequest& block);
+  // HttpServerOptions::screen: a PUT's path, method and token are checked before its body is
+  // read, so a stranger cannot fill the body budget.
+  std::optional<ServerResponse> Screen(const ServerRequest& req);
+  // The checks of a block request that need no body: path, method, token. A reply when the
+  // request ends there; else *block and *grant are filled.
+  std::optional<ServerResponse> Admit(const ServerRequest& req, BlockRequest* block, Grant* grant);
+  ServerResponse HandleBlock(const ServerRequest& req);
   ServerResponse Put(const ServerRequest& req, const BlockRequest& block, const Grant& grant,
                      blockstore::BlockStore& store);
   ServerResponse Get(const ServerRequest& req, const BlockRequest& block, const Grant& grant,
@@ -249,6 +256,7 @@ absl::Status ProxyServerImpl::Init() {
     http.max_buffered_body_bytes = DefaultBodyBudget(options_.max_object_size);
   }
   http.max_buffered_body_bytes = std::max(http.max_buffered_body_bytes, http.max_body_bytes);
+  http.screen = [this](const ServerRequest& req) { return Screen(req); };
   absl::StatusOr<std::unique_ptr<HttpServer>> server =
       HttpServer::Start(http, [this](const ServerRequest& req) { return Handle(req); });
   if (!server.ok()) return server.status();
@@ -283,55 +291,73 @@ ServerResponse ProxyServerImpl::Handle(const ServerRequest& req) {
   }
   if (!ready_.load()) return S3Error(503, "ServiceUnavailable", "starting");
 
+  const absl::Time start = absl::Now();
+  ServerResponse r = HandleBlock(req);
+  metrics_.ObserveRequest(req.method, absl::ToDoubleSeconds(absl::Now() - start));
+  return r;
+}
+
+std::optional<ServerResponse> ProxyServerImpl::Screen(const ServerRequest& req) {
+  // Only a PUT has a body worth refusing before it is read; the rest are checked in Handle.
+  if (req.method != "PUT" || !ready_.load()) return std::nullopt;
+  BlockRequest block;
+  Grant grant;
+  return Admit(req, &block, &grant);
+}
+
+std::optional<ServerResponse> ProxyServerImpl::Admit(const ServerRequest& req,
+                                                     BlockRequest* block, Grant* grant) {
+  absl::string_view path = req.target;
+  path = path.substr(0, path.find('?'));
   // "/{volume}/{key}"
   absl::string_view rest = path;
   if (!absl::ConsumePrefix(&rest, "/")) {
     return S3Error(400, "InvalidURI", "the path must be /VOLUME/KEY");
   }
   const size_t slash = rest.find('/');
-  BlockRequest block;
-  block.resource = std::string(path);
+  block->resource = std::string(path);
   if (slash == absl::string_view::npos || slash == 0) {
     return S3Error(400, "InvalidURI", "the path must be /VOLUME/KEY (no listings)",
-                   block.resource);
+                   block->resource);
   }
-  block.volume = std::string(rest.substr(0, slash));
-  block.key = std::string(rest.substr(slash + 1));
-  if (absl::Status s = blockstore::ValidateKey(block.key);
-      !s.ok() || !absl::StartsWith(block.key, "blk/")) {
+  block->volume = std::string(rest.substr(0, slash));
+  block->key = std::string(rest.substr(slash + 1));
+  if (absl::Status s = blockstore::ValidateKey(block->key);
+      !s.ok() || !absl::StartsWith(block->key, "blk/")) {
     return S3Error(400, "InvalidObjectName",
                    s.ok() ? "block keys start with blk/" : std::string(s.message()),
-                   block.resource);
+                   block->resource);
   }
-  const absl::Time start = absl::Now();
-  ServerResponse r = HandleBlock(req, block);
-  metrics_.ObserveRequest(req.method, absl::ToDoubleSeconds(absl::Now() - start));
-  return r;
-}
-
-ServerResponse ProxyServerImpl::HandleBlock(const ServerRequest& req, const BlockRequest& block) {
   const bool write = req.method == "PUT" || req.method == "DELETE";
   if (!write && req.method != "GET" && req.method != "HEAD") {
-    ServerResponse r = S3Error(405, "MethodNotAllowed", "GET, HEAD, PUT or DELETE", block.resource);
+    ServerResponse r =
+        S3Error(405, "MethodNotAllowed", "GET, HEAD, PUT or DELETE", block->resource);
     r.headers.emplace_back("Allow", "GET, HEAD, PUT, DELETE");
     return r;
   }
-  absl::StatusOr<Grant> grant = authorizer_->Authorize(BearerSecret(req), block.volume);
-  if (!grant.ok()) {
-    if (grant.status().code() == absl::StatusCode::kNotFound) {
-      return S3Error(404, "NoSuchBucket", grant.status().message(), block.resource);
+  absl::StatusOr<Grant> granted = authorizer_->Authorize(BearerSecret(req), block->volume);
+  if (!granted.ok()) {
+    if (granted.status().code() == absl::StatusCode::kNotFound) {
+      return S3Error(404, "NoSuchBucket", granted.status().message(), block->resource);
     }
-    return StatusReply(grant.status(), block.resource);
+    return StatusReply(granted.status(), block->resource);
   }
-  if (write && !grant->may_write()) {
-    return S3Error(403, "AccessDenied", "this token may only read", block.resource);
+  if (write && !granted->may_write()) {
+    return S3Error(403, "AccessDenied", "this token may only read", block->resource);
   }
-  absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> store =
-      volumes_->StoreFor(grant->volume);
+  *grant = *std::move(granted);
+  return std::nullopt;
+}
+
+ServerResponse ProxyServerImpl::HandleBlock(const ServerRequest& req) {
+  BlockRequest block;
+  Grant grant;
+  if (std::optional<ServerResponse> refused = Admit(req, &block, &grant)) return *refused;
+  absl::StatusOr<std::shared_ptr<blockstore::BlockStore>> store = volumes_->StoreFor(grant.volume);
   if (!store.ok()) return StoreReply(store.status(), block.resource);
-  if (req.method == "PUT") return Put(req, block, *grant, **store);
-  if (req.method == "DELETE") return Delete(block, *grant, **store);
-  return Get(req, block, *grant, **store, req.method == "HEAD");
+  if (req.method == "PUT") return Put(req, block, grant, **store);
+  if (req.method == "DELETE") return Delete(block, grant, **store);
+  return Get(req, block, grant, **store, req.method == "HEAD");
 }
 
 ServerResponse ProxyServerImpl::Put(const ServerRequest& req, const BlockRequest& block,

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +142,64 @@ TEST(HttpOverloadTest, RequestWaitsForBudgetAndProceeds) {
   EXPECT_EQ(waited->status, 200);
   EXPECT_EQ(waited->body, absl::StrCat(kBody));
   EXPECT_EQ(server->load().rejected_busy, 0u);
+}
+
+// HttpServerOptions::screen sees each request's header before its body: what it refuses is
+// answered without reading or charging the body (and without "100 Continue"), then closed;
+// what it lets through reaches the handler whole.
+TEST(HttpOverloadTest, ScreenAnswersBeforeTheBodyIsReadOrCharged) {
+  HttpServerOptions options;
+  options.max_body_bytes = 8u << 20;
+  options.max_buffered_body_bytes = 8u << 20;
+  std::atomic<int> screened{0};
+  std::atomic<int> handled{0};
+  std::atomic<size_t> screened_body_bytes{0};
+  options.screen = [&](const ServerRequest& r) -> std::optional<ServerResponse> {
+    ++screened;
+    screened_body_bytes += r.body.size();
+    if (r.target == "/throw") throw std::runtime_error("screen bug");
+    if (!r.Header("Authorization").empty()) return std::nullopt;
+    ServerResponse refused;
+    refused.status = 401;
+    refused.body = "who are you?";
+    return refused;
+  };
+  std::unique_ptr<HttpServer> server = StartOrDie(options, [&](const ServerRequest& r) {
+    ++handled;
+    return Ok(r);
+  });
+  ASSERT_NE(server, nullptr);
+
+  for (const std::string& extra : {std::string(), std::string("Expect: 100-continue\r\n")}) {
+    RawConnection c(server->port());
+    ASSERT_TRUE(c.Send(absl::StrCat("PUT /up HTTP/1.1\r\nHost: x\r\n", extra,
+                                    "Content-Length: 4000000\r\n\r\n")));
+    bool closed = false;
+    const std::string reply = c.ReadAll(&closed);
+    EXPECT_THAT(reply, StartsWith("HTTP/1.1 401"));  // not "100 Continue" first
+    EXPECT_THAT(reply, HasSubstr("who are you?"));
+    EXPECT_TRUE(closed);
+  }
+  EXPECT_EQ(server->load().peak_buffered_body_bytes, 0u);
+
+  // Refused without a body: the connection stays usable; let through: the handler has it all.
+  RawConnection k(server->port());
+  ASSERT_TRUE(k.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_THAT(k.ReadUntil("who are you?"), StartsWith("HTTP/1.1 401"));
+  ASSERT_TRUE(k.Send("PUT /b HTTP/1.1\r\nHost: x\r\nAuthorization: yes\r\n"
+                     "Content-Length: 5\r\nConnection: close\r\n\r\nhello"));
+  const std::string ok = k.ReadAll();
+  EXPECT_THAT(ok, StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(ok, HasSubstr("\r\n\r\n5"));  // Ok() answers the body's size
+
+  // A screen that throws is a 500, as a handler that throws.
+  RawConnection t(server->port());
+  ASSERT_TRUE(t.Send("GET /throw HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_THAT(t.ReadAll(), StartsWith("HTTP/1.1 500"));
+
+  EXPECT_EQ(screened.load(), 5);
+  EXPECT_EQ(handled.load(), 1);
+  EXPECT_EQ(screened_body_bytes.load(), 0u);
 }
 
 TEST(HttpOverloadTest, ChunkedBodyIsChargedAsItGrows) {
@@ -311,7 +371,9 @@ TEST(HttpOverloadTest, MetaServerRssStaysBoundedWithEightSlow64MiBUploads) {
               total_sent.load() >> 20);
   EXPECT_GE(total_sent.load(), 2 * kSent) << "the admitted uploads were not read";
   // Sanitizers multiply memory (shadow maps), so the bound means nothing there.
-  if (!testing::kUnderSanitizer) EXPECT_LE(grown_mib, 128 + 48);
+  if (!testing::kUnderSanitizer) {
+    EXPECT_LE(grown_mib, 128 + 48);
+  }
   conns.clear();
   EXPECT_OK((*proc)->Stop(SIGTERM).status());
 }

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/raw_connection.h"
 #include "tests/meta/meta_server_fixture.h"
 
 namespace nighfs::meta_testing {
@@ -60,6 +61,35 @@ TEST_F(MetaAuthTest, AnonymousWrongExpiredAndRevokedTokensGet401AndChangeNothing
   absl::StatusOr<HttpResponse> h = http->Do(health);
   ASSERT_OK(h);
   EXPECT_EQ(h->status, 200);
+}
+
+// Strangers cannot hold the body budget mounts need: an anonymous or unknown token's request is
+// answered when its header arrives, before any of its body is read.
+TEST_F(MetaAuthTest, AnonymousRequestsAreRefusedBeforeTheirBodyIsRead) {
+  const std::string header = "POST /nighfs.meta.v1.MetaService/Mkdir HTTP/1.1\r\nHost: x\r\n"
+                             "Content-Type: application/proto\r\n";
+  for (const std::string& auth : {std::string(),
+                                 "Authorization: Bearer nighfs-token-" + std::string(64, '0') +
+                                     "\r\n"}) {
+    RawConnection c(port_);
+    ASSERT_TRUE(c.connected());
+    // 8 MiB announced, none sent: the old server waited for it (and held its budget).
+    ASSERT_TRUE(c.Send(header + auth + "Content-Length: 8388608\r\n\r\n"));
+    bool closed = false;
+    const std::string reply = c.ReadAll(&closed);
+    EXPECT_TRUE(absl::StartsWith(reply, "HTTP/1.1 401")) << reply;
+    EXPECT_TRUE(closed);
+  }
+  // A valid token's request of the same shape gets its body read and answered.
+  absl::StatusOr<pb::CreateTokenResponse> w = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(w);
+  const std::string body = MkdirReq(1, "screened").SerializeAsString();
+  RawConnection c(port_);
+  ASSERT_TRUE(c.Send(header + "Authorization: Bearer " + w->secret() +
+                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
+  ASSERT_TRUE(c.Send(body));
+  EXPECT_TRUE(absl::StartsWith(c.ReadUntil("\r\n\r\n"), "HTTP/1.1 200"));
+  EXPECT_THAT(Names(1), ::testing::ElementsAre("screened"));
 }
 
 TEST_F(MetaAuthTest, ReadTokenAndVolumeTokensGet403ForWhatTheyMayNotDo) {

@@ -271,6 +271,38 @@ TEST_F(ProxyServerTest, TokensAreChecked) {
   EXPECT_EQ(server_->cache().Gauges().cached_blocks, 1u);
 }
 
+// A PUT's token is checked when its header arrives: refused writers are answered at once, their
+// bodies never read nor counted against the body budget.
+TEST_F(ProxyServerTest, RefusedPutsAreAnsweredBeforeTheirBodyIsRead) {
+  Start();
+  for (const std::string& auth : {std::string(), std::string("Authorization: Bearer nonsense\r\n"),
+                                 std::string("Authorization: Bearer r-secret\r\n")}) {
+    RawConnection c(server_->port());
+    ASSERT_TRUE(c.connected());
+    // The header only: a body that never comes.
+    ASSERT_TRUE(c.Send(absl::StrCat("PUT ", Path(9), " HTTP/1.1\r\nHost: x\r\n", auth,
+                                    "Content-Length: 1000000\r\n\r\n")));
+    bool closed = false;
+    const std::string reply = c.ReadAll(&closed);
+    EXPECT_TRUE(absl::StartsWith(reply, auth.empty() || absl::StrContains(auth, "nonsense")
+                                            ? "HTTP/1.1 401"
+                                            : "HTTP/1.1 403"))
+        << reply;
+    EXPECT_TRUE(closed) << "the unread body would be taken for the next request";
+  }
+  EXPECT_EQ(server_->load().peak_buffered_body_bytes, 0u);
+  // A writer's PUT of the same shape waits for its body and is stored.
+  RawConnection w(server_->port());
+  const std::string data = Data(9);
+  ASSERT_TRUE(w.Send(absl::StrCat("PUT ", Path(9),
+                                  " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w-secret\r\n"
+                                  "Content-Length: ",
+                                  data.size(), "\r\n\r\n")));
+  ASSERT_TRUE(w.Send(data));
+  EXPECT_TRUE(absl::StartsWith(w.ReadUntil("\r\n\r\n"), "HTTP/1.1 200"));
+  EXPECT_EQ(Do("GET", Path(9)).body, data);
+}
+
 TEST_F(ProxyServerTest, BlocksAreImmutable) {
   Start();
   ASSERT_EQ(Do("PUT", Path(7), "w-secret", "first").status, 200);
