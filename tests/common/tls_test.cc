@@ -1,8 +1,12 @@
 // HttpServer with TLS against HttpClient (libcurl) and raw sockets, with lab certificates made
 // by common/tls_certs: trust, refusal without retries, host names, plain HTTP and silent peers
 // on a TLS port, and the server's limits over TLS.
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -188,6 +192,51 @@ TEST_F(TlsTest, PlainHttpAndGarbageGetNoHandlerCallAndDoNotWedgeTheServer) {
   ASSERT_OK(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(calls_.load(), 1);
+}
+
+// A TLS handshake with the server by a client held to `version` and, when not empty, to the
+// TLS 1.2 `ciphers`. 0 when it completed, else the reason code of the first OpenSSL error
+// (e.g. SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: an alert the server sent).
+unsigned long Handshake(uint16_t port, int version, const char* ciphers) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  // Security level 0, so this client is able to offer what the server must refuse.
+  SSL_CTX_set_security_level(ctx, 0);
+  SSL_CTX_set_min_proto_version(ctx, version);
+  SSL_CTX_set_max_proto_version(ctx, version);
+  if (ciphers != nullptr) SSL_CTX_set_cipher_list(ctx, ciphers);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  unsigned long reason = ~0ul;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    ERR_clear_error();
+    reason = SSL_connect(ssl) == 1 ? 0 : ERR_GET_REASON(ERR_peek_error());
+    SSL_free(ssl);
+  }
+  ::close(fd);
+  SSL_CTX_free(ctx);
+  return reason;
+}
+
+// The server speaks TLS 1.2 with ECDHE and AEAD ciphers, and TLS 1.3: older versions and CBC
+// suites get the server's alert, which a client able to offer them receives.
+TEST_F(TlsTest, OldProtocolVersionsAndNonAeadCiphersAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(Lab()));
+  const uint16_t port = server_->port();
+  EXPECT_EQ(Handshake(port, TLS1_3_VERSION, nullptr), 0u);
+  EXPECT_EQ(Handshake(port, TLS1_2_VERSION, nullptr), 0u);
+  EXPECT_EQ(Handshake(port, TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256"), 0u);
+  EXPECT_EQ(Handshake(port, TLS1_1_VERSION, "DEFAULT:@SECLEVEL=0"),
+            static_cast<unsigned long>(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION));
+  EXPECT_EQ(Handshake(port, TLS1_VERSION, "DEFAULT:@SECLEVEL=0"),
+            static_cast<unsigned long>(SSL_R_TLSV1_ALERT_PROTOCOL_VERSION));
+  EXPECT_EQ(Handshake(port, TLS1_2_VERSION, "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA"),
+            static_cast<unsigned long>(SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE));
+  EXPECT_EQ(calls_.load(), 0);
 }
 
 TEST_F(TlsTest, SilentPeersDoNotBlockOthersAndAreDroppedAfterTheHandshakeTimeout) {
