@@ -58,26 +58,6 @@ absl::StatusCode CodeFromHttp(int http) {
   }
 }
 
-// `s` as valid UTF-8, each byte that is not part of a valid sequence written as "\xNN". A
-// ConnectError travels as JSON, and protobuf writes a string with invalid UTF-8 into JSON that
-// no JSON reader (protobuf's included) accepts: the client then lost the error's code and
-// message and guessed from the HTTP status. Messages quote what a request named (a method, a
-// volume, a store URL), which may be any bytes. Found by fuzz/meta_rpc.cc.
-std::string ValidUtf8(absl::string_view s) {
-  std::string out;
-  while (!s.empty()) {
-    const size_t valid = static_cast<size_t>(google::protobuf::internal::UTF8SpnStructurallyValid(
-        google::protobuf::StringPiece(s.data(), s.size())));
-    out.append(s.data(), valid);
-    s.remove_prefix(valid);
-    if (s.empty()) break;
-    absl::StrAppend(&out, "\\x",
-                    absl::Hex(static_cast<unsigned char>(s.front()), absl::kZeroPad2));
-    s.remove_prefix(1);
-  }
-  return out;
-}
-
 ServerResponse PlainError(int http, absl::StatusCode code, std::string message) {
   return ConnectErrorResponse(absl::Status(code, message));
 }
@@ -99,10 +79,30 @@ absl::StatusCode ConnectCodeFromName(std::string_view name) {
   return absl::StatusCode::kUnknown;
 }
 
+// A ConnectError travels as JSON, and protobuf writes a string with invalid UTF-8 into JSON that
+// no JSON reader (protobuf's included) accepts: the client then lost the error's code and
+// message and guessed from the HTTP status. Messages quote what a request named (a method, a
+// volume, a store URL), which may be any bytes. Found by fuzz/meta_rpc.cc.
+std::string ValidUtf8(std::string_view text) {
+  absl::string_view s(text.data(), text.size());
+  std::string out;
+  while (!s.empty()) {
+    const size_t valid = static_cast<size_t>(google::protobuf::internal::UTF8SpnStructurallyValid(
+        google::protobuf::StringPiece(s.data(), s.size())));
+    out.append(s.data(), valid);
+    s.remove_prefix(valid);
+    if (s.empty()) break;
+    absl::StrAppend(&out, "\\x",
+                    absl::Hex(static_cast<unsigned char>(s.front()), absl::kZeroPad2));
+    s.remove_prefix(1);
+  }
+  return out;
+}
+
 ServerResponse ConnectErrorResponse(const absl::Status& status) {
   rpc::v1::ConnectError err;
   err.set_code(std::string(ConnectCodeName(status.code())));
-  err.set_message(ValidUtf8(status.message()));
+  err.set_message(ValidUtf8(std::string_view(status.message().data(), status.message().size())));
   // Only a real file-system answer carries an errno: a client treats those as final.
   if (HasErrnoPayload(status)) err.set_posix_errno(StatusToErrno(status));
   ServerResponse resp;

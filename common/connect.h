@@ -24,6 +24,11 @@ std::string_view ConnectCodeName(absl::StatusCode code);
 int ConnectHttpStatus(absl::StatusCode code);
 absl::StatusCode ConnectCodeFromName(std::string_view name);
 
+// `s` as valid UTF-8, each byte that is not part of a valid sequence written as "\xNN": for
+// text of any bytes (a path, a peer's message) that must go into a protobuf string or JSON,
+// both of which take only UTF-8.
+std::string ValidUtf8(std::string_view s);
+
 // Encodes a failed status as the response a Connect server sends.
 ServerResponse ConnectErrorResponse(const absl::Status& status);
 

@@ -24,6 +24,7 @@
 #include "blockstore/counting_store.h"
 #include "blockstore/proxy_store.h"
 #include "blockstore/store_wrapper.h"
+#include "common/connect.h"  // ValidUtf8
 #include "common/errno_status.h"
 #include "common/logging.h"
 #include "google/protobuf/util/json_util.h"
@@ -186,8 +187,8 @@ class MountKeeper {
     // The server expired our session (we were away too long): register again.
     pb::MountRequest m;
     m.set_volume_name(opts_.volume);
-    m.set_hostname(Hostname());
-    m.set_mount_point(opts_.mount_point);
+    m.set_hostname(ValidUtf8(Hostname()));
+    m.set_mount_point(ValidUtf8(opts_.mount_point));
     m.set_pid(::getpid());
     absl::StatusOr<pb::MountResponse> mr = meta_->Mount(m);
     if (!mr.ok()) {
@@ -209,7 +210,8 @@ class MountKeeper {
 
   void WriteStatus() {
     status::v1::MountStatus s;
-    s.set_mount_point(opts_.mount_point);
+    // JSON and protobuf strings take UTF-8 only; `nighfs status PATH` escapes PATH the same way.
+    s.set_mount_point(ValidUtf8(opts_.mount_point));
     s.set_volume(volume_.name());
     s.set_volume_id(volume_.id());
     s.set_meta_address(opts_.meta_address);
@@ -351,8 +353,8 @@ int RunMount(MountOptions opts) {
   if (!probe.ok()) return Fail(std::string(probe.status().message()));
   pb::MountRequest mreq;
   mreq.set_volume_name(opts.volume);
-  mreq.set_hostname(Hostname());
-  mreq.set_mount_point(mp);
+  mreq.set_hostname(ValidUtf8(Hostname()));
+  mreq.set_mount_point(ValidUtf8(mp));  // a protobuf string: UTF-8 only
   mreq.set_pid(::getpid());
   absl::StatusOr<pb::MountResponse> mounted = (*probe)->Mount(mreq);
   if (!mounted.ok()) {

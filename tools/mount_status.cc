@@ -14,6 +14,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/connect.h"  // ValidUtf8
 #include "google/protobuf/util/json_util.h"
 
 namespace nighfs::tools {
@@ -160,26 +161,28 @@ absl::StatusOr<MountScan> ScanMounts(const ScanOptions& options) {
   return scan;
 }
 
+// Status files hold mount points as ValidUtf8 text (JSON takes only UTF-8), so `path` is
+// compared in that form too.
 const MountStatusFile* FindMount(const MountScan& scan, const std::string& path) {
-  const std::string want = NormalPath(path);
+  const std::string want = ValidUtf8(NormalPath(path));
   for (const auto& m : scan.mounts) {
     if (NormalPath(m.status.mount_point()) == want) return &m;
   }
-  const std::string want_real = RealPathOr(path, want);
+  const std::string want_real = ValidUtf8(RealPathOr(path, NormalPath(path)));
   for (const auto& m : scan.mounts) {
     if (NormalPath(m.status.mount_point()) == want_real) return &m;
   }
   // Last resort, for a daemon that recorded the mount point through a symlink.
   for (const auto& m : scan.mounts) {
     const std::string mp = NormalPath(m.status.mount_point());
-    if (RealPathOr(mp, mp) == want_real) return &m;
+    if (ValidUtf8(RealPathOr(mp, mp)) == want_real) return &m;
   }
   return nullptr;
 }
 
 const SkippedStatusFile* FindStale(const MountScan& scan, const std::string& path) {
-  const std::string want = NormalPath(path);
-  const std::string want_real = RealPathOr(path, want);
+  const std::string want = ValidUtf8(NormalPath(path));
+  const std::string want_real = ValidUtf8(RealPathOr(path, NormalPath(path)));
   for (const auto& f : scan.stale) {
     if (f.mount_point.empty()) continue;
     const std::string mp = NormalPath(f.mount_point);

@@ -171,7 +171,9 @@ class FakeProxy {
     const std::string spec = range.substr(6);
     const size_t dash = spec.find('-');
     EXPECT_TRUE(absl::SimpleAtoi(spec.substr(0, dash), &a)) << range;
-    if (dash + 1 < spec.size()) EXPECT_TRUE(absl::SimpleAtoi(spec.substr(dash + 1), &b));
+    if (dash + 1 < spec.size()) {
+      EXPECT_TRUE(absl::SimpleAtoi(spec.substr(dash + 1), &b));
+    }
     if (a >= data.size()) return S3Error(416, "InvalidRange", "past the end");
     b = std::min<uint64_t>(b, data.size() - 1);
     if (shift_ranges_) a = a > 0 ? a - 1 : a + 1;

@@ -230,5 +230,22 @@ TEST_F(InfraE2eTest, StatusShowsAFailingStoreAsUnhealthyWithItsError) {
   EXPECT_THAT(text, HasSubstr("cannot store object"));
 }
 
+// A mount point's name is any bytes; the metadata server's protobuf strings and the status
+// file's JSON take only UTF-8. A Latin-1 folder name failed the mount (400 from the server's
+// parser) and left `nighfs status` without the mount. Both now carry the name with each
+// stray byte written as "\xNN", and `nighfs status PATH` finds it by its real bytes.
+TEST_F(InfraE2eTest, MountPointThatIsNotUtf8MountsAndShowsInStatus) {
+  FuseMount* m = MountVolume("vol", "caf\xe9");
+  ASSERT_NE(m, nullptr);
+  ASSERT_TRUE(WriteFile(m->path() + "/f", "latin-1"));
+  EXPECT_EQ(ReadFile(m->path() + "/f"), "latin-1");
+  const std::string cli = absl::StrCat(BuildRoot(), "/tools/nighfs --meta ", meta_->address());
+  absl::StatusOr<status::v1::MountStatus> s;
+  ASSERT_TRUE(WaitFor([&] { return (s = StatusOf(cli, m->path())).ok(); }, absl::Seconds(15)))
+      << s.status();
+  EXPECT_EQ(s->mount_point(), root_ + "/caf\\xe9");
+  EXPECT_EQ(s->volume(), "vol");
+}
+
 }  // namespace
 }  // namespace nighfs::testing
