@@ -17,7 +17,6 @@
 
 #include <sys/stat.h>
 
-#include "common/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "mount/filesystem_impl.h"
 

@@ -1,5 +1,5 @@
 // The supplementary groups of the processes behind FUSE requests, cached briefly.
-// fuse_req_getgroups reads /proc/PID/task/PID/status (an open, a read and a parse per call):
+// Reading them (ReadProcessGroups: /proc/PID/task/PID/status, an open, a read and a parse) is
 // too dear for every lookup of a build, while a process's groups change only by setgroups(2),
 // which login tools call before they exec the user's program.
 #ifndef NIGHFS_MOUNT_GROUP_CACHE_H_
