@@ -39,6 +39,15 @@ absl::StatusOr<Removal> FindRemovable(Tx& tx, const Cred& cred, uint64_t vol, ui
   return Removal{std::move(dir), std::move(d), std::move(n)};
 }
 
+// Whether inode `ino` has no extended attributes (Attr.no_xattrs).
+absl::StatusOr<bool> NoXattrs(Tx& tx, uint64_t vol, uint64_t ino) {
+  ASSIGN_OR_RETURN(auto st, Query(tx.db,
+                                  "SELECT 1 FROM xattrs WHERE volume_id = ? AND ino = ? LIMIT 1",
+                                  vol, ino));
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  return !row;
+}
+
 }  // namespace
 
 absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Lookup(const pb::LookupRequest& req) {
@@ -51,6 +60,8 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Lookup(const pb::LookupReques
     ASSIGN_OR_RETURN(Inode n, tx.GetEntryInode(req.volume_id(), d.ino));
     pb::EntryResponse r;
     *r.mutable_attr() = n.Proto();
+    ASSIGN_OR_RETURN(const bool none, NoXattrs(tx, req.volume_id(), n.ino));
+    r.mutable_attr()->set_no_xattrs(none);
     return r;
   });
 }
@@ -61,6 +72,8 @@ absl::StatusOr<pb::AttrResponse> MetaServiceImpl::GetAttr(const pb::GetAttrReque
     ASSIGN_OR_RETURN(Inode n, tx.GetInode(req.volume_id(), req.ino()));
     pb::AttrResponse r;
     *r.mutable_attr() = n.Proto();
+    ASSIGN_OR_RETURN(const bool none, NoXattrs(tx, req.volume_id(), n.ino));
+    r.mutable_attr()->set_no_xattrs(none);
     return r;
   });
 }
@@ -479,7 +492,9 @@ absl::StatusOr<pb::ReadDirResponse> MetaServiceImpl::ReadDir(const pb::ReadDirRe
     ASSIGN_OR_RETURN(auto st, Query(tx.db,
                                     "SELECT d.id, d.name, i.ino, i.mode, i.uid, i.gid, i.size, "
                                     "i.nlink, i.rdev, i.atime_ns, i.mtime_ns, i.ctime_ns, "
-                                    "i.stored_bytes FROM dentries d JOIN inodes i "
+                                    "i.stored_bytes, NOT EXISTS (SELECT 1 FROM xattrs x "
+                                    "WHERE x.volume_id = i.volume_id AND x.ino = i.ino) "
+                                    "FROM dentries d JOIN inodes i "
                                     "ON i.volume_id = d.volume_id AND i.ino = d.ino "
                                     "WHERE d.volume_id = ? AND d.parent = ? AND d.id > ? "
                                     "ORDER BY d.id LIMIT ?",
@@ -498,7 +513,10 @@ absl::StatusOr<pb::ReadDirResponse> MetaServiceImpl::ReadDir(const pb::ReadDirRe
       e->set_name(st->ColumnBlob(1));
       e->set_ino(n.ino);
       e->set_mode(n.mode);
-      if (req.plus()) n.ToProto(e->mutable_attr());
+      if (req.plus()) {
+        n.ToProto(e->mutable_attr());
+        e->mutable_attr()->set_no_xattrs(st->ColumnInt64(13) != 0);
+      }
     }
     return r;
   });

@@ -380,10 +380,15 @@ class FileSystemImpl : public FileSystem {
     bool done_ = false;
   };
 
-  // ---- security.capability absence cache ----
+  // ---- what this mount knows of absent extended attributes ----
+  // security.capability of inodes this mount made or asked about (its own changes only).
   bool KnownNoCaps(uint64_t ino);
   void RememberNoCaps(uint64_t ino);
-  void ForgetNoCaps(uint64_t ino);
+  // No extended attributes at all, from a server reply's Attr.no_xattrs, for attr_timeout.
+  void NoteXattrs(const pb::Attr& attr);
+  bool KnownNoXattrs(uint64_t ino);
+  // This mount changed the inode's extended attributes: forget both.
+  void ForgetNoXattrs(uint64_t ino);
   MetaApi* const meta_;
   blockstore::BlockStore* const store_;
   const pb::Volume volume_;
@@ -419,6 +424,9 @@ class FileSystemImpl : public FileSystem {
 
   absl::Mutex caps_mu_;
   absl::flat_hash_set<uint64_t> no_caps_ ABSL_GUARDED_BY(caps_mu_);
+  // Inode -> until when it is known to have no extended attributes. Bounded (cleared when
+  // full): a forgotten entry costs one GetXattr.
+  absl::flat_hash_map<uint64_t, absl::Time> no_xattrs_ ABSL_GUARDED_BY(caps_mu_);
 
   // Written and not yet stored: every byte is owned by the charge of one buffer.
   ByteGauge buffered_;

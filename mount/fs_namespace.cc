@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "absl/strings/match.h"
 #include "common/status_macros.h"
 
 namespace nighfs::fs {
@@ -51,6 +52,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Lookup(uint64_t parent, const std::stri
   req.set_parent(parent);
   req.set_name(name);
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Lookup, req));
+  NoteXattrs(resp.attr());
   return Overlay(resp.attr());
 }
 
@@ -68,6 +70,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::GetAttr(uint64_t ino) {
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
   ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::GetAttr, req));
+  NoteXattrs(resp.attr());
   return Overlay(resp.attr());
 }
 
@@ -331,7 +334,10 @@ absl::StatusOr<std::vector<DirEntryOut>> FileSystemImpl::ReadDir(
     e.ino = de.ino();
     e.mode = de.mode();
     e.next_offset = de.cookie() + kDotEntries;
-    if (plus) e.attr = Overlay(de.attr());
+    if (plus) {
+      NoteXattrs(de.attr());
+      e.attr = Overlay(de.attr());
+    }
     out.push_back(std::move(e));
   }
   return out;
@@ -370,7 +376,7 @@ absl::Status FileSystemImpl::SetXattr(uint64_t ino, const std::string& name, std
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
-  ForgetNoCaps(ino);
+  ForgetNoXattrs(ino);
   return absl::OkStatus();
 }
 
@@ -379,6 +385,11 @@ absl::StatusOr<std::string> FileSystemImpl::GetXattr(uint64_t ino, const std::st
   // from memory keeps that off the network. Only this mount's own changes are seen here.
   const bool caps = name == "security.capability";
   if (caps && KnownNoCaps(ino)) return PosixError(ENODATA, "no such attribute");
+  // `ls -l` asks every file for security.selinux. Only security.* is answered here: the VFS
+  // lets anyone read that namespace, so the server could not have refused it instead.
+  if (absl::StartsWith(name, "security.") && KnownNoXattrs(ino)) {
+    return PosixError(ENODATA, "no such attribute");
+  }
   if (!CheckXattrNamespace(name).ok()) return PosixError(ENODATA, "no such attribute");
   pb::GetXattrRequest req;
   req.set_volume_id(volume_.id());
@@ -394,6 +405,8 @@ absl::StatusOr<std::string> FileSystemImpl::GetXattr(uint64_t ino, const std::st
 }
 
 absl::StatusOr<std::vector<std::string>> FileSystemImpl::ListXattr(uint64_t ino) {
+  // listxattr needs no permission: an inode known to have none lists none (cp -a, rsync -X).
+  if (KnownNoXattrs(ino)) return std::vector<std::string>();
   pb::ListXattrRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
@@ -410,7 +423,7 @@ absl::Status FileSystemImpl::RemoveXattr(uint64_t ino, const std::string& name) 
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
   RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
-  ForgetNoCaps(ino);
+  ForgetNoXattrs(ino);
   return absl::OkStatus();
 }
 
@@ -440,9 +453,26 @@ void FileSystemImpl::RememberNoCaps(uint64_t ino) {
   no_caps_.insert(ino);
 }
 
-void FileSystemImpl::ForgetNoCaps(uint64_t ino) {
+void FileSystemImpl::NoteXattrs(const pb::Attr& attr) {
+  absl::MutexLock l(&caps_mu_);
+  if (!attr.no_xattrs()) {
+    no_xattrs_.erase(attr.ino());
+    return;
+  }
+  if (no_xattrs_.size() >= 100000) no_xattrs_.clear();
+  no_xattrs_[attr.ino()] = absl::Now() + options_.attr_timeout;
+}
+
+bool FileSystemImpl::KnownNoXattrs(uint64_t ino) {
+  absl::MutexLock l(&caps_mu_);
+  auto it = no_xattrs_.find(ino);
+  return it != no_xattrs_.end() && absl::Now() < it->second;
+}
+
+void FileSystemImpl::ForgetNoXattrs(uint64_t ino) {
   absl::MutexLock l(&caps_mu_);
   no_caps_.erase(ino);
+  no_xattrs_.erase(ino);
 }
 
 }  // namespace nighfs::fs

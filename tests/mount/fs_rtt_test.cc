@@ -226,6 +226,55 @@ TEST_F(FsRttTest, NewFilesHaveNoCapabilitiesWithoutAsking) {
   EXPECT_EQ(faulty_meta_->Calls("GetXattr"), 2);
 }
 
+// `ls -l` asks every entry for security.selinux (and ACLs, refused locally): with the server's
+// Attr.no_xattrs from the listing, that costs nothing for attr_timeout; user.* names and an
+// inode whose attributes are older still go to the server.
+TEST_F(FsRttTest, FilesListedWithoutXattrsAnswerSecurityNamesWithoutAsking) {
+  FsOptions o;
+  o.attr_timeout = absl::Milliseconds(300);
+  fs_ = NewMount(o);
+  auto made = fs_->Create(kRoot, 1, "plain", 0644, O_WRONLY);
+  ASSERT_OK(made);
+  ASSERT_OK(fs_->Release(made->second));
+  const uint64_t plain = made->first.ino();
+  auto tagged = fs_->Create(kRoot, 1, "tagged", 0644, O_WRONLY);
+  ASSERT_OK(tagged);
+  ASSERT_OK(fs_->Release(tagged->second));
+  ASSERT_OK(fs_->SetXattr(tagged->first.ino(), "security.selinux", "ctx", 0));
+
+  // A second mount lists the folder, as ls -l does, then asks each file.
+  std::unique_ptr<FileSystem> other = NewMount(o);
+  auto listed = other->ReadDir(1, 0, 100, /*plus=*/true);
+  ASSERT_OK(listed);
+  const int before = faulty_meta_->Calls("GetXattr") + faulty_meta_->Calls("ListXattr");
+  EXPECT_EQ(StatusToErrno(other->GetXattr(plain, "security.selinux").status()), ENODATA);
+  auto none = other->ListXattr(plain);
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr") + faulty_meta_->Calls("ListXattr"), before);
+  // The one that has an attribute is asked about, and answered.
+  auto ctx = other->GetXattr(tagged->first.ino(), "security.selinux");
+  ASSERT_OK(ctx);
+  EXPECT_EQ(*ctx, "ctx");
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), before + 1);
+  // user.* names are checked by the server (permissions): always asked.
+  EXPECT_EQ(StatusToErrno(other->GetXattr(plain, "user.x").status()), ENODATA);
+  EXPECT_EQ(faulty_meta_->Calls("GetXattr"), before + 2);
+
+  // The first mount sets one on `plain`: the second sees it once its knowledge is
+  // attr_timeout old, as it would see any other attribute change.
+  ASSERT_OK(fs_->SetXattr(plain, "security.selinux", "new", 0));
+  absl::SleepFor(absl::Milliseconds(350));
+  auto now_set = other->GetXattr(plain, "security.selinux");
+  ASSERT_OK(now_set);
+  EXPECT_EQ(*now_set, "new");
+  // And the server's GetAttr reply says so: no more local answers for it.
+  ASSERT_OK(other->GetAttr(plain).status());
+  auto still = other->ListXattr(plain);
+  ASSERT_OK(still);
+  EXPECT_THAT(*still, ::testing::ElementsAre("security.selinux"));
+}
+
 TEST(DirAttrCacheTest, KeepsOnlyTheReplyOfTheLastChangeBegun) {
   DirAttrCache cache(absl::Seconds(10));
   pb::Attr a1, a2;

@@ -82,7 +82,9 @@ TEST(MountOptionsTest, Proxy) {
                           "proxy=me@h:1"}) {
     auto r = ParseMountArgs({"v@h:1", "/m", "-o", bad});
     EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
-    if (!r.ok()) EXPECT_NE(r.status().message().find("proxy"), std::string::npos) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("proxy"), std::string::npos) << bad;
+    }
   }
 }
 
