@@ -8,6 +8,9 @@
 // Targets the handler treats specially, so the response paths run too:
 //   /status/NNN  replies with status NNN
 //   /drop        closes the connection without a reply
+//   /refuse...   answered 401 by the request screen (HttpServerOptions::screen), before any
+//                body is read: the connection is then closed if a body was left unread
+//   /screen-drop the screen closes the connection without a reply
 //
 // Checks beyond the sanitizers: the server closes the connection within 10 s of the client's
 // end of input (never waits for bytes that cannot come), and what it sends is empty or starts
@@ -26,9 +29,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -62,6 +67,22 @@ ServerResponse Echo(const ServerRequest& req) {
   return r;
 }
 
+std::optional<ServerResponse> Screen(const ServerRequest& req) {
+  if (!req.body.empty()) Fail("the screen saw a body");
+  absl::string_view target = req.target;
+  if (target == "/screen-drop") {
+    ServerResponse r;
+    r.close_without_reply = true;
+    return r;
+  }
+  if (!absl::StartsWith(target, "/refuse")) return std::nullopt;
+  ServerResponse r;
+  r.status = 401;
+  r.content_type = "text/plain";
+  r.body = "refused\n";
+  return r;
+}
+
 uint16_t ServerPort() {
   static const uint16_t port = [] {
     SetLogLevel(LogLevel::ERROR);
@@ -71,6 +92,7 @@ uint16_t ServerPort() {
     o.max_body_bytes = 64u << 10;
     o.max_buffered_body_bytes = 128u << 10;
     o.body_budget_wait = absl::Milliseconds(50);
+    o.screen = Screen;
     absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(o, Echo);
     if (!server.ok()) Fail("cannot start the server: " + server.status().ToString());
     // Lives until exit: the fuzzer ends the process without running destructors anyway.
