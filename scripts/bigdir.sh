@@ -14,15 +14,7 @@ log() { printf '[bigdir %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 source "$REPO/scripts/lib/processes.sh"
 META_BIN=$BUILD/meta/nighfs-meta CLI_BIN=$BUILD/tools/nighfs MOUNT_BIN=$BUILD/mount/mount.nighfs
-T=$(mktemp -d /tmp/nighfs-bigdir.XXXXXX)
-chmod 755 "$T"
-META_PID= MOUNT_PID= MNT=$T/mnt
-cleanup() {
-  unmount_fuse "$MNT" "$MOUNT_PID"
-  if [[ -n $META_PID ]]; then kill -TERM "$META_PID" 2>/dev/null || true; stop_pid "$META_PID" 10; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
+scratch_with_cleanup bigdir
 mkdir -p "$T/meta" "$T/store" "$MNT" "$T/run" "$T/local"
 start_meta
 "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume big \

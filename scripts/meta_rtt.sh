@@ -17,15 +17,7 @@ log() { printf '[meta_rtt %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 source "$REPO/scripts/lib/processes.sh"
 META_BIN=$BIN/nighfs-meta CLI_BIN=$BIN/nighfs MOUNT_BIN=$BIN/mount.nighfs
-T=$(mktemp -d /tmp/nighfs-rtt.XXXXXX)
-chmod 755 "$T"
-META_PID= MOUNT_PID= MNT=$T/mnt
-cleanup() {
-  unmount_fuse "$MNT" "$MOUNT_PID"
-  if [[ -n $META_PID ]]; then kill -TERM "$META_PID" 2>/dev/null || true; stop_pid "$META_PID" 10; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
+scratch_with_cleanup rtt
 mkdir -p "$T/meta" "$T/store" "$MNT" "$T/run"
 "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
   --insecure-plaintext --allow-file-root "$T" >"$T/meta.log" 2>&1 &

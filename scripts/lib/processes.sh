@@ -176,3 +176,19 @@ finish_scratch() {
     rm -rf "$dir"
   fi
 }
+
+# A scratch folder for one meta server and one mount: sets T (mktemp -d /tmp/nighfs-$1.XXXXXX,
+# mode 755 so FUSE callers can reach it), MNT=$T/mnt, empty META_PID and MOUNT_PID, and an EXIT
+# trap that unmounts MNT, stops META_PID and removes T. For the small measuring scripts
+# (meta_rtt.sh, bigdir.sh); the benchmarks have their own, longer, cleanups.
+scratch_with_cleanup() {
+  T=$(mktemp -d "/tmp/nighfs-$1.XXXXXX")
+  chmod 755 "$T"
+  META_PID= MOUNT_PID= MNT=$T/mnt
+  trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+  unmount_fuse "$MNT" "$MOUNT_PID"
+  if [[ -n $META_PID ]]; then kill -TERM "$META_PID" 2>/dev/null || true; stop_pid "$META_PID" 10; fi
+  rm -rf "$T"
+}
