@@ -385,7 +385,9 @@ class FileSystemImpl : public FileSystem {
   bool KnownNoCaps(uint64_t ino);
   void RememberNoCaps(uint64_t ino);
   // No extended attributes at all, from a server reply's Attr.no_xattrs, for attr_timeout.
-  void NoteXattrs(const pb::Attr& attr);
+  // `gen` is xattr_gen_ read before the request was sent: a reply that may predate this
+  // mount's own change of some inode's xattrs (ForgetNoXattrs) is not noted.
+  void NoteXattrs(const pb::Attr& attr, uint64_t gen);
   bool KnownNoXattrs(uint64_t ino);
   // This mount changed the inode's extended attributes: forget both.
   void ForgetNoXattrs(uint64_t ino);
@@ -427,6 +429,8 @@ class FileSystemImpl : public FileSystem {
   // Inode -> until when it is known to have no extended attributes. Bounded (cleared when
   // full): a forgotten entry costs one GetXattr.
   absl::flat_hash_map<uint64_t, absl::Time> no_xattrs_ ABSL_GUARDED_BY(caps_mu_);
+  uint64_t xattr_gen_ ABSL_GUARDED_BY(caps_mu_) = 0;  // bumped by ForgetNoXattrs
+  uint64_t XattrGen() ABSL_LOCKS_EXCLUDED(caps_mu_);
 
   // Written and not yet stored: every byte is owned by the charge of one buffer.
   ByteGauge buffered_;

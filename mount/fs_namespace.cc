@@ -51,8 +51,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Lookup(uint64_t parent, const std::stri
   req.set_volume_id(volume_.id());
   req.set_parent(parent);
   req.set_name(name);
+  const uint64_t gen = XattrGen();
   ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Lookup, req));
-  NoteXattrs(resp.attr());
+  NoteXattrs(resp.attr(), gen);
   return Overlay(resp.attr());
 }
 
@@ -69,8 +70,9 @@ absl::StatusOr<pb::Attr> FileSystemImpl::GetAttr(uint64_t ino) {
   pb::GetAttrRequest req;
   req.set_volume_id(volume_.id());
   req.set_ino(ino);
+  const uint64_t gen = XattrGen();
   ASSIGN_OR_RETURN(pb::AttrResponse resp, Meta(&MetaApi::GetAttr, req));
-  NoteXattrs(resp.attr());
+  NoteXattrs(resp.attr(), gen);
   return Overlay(resp.attr());
 }
 
@@ -322,6 +324,7 @@ absl::StatusOr<std::vector<DirEntryOut>> FileSystemImpl::ReadDir(
     absl::MutexLock l(&dir_grants_mu_);
     if (auto it = dir_grants_.find(ino); it != dir_grants_.end()) req.set_grant(it->second);
   }
+  const uint64_t gen = XattrGen();
   ASSIGN_OR_RETURN(pb::ReadDirResponse resp, Meta(&MetaApi::ReadDir, req));
   if (!resp.grant().empty()) {
     absl::MutexLock l(&dir_grants_mu_);
@@ -335,7 +338,7 @@ absl::StatusOr<std::vector<DirEntryOut>> FileSystemImpl::ReadDir(
     e.mode = de.mode();
     e.next_offset = de.cookie() + kDotEntries;
     if (plus) {
-      NoteXattrs(de.attr());
+      NoteXattrs(de.attr(), gen);
       e.attr = Overlay(de.attr());
     }
     out.push_back(std::move(e));
@@ -375,9 +378,9 @@ absl::Status FileSystemImpl::SetXattr(uint64_t ino, const std::string& name, std
   req.set_flags(static_cast<uint32_t>(flags));
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
-  RETURN_IF_ERROR(Meta(&MetaApi::SetXattr, req).status());
-  ForgetNoXattrs(ino);
-  return absl::OkStatus();
+  absl::Status done = Meta(&MetaApi::SetXattr, req).status();
+  ForgetNoXattrs(ino);  // also when the outcome is unknown (a timeout)
+  return done;
 }
 
 absl::StatusOr<std::string> FileSystemImpl::GetXattr(uint64_t ino, const std::string& name) {
@@ -422,9 +425,9 @@ absl::Status FileSystemImpl::RemoveXattr(uint64_t ino, const std::string& name) 
   req.set_name(name);
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, ino);  // its ctime changes; the reply has no attributes
-  RETURN_IF_ERROR(Meta(&MetaApi::RemoveXattr, req).status());
-  ForgetNoXattrs(ino);
-  return absl::OkStatus();
+  absl::Status done = Meta(&MetaApi::RemoveXattr, req).status();
+  ForgetNoXattrs(ino);  // also when the outcome is unknown (a timeout)
+  return done;
 }
 
 std::shared_ptr<FileState> FileSystemImpl::OpenStateOfName(uint64_t parent,
@@ -453,9 +456,14 @@ void FileSystemImpl::RememberNoCaps(uint64_t ino) {
   no_caps_.insert(ino);
 }
 
-void FileSystemImpl::NoteXattrs(const pb::Attr& attr) {
+uint64_t FileSystemImpl::XattrGen() {
   absl::MutexLock l(&caps_mu_);
-  if (!attr.no_xattrs()) {
+  return xattr_gen_;
+}
+
+void FileSystemImpl::NoteXattrs(const pb::Attr& attr, uint64_t gen) {
+  absl::MutexLock l(&caps_mu_);
+  if (!attr.no_xattrs() || gen != xattr_gen_) {
     no_xattrs_.erase(attr.ino());
     return;
   }
@@ -473,6 +481,7 @@ void FileSystemImpl::ForgetNoXattrs(uint64_t ino) {
   absl::MutexLock l(&caps_mu_);
   no_caps_.erase(ino);
   no_xattrs_.erase(ino);
+  ++xattr_gen_;
 }
 
 }  // namespace nighfs::fs
