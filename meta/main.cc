@@ -341,8 +341,10 @@ int main(int argc, char** argv) {
   http.max_connections_per_peer = max_connections_per_peer;
   http.tls_cert_file = tls_cert;
   http.tls_key_file = tls_key;
-  // An anonymous request is refused before its body is read, so strangers cannot hold the
-  // body budget (--max-buffered-mib) that mounts need; the handler authenticates again.
+  // Nothing but /healthz answers an anonymous request, not even with 404 (no method list for
+  // strangers), and it is refused before its body is read, so strangers cannot hold the body
+  // budget (--max-buffered-mib) that mounts need. Each method authenticates and authorizes
+  // again for itself (RegisterMetaServiceWithAuth).
   http.screen = [&authorizer](const nighfs::ServerRequest& req)
       -> std::optional<nighfs::ServerResponse> {
     if (IsHealthProbe(req)) return std::nullopt;
@@ -352,7 +354,7 @@ int main(int argc, char** argv) {
     return std::nullopt;
   };
   absl::StatusOr<std::unique_ptr<nighfs::HttpServer>> server = nighfs::HttpServer::Start(
-      http, [&router, &authorizer](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
+      http, [&router](const nighfs::ServerRequest& req) -> nighfs::ServerResponse {
         if (IsHealthProbe(req)) {
           nighfs::ServerResponse r;
           r.status = 200;
@@ -360,12 +362,7 @@ int main(int argc, char** argv) {
           r.body = "ok";
           return r;
         }
-        // Nothing else answers an anonymous request, not even with 404 (no method list for
-        // strangers); each method authenticates and authorizes again for itself.
-        if (absl::Status who = authorizer.Authenticate(req).status(); !who.ok()) {
-          return nighfs::ConnectErrorResponse(who);
-        }
-        return router.Handle(req);
+        return router.Handle(req);  // the screen above let only authenticated requests in
       });
   if (!server.ok()) {
     return Fail(absl::StrCat("cannot listen on ", listen, ": ", server.status().message()));
