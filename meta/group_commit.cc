@@ -102,6 +102,7 @@ void GroupCommit::CommitBatch(Writer* const* batch, size_t n) {
     commits_.fetch_add(1, std::memory_order_relaxed);
   }
   // Without a commit, the transaction's destructor rolls back whatever is left.
+  if (!commit.ok() && on_lost_) on_lost_();
   for (size_t i = 0; i < n; ++i) {
     Writer* w = batch[i];
     if (!w->ran) {

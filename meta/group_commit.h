@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -28,7 +29,12 @@ class GroupCommit {
   // wait for an unbounded amount of others' work.
   static constexpr size_t kMaxBatch = 64;
 
-  explicit GroupCommit(std::unique_ptr<sql::Connection> writer) : writer_(std::move(writer)) {}
+  // `on_lost` (may be empty) runs on the writer, before the next batch starts, whenever a
+  // batch's writes are lost (the transaction was aborted or did not commit): state kept
+  // outside the database about what those writes did must be dropped then.
+  explicit GroupCommit(std::unique_ptr<sql::Connection> writer,
+                       std::function<void()> on_lost = {})
+      : writer_(std::move(writer)), on_lost_(std::move(on_lost)) {}
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -69,6 +75,7 @@ class GroupCommit {
   // through queue_), it documents and checks the ownership.
   absl::Mutex writer_mu_;
   std::unique_ptr<sql::Connection> writer_ ABSL_PT_GUARDED_BY(writer_mu_);
+  const std::function<void()> on_lost_;
   std::atomic<uint64_t> commits_{0};
 };
 

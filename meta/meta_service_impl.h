@@ -30,6 +30,7 @@
 #include "common/crypto.h"
 #include "common/status_macros.h"
 #include "meta/access.h"
+#include "meta/dir_writers.h"
 #include "meta/group_commit.h"
 #include "meta/meta_service.h"
 #include "meta/principal.h"
@@ -69,6 +70,18 @@ constexpr int kMaxTreeDepth = 1 << 20;
 absl::Status FsError(int err, std::string_view message);
 
 std::string Quote(std::string_view name);
+
+// Clears what a reply says about its directories' previous changes (DirWriters), for a reply
+// replayed from request_replies; a no-op for replies without it.
+inline void ClearParentUnchanged(pb::EntryResponse* r) { r->clear_parent_unchanged(); }
+inline void ClearParentUnchanged(pb::UnlinkResponse* r) { r->clear_parent_unchanged(); }
+inline void ClearParentUnchanged(pb::RmdirResponse* r) { r->clear_parent_unchanged(); }
+inline void ClearParentUnchanged(pb::RenameResponse* r) {
+  r->clear_parent_unchanged();
+  r->clear_new_parent_unchanged();
+}
+template <class Reply>
+void ClearParentUnchanged(Reply*) {}
 
 // OK for a proxy address a Block.holder may name: [http://|https://]HOST:PORT or [IPv6]:PORT,
 // at most 255 bytes (meta/proxy_ops.cc); InvalidArgument otherwise.
@@ -170,6 +183,9 @@ struct Tx {
   // Set by an operation that fails but must keep what it wrote (a stale session it expired,
   // blocks it queued for GC).
   bool commit_on_error = false;
+  // Directories whose names this operation changed, noted in DirWriters (forgotten again if
+  // the operation's writes are undone).
+  std::vector<std::pair<uint64_t, uint64_t>> dirs_noted;
 
   absl::StatusOr<VolumeRow> GetVolume(uint64_t volume_id);
 
@@ -234,7 +250,9 @@ class MetaServiceImpl final : public MetaService {
       : options_(std::move(options)), lock_fd_(lock_fd), secret_key_(std::move(secret_key)),
         // Its own key (domain separation), derived rather than stored: one secret per database.
         grant_key_(HmacSha256(secret_key_, "nighfs open grant key v1")),
-        writes_(std::make_unique<GroupCommit>(std::move(writer))),
+        // A lost batch may have noted changes it did not make.
+        writes_(std::make_unique<GroupCommit>(std::move(writer),
+                                              [this] { dir_writers_.Clear(); })),
         idle_readers_(std::move(readers)) {
     use_readers_ = !idle_readers_.empty();
     if (options_.run_background) background_ = std::thread([this] { BackgroundLoop(); });
@@ -331,7 +349,11 @@ class MetaServiceImpl final : public MetaService {
       // "now" is taken in the writers' order, so timestamps follow the commit order.
       Tx tx{db, Now()};
       result.emplace(fn(tx));
-      return result->ok() || tx.commit_on_error;
+      const bool keep = result->ok() || tx.commit_on_error;
+      if (!keep) {
+        for (const auto& [vol, dir] : tx.dirs_noted) dir_writers_.Forget(vol, dir);
+      }
+      return keep;
     });
     if (!s.ok()) return s;
     return *std::move(result);
@@ -356,6 +378,8 @@ class MetaServiceImpl final : public MetaService {
         if (!r.ParseFromString(*recorded)) {
           return absl::DataLossError(absl::StrCat("recorded ", std::string(method), " reply is corrupt"));
         }
+        // Whether a directory changed since was not known when it was recorded.
+        ClearParentUnchanged(&r);
         return r;
       }
       ASSIGN_OR_RETURN(Reply r, fn(tx));
@@ -399,11 +423,26 @@ class MetaServiceImpl final : public MetaService {
   struct Asker {
     Cred cred;
     uint64_t session = 0;
+    // The session that changes a directory's names (DirWriters): the one the request names,
+    // once the RPC layer has checked its key (an in-process caller is trusted); 0 = none.
+    uint64_t changer = 0;
   };
   template <class Req>
   static absl::StatusOr<Asker> AskerOf(const Req& req) {
     ASSIGN_OR_RETURN(Cred c, ResolveCaller(req.has_caller(), req.caller()));
-    return Asker{std::move(c), CurrentPrincipal().session_id};
+    Asker a{std::move(c), CurrentPrincipal().session_id};
+    if constexpr (requires { req.session_id(); }) {
+      a.changer = CurrentPrincipal().kind == Principal::Kind::kInternal
+                      ? req.session_id()
+                      : CurrentPrincipal().session_id;
+    }
+    return a;
+  }
+  // Notes that `a.changer` changes the names of directory (vol, dir) in `tx`; returns whether
+  // the previous change was its own too (the replies' parent_unchanged).
+  bool NoteDirChange(Tx& tx, const Asker& a, uint64_t vol, uint64_t dir) {
+    tx.dirs_noted.emplace_back(vol, dir);
+    return dir_writers_.Note(vol, dir, a.changer);
   }
   // The largest inline block (Block.inline_data) volume `v` takes: the server's limit, within
   // the volume's block size.
@@ -454,6 +493,8 @@ class MetaServiceImpl final : public MetaService {
   // a restart of the server.
   const std::string grant_key_;
 
+  // Who changed each directory's names last (declared before writes_, whose on_lost uses it).
+  DirWriters dir_writers_;
   // The one writer connection, behind its queue.
   std::unique_ptr<GroupCommit> writes_;
 

@@ -216,6 +216,9 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::CreateNode(std::string_view m
     *r.mutable_attr() = n.Proto();
     *r.mutable_parent_attr() = dir.Proto();
     if (open_access != 0) r.set_grant(MakeGrant(grant_key_, vol, n.ino, asker.session, open_access));
+    r.set_parent_unchanged(NoteDirChange(tx, asker, vol, parent));
+    // A new directory has no names, and the changes of them start with this session's.
+    if (S_ISDIR(mode)) NoteDirChange(tx, asker, vol, n.ino);
     return r;
   });
 }
@@ -290,6 +293,7 @@ absl::StatusOr<pb::EntryResponse> MetaServiceImpl::Link(const pb::LinkRequest& r
     pb::EntryResponse r;
     *r.mutable_attr() = n.Proto();
     *r.mutable_parent_attr() = dir.Proto();
+    r.set_parent_unchanged(NoteDirChange(tx, asker, vol, req.new_parent()));
     return r;
   });
 }
@@ -311,6 +315,7 @@ absl::StatusOr<pb::UnlinkResponse> MetaServiceImpl::Unlink(const pb::UnlinkReque
     pb::UnlinkResponse r;
     *r.mutable_attr() = n.Proto();
     *r.mutable_parent_attr() = dir.Proto();
+    r.set_parent_unchanged(NoteDirChange(tx, asker, vol, req.parent()));
     return r;
   });
 }
@@ -337,6 +342,7 @@ absl::StatusOr<pb::RmdirResponse> MetaServiceImpl::Rmdir(const pb::RmdirRequest&
     n.nlink = 0;
     n.ctime_ns = tx.now;
     *r.mutable_removed() = n.Proto();
+    r.set_parent_unchanged(NoteDirChange(tx, asker, vol, req.parent()));
     return r;
   });
 }
@@ -470,6 +476,9 @@ absl::StatusOr<pb::RenameResponse> MetaServiceImpl::Rename(const pb::RenameReque
     *r.mutable_moved() = src.Proto();
     *r.mutable_parent_attr() = old_dir.Proto();
     *r.mutable_new_parent_attr() = new_dir.Proto();
+    r.set_parent_unchanged(NoteDirChange(tx, asker, vol, p_old));
+    r.set_new_parent_unchanged(same_parent ? r.parent_unchanged()
+                                           : NoteDirChange(tx, asker, vol, p_new));
     return r;
   });
 }

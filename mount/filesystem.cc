@@ -67,6 +67,7 @@ FileSystemImpl::FileSystemImpl(MetaApi* meta, blockstore::BlockStore* store,
       bs_(volume.block_size()),
       session_id_(session_id),
       dir_attrs_(options.attr_timeout),
+      dir_names_(options.entry_timeout),
       buffers_(BufferPool::Create(volume.block_size(), options.buffer_pool_bytes)),
       cache_(store, options.cache_bytes, &pool_, options.holder_store),
       pool_(options.io_threads) {
@@ -159,6 +160,9 @@ void FileSystemImpl::FillMemoryAndPending(status::v1::MountStatus* out) const {
 }
 
 absl::StatusOr<pb::Attr> FileSystem::LookupForKernel(uint64_t parent, const std::string& name) {
+  // A name this mount knows is absent from a directory it made needs no round trip
+  // (mount/dir_names.h); only with entry_timeout, as every negative entry.
+  if (KnownAbsent(parent, name)) return pb::Attr();  // ino 0: a negative entry
   absl::StatusOr<pb::Attr> attr = Lookup(parent, name);
   if (attr.ok() || options_.entry_timeout <= absl::ZeroDuration() ||
       StatusToErrno(attr.status()) != ENOENT) {

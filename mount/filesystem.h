@@ -146,7 +146,8 @@ class FileSystem {
   // missing name within it costs no round trip) rather than
   // ENOENT, unless entry_timeout is zero. The kernel drops a negative entry when this mount
   // creates the name; another mount's create is seen after entry_timeout, as its other
-  // changes of names are.
+  // changes of names are. A name this mount knows is absent from a directory it made (and
+  // only it changed since; mount/dir_names.h) is answered so without a round trip.
   absl::StatusOr<meta::v1::Attr> LookupForKernel(uint64_t parent, const std::string& name);
   // Attributes. A directory changed by this mount's own namespace operation within the last
   // attr_timeout is answered from that operation's reply, without a round trip.
@@ -228,6 +229,10 @@ class FileSystem {
  protected:
   explicit FileSystem(const FsOptions& options) : options_(options) {}
   FsOptions options_;
+
+ protected:
+  // True if `name` (a valid name) is known not to exist in directory `parent` without asking.
+  virtual bool KnownAbsent(uint64_t parent, const std::string& name) = 0;
 };
 
 // struct stat from an Attr; st_blksize from the volume's block size; st_blocks counts the

@@ -31,6 +31,7 @@
 #include "common/logging.h"
 #include "mount/block_cache.h"
 #include "mount/dir_attr_cache.h"
+#include "mount/dir_names.h"
 #include "mount/file_state.h"
 #include "mount/filesystem.h"
 #include "mount/memory.h"
@@ -380,6 +381,10 @@ class FileSystemImpl : public FileSystem {
     bool done_ = false;
   };
 
+  bool KnownAbsent(uint64_t parent, const std::string& name) override {
+    return CheckName(name).ok() && dir_names_.KnownAbsent(parent, name);
+  }
+
   // ---- what this mount knows of absent extended attributes ----
   // security.capability of inodes this mount made or asked about (its own changes only).
   bool KnownNoCaps(uint64_t ino);
@@ -418,6 +423,8 @@ class FileSystemImpl : public FileSystem {
 
   // Directories' attributes from this mount's own namespace replies (see DirAttrCache).
   DirAttrCache dir_attrs_;
+  // The names of directories this mount made, while all changes of them are its own.
+  DirNames dir_names_;
 
   // Inode -> ContentStampLocked when the kernel's page cache of it was last filled. Bounded:
   // forgotten entries only cost a page cache refill.

@@ -177,8 +177,16 @@ absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t pare
   req.set_mode(mode);
   req.set_rdev(rdev);
   req.set_open_access(static_cast<uint32_t>(open_access));
+  req.set_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mknod, req));
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Mknod, req);
+  if (!made.ok()) {
+    dir_names_.Forget(parent);
+    return made.status();
+  }
+  const pb::EntryResponse& resp = *made;
+  dir_names_.Changed(parent, sent, resp.parent_unchanged(), name, {});
   change.Done(&resp.parent_attr());
   // A new inode has no extended attributes: the kernel's security.capability check before
   // the first write of a new file (every file `tar x` or `cp` makes) is answered here.
@@ -192,10 +200,18 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Mkdir(const Caller& c, uint64_t parent,
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::MkdirRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
+  req.set_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Mkdir, req));
-  change.Done(&resp.parent_attr());
-  return resp.attr();
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Mkdir, req);
+  if (!made.ok()) {
+    dir_names_.Forget(parent);
+    return made.status();
+  }
+  dir_names_.Changed(parent, sent, made->parent_unchanged(), name, {});
+  dir_names_.Made(made->attr().ino(), sent);
+  change.Done(&made->parent_attr());
+  return made->attr();
 }
 
 absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t parent,
@@ -204,10 +220,17 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t paren
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::SymlinkRequest>(volume_.id(), c, parent, name);
   req.set_target(target);
+  req.set_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  ASSIGN_OR_RETURN(pb::EntryResponse resp, Meta(&MetaApi::Symlink, req));
-  change.Done(&resp.parent_attr());
-  return resp.attr();
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Symlink, req);
+  if (!made.ok()) {
+    dir_names_.Forget(parent);
+    return made.status();
+  }
+  dir_names_.Changed(parent, sent, made->parent_unchanged(), name, {});
+  change.Done(&made->parent_attr());
+  return made->attr();
 }
 
 absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
@@ -218,11 +241,17 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
   req.set_ino(ino);
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
+  req.set_session_id(session_id_.load());
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, new_parent);
+  const absl::Time sent = absl::Now();
   absl::StatusOr<pb::EntryResponse> resp = Meta(&MetaApi::Link, req);
   names_gen_.fetch_add(1);
-  if (!resp.ok()) return resp.status();
+  if (!resp.ok()) {
+    dir_names_.Forget(new_parent);
+    return resp.status();
+  }
+  dir_names_.Changed(new_parent, sent, resp->parent_unchanged(), new_name, {});
   change.Done(&resp->parent_attr());
   return Overlay(resp->attr());
 }
@@ -238,9 +267,14 @@ absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
   req.set_sustain(open != nullptr);
   CommitDeferredAttrs(0);
   DirChange change(dir_attrs_, parent);
+  const absl::Time sent = absl::Now();
   absl::StatusOr<pb::UnlinkResponse> resp = Meta(&MetaApi::Unlink, req);
   names_gen_.fetch_add(1);
-  if (!resp.ok()) return resp.status();
+  if (!resp.ok()) {
+    dir_names_.Forget(parent);
+    return resp.status();
+  }
+  dir_names_.Changed(parent, sent, resp->parent_unchanged(), {}, name);
   change.Done(&resp->parent_attr());
   if (open != nullptr && resp->attr().nlink() == 0) MarkSustained(open);
   return absl::OkStatus();
@@ -252,8 +286,17 @@ absl::Status FileSystemImpl::Rmdir(uint64_t parent, const std::string& name) {
   req.set_volume_id(volume_.id());
   req.set_parent(parent);
   req.set_name(name);
+  req.set_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  ASSIGN_OR_RETURN(pb::RmdirResponse resp, Meta(&MetaApi::Rmdir, req));
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<pb::RmdirResponse> removed = Meta(&MetaApi::Rmdir, req);
+  if (!removed.ok()) {
+    dir_names_.Forget(parent);
+    return removed.status();
+  }
+  const pb::RmdirResponse& resp = *removed;
+  dir_names_.Changed(parent, sent, resp.parent_unchanged(), {}, name);
+  dir_names_.Forget(resp.removed().ino());
   change.Done(&resp.parent_attr());
   dir_attrs_.Drop(resp.removed().ino());
   return absl::OkStatus();
@@ -278,10 +321,27 @@ absl::Status FileSystemImpl::Rename(uint64_t parent, const std::string& name, ui
   DirChange from(dir_attrs_, parent);
   std::optional<DirChange> to;
   if (new_parent != parent) to.emplace(dir_attrs_, new_parent);
+  const absl::Time sent = absl::Now();
   absl::StatusOr<pb::RenameResponse> renamed = Meta(&MetaApi::Rename, req);
   names_gen_.fetch_add(1);
-  if (!renamed.ok()) return renamed.status();
+  if (!renamed.ok()) {
+    dir_names_.Forget(parent);
+    dir_names_.Forget(new_parent);
+    return renamed.status();
+  }
   const pb::RenameResponse& resp = *renamed;
+  if (flags & RENAME_EXCHANGE) {  // both names still exist
+    dir_names_.Changed(parent, sent, resp.parent_unchanged(), {}, {});
+    dir_names_.Changed(new_parent, sent, resp.new_parent_unchanged(), {}, {});
+  } else if (new_parent == parent) {
+    dir_names_.Changed(parent, sent, resp.parent_unchanged(), new_name, name);
+  } else {
+    dir_names_.Changed(parent, sent, resp.parent_unchanged(), {}, name);
+    dir_names_.Changed(new_parent, sent, resp.new_parent_unchanged(), new_name, {});
+  }
+  if (resp.replaced().ino() != 0 && S_ISDIR(resp.replaced().mode())) {
+    dir_names_.Forget(resp.replaced().ino());
+  }
   from.Done(&resp.parent_attr());
   if (to) to->Done(&resp.new_parent_attr());
   // A moved directory's ctime (and "..") changed, a replaced one is gone.

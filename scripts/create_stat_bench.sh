@@ -7,7 +7,8 @@
 # BIN_DIR holds nighfs-meta, mount.nighfs and nighfs (e.g. build/meta, build/mount and
 # build/tools copied together). With JOBS=J (> 1), a third run has J processes at once, N files
 # each (concurrent writes: group commit). More nighfs-meta flags in $META_EXTRA_ARGS. With STRACE=FILE,
-# `strace -c -f` counts nighfs-meta's futex and sync calls over both runs into FILE. Needs root
+# `strace -c -f` counts nighfs-meta's futex and sync calls over both runs into FILE; with
+# PERF=FILE, `perf record -g` samples nighfs-meta over both runs into FILE. Needs root
 # and FUSE; stops what it started by PID on exit.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,9 +23,10 @@ source "$REPO/scripts/lib/processes.sh"
 
 T=$(mktemp -d /tmp/nighfs-bench.XXXXXX)
 chmod 755 "$T"
-META_PID=; MOUNT_PID=; STRACE_PID=
+META_PID=; MOUNT_PID=; STRACE_PID=; PERF_PID=
 cleanup() {
   [[ -n $STRACE_PID ]] && kill -INT "$STRACE_PID" 2>/dev/null && wait "$STRACE_PID" || true
+  [[ -n $PERF_PID ]] && kill -INT "$PERF_PID" 2>/dev/null && wait "$PERF_PID" || true
   unmount_fuse "$T/mnt" "$MOUNT_PID"
   if [[ -n $META_PID ]]; then
     kill -TERM "$META_PID" 2>/dev/null || true
@@ -49,6 +51,11 @@ if [[ -n ${STRACE:-} ]]; then
   strace -c -f -e trace=futex,fsync,fdatasync -o "$STRACE" -p "$META_PID" 2>/dev/null &
   STRACE_PID=$!
   sleep 1  # attached to every thread
+fi
+if [[ -n ${PERF:-} ]]; then
+  perf record -q -g -o "$PERF" -p "$META_PID" 2>/dev/null &
+  PERF_PID=$!
+  sleep 1
 fi
 run() {  # uid label jobs: `jobs` processes at once, N files each, in folders of their own
   setpriv --reuid="$1" --regid="$1" --groups=100,"$1" /usr/bin/python3 - "$T/mnt/d/$1.$3" "$N" \
@@ -93,4 +100,8 @@ fi
 if [[ -n $STRACE_PID ]]; then
   kill -INT "$STRACE_PID"; wait "$STRACE_PID" || true; STRACE_PID=
   log "strace of nighfs-meta over $OPS operations (creates, stats, unlinks): $STRACE"
+fi
+if [[ -n $PERF_PID ]]; then
+  kill -INT "$PERF_PID"; wait "$PERF_PID" || true; PERF_PID=
+  log "perf samples of nighfs-meta over $OPS operations: perf report -i $PERF"
 fi

@@ -1015,6 +1015,109 @@ TEST_F(MetaServiceTest, RenameADirectoryAcrossParents) {
 
 // Issue 14: each reply that changes a directory carries the directory as its transaction left
 // it, equal to a GetAttr right after (a mount answers the kernel's GetAttr from it).
+TEST_F(MetaServiceTest, RepliesSayWhetherTheParentsLastChangeWasTheSameSessions) {
+  // Sessions 7 and 8 stand for two mounts (in-process callers are trusted with the session
+  // they name); 0 is a caller without one.
+  auto mknod = [&](uint64_t parent, const std::string& name, uint64_t session) {
+    pb::MknodRequest r;
+    r.set_volume_id(vol_);
+    r.set_parent(parent);
+    r.set_name(name);
+    r.set_mode(S_IFREG | 0644);
+    r.set_session_id(session);
+    return svc_->Mknod(r);
+  };
+  auto unchanged = [&](uint64_t parent, const std::string& name, uint64_t session) {
+    absl::StatusOr<pb::EntryResponse> r = mknod(parent, name, session);
+    EXPECT_OK(r) << name;
+    return r.ok() && r->parent_unchanged();
+  };
+  pb::MkdirRequest md;
+  md.set_volume_id(vol_);
+  md.set_parent(kRoot);
+  md.set_name("d");
+  md.set_mode(0755);
+  md.set_session_id(7);
+  absl::StatusOr<pb::EntryResponse> d = svc_->Mkdir(md);
+  ASSERT_OK(d);
+  const uint64_t dir = d->attr().ino();
+  EXPECT_TRUE(unchanged(dir, "a", 7));  // the folder's first change was 7's mkdir
+  EXPECT_FALSE(unchanged(dir, "b", 8));
+  EXPECT_FALSE(unchanged(dir, "c", 7));  // 8 changed it in between
+  EXPECT_TRUE(unchanged(dir, "e", 7));
+  // A call that fails changes nothing.
+  EXPECT_THAT(mknod(dir, "e", 8), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_TRUE(unchanged(dir, "f", 7));
+  // A caller without a session is nobody's.
+  EXPECT_FALSE(unchanged(dir, "g", 0));
+  EXPECT_FALSE(unchanged(dir, "h", 7));
+
+  pb::SymlinkRequest sl;
+  sl.set_volume_id(vol_);
+  sl.set_parent(dir);
+  sl.set_name("ln");
+  sl.set_target("a");
+  sl.set_session_id(7);
+  absl::StatusOr<pb::EntryResponse> sym = svc_->Symlink(sl);
+  ASSERT_OK(sym);
+  EXPECT_TRUE(sym->parent_unchanged());
+  md.set_parent(dir);
+  md.set_name("sub");
+  absl::StatusOr<pb::EntryResponse> sub = svc_->Mkdir(md);
+  ASSERT_OK(sub);
+  EXPECT_TRUE(sub->parent_unchanged());
+  pb::LinkRequest ln;
+  ln.set_volume_id(vol_);
+  ln.set_ino(sym->attr().ino());
+  ln.set_new_parent(sub->attr().ino());
+  ln.set_new_name("ln2");
+  ln.set_session_id(7);
+  absl::StatusOr<pb::EntryResponse> linked = svc_->Link(ln);
+  ASSERT_OK(linked);
+  EXPECT_TRUE(linked->parent_unchanged());  // the new folder's first change was 7's mkdir
+
+  pb::RenameRequest rn;
+  rn.set_volume_id(vol_);
+  rn.set_parent(dir);
+  rn.set_name("a");
+  rn.set_new_parent(sub->attr().ino());
+  rn.set_new_name("a2");
+  rn.set_session_id(7);
+  absl::StatusOr<pb::RenameResponse> mv = svc_->Rename(rn);
+  ASSERT_OK(mv);
+  EXPECT_TRUE(mv->parent_unchanged());
+  EXPECT_TRUE(mv->new_parent_unchanged());
+  rn.set_parent(sub->attr().ino());
+  rn.set_name("a2");
+  rn.set_new_name("a3");
+  rn.set_session_id(8);
+  mv = svc_->Rename(rn);
+  ASSERT_OK(mv);
+  EXPECT_FALSE(mv->parent_unchanged());
+  EXPECT_EQ(mv->new_parent_unchanged(), mv->parent_unchanged());
+
+  pb::UnlinkRequest ul;
+  ul.set_volume_id(vol_);
+  ul.set_parent(sub->attr().ino());
+  ul.set_name("a3");
+  ul.set_session_id(7);
+  absl::StatusOr<pb::UnlinkResponse> gone = svc_->Unlink(ul);
+  ASSERT_OK(gone);
+  EXPECT_FALSE(gone->parent_unchanged());  // 8 renamed in it last
+  ul.set_name("ln2");
+  gone = svc_->Unlink(ul);
+  ASSERT_OK(gone);
+  EXPECT_TRUE(gone->parent_unchanged());
+  pb::RmdirRequest rd;
+  rd.set_volume_id(vol_);
+  rd.set_parent(dir);
+  rd.set_name("sub");
+  rd.set_session_id(8);
+  absl::StatusOr<pb::RmdirResponse> rm = svc_->Rmdir(rd);
+  ASSERT_OK(rm);
+  EXPECT_FALSE(rm->parent_unchanged());
+}
+
 TEST_F(MetaServiceTest, NamespaceRepliesCarryTheParentsAttributes) {
   auto expect_current = [&](const pb::Attr& got, uint64_t ino, const std::string& what) {
     absl::StatusOr<pb::Attr> now = GetAttr(ino);
@@ -2254,7 +2357,12 @@ TEST_F(MetaServiceTest, RetriedRemovalsAndLinksAreAppliedOnce) {
   Open();
   absl::StatusOr<pb::UnlinkResponse> u2 = svc_->Unlink(u);
   ASSERT_OK(u2);  // not ENOENT
-  EXPECT_EQ(u2->DebugString(), u1->DebugString());
+  // The same reply, except that a replay says nothing of the directory's changes since.
+  EXPECT_TRUE(u1->parent_unchanged());
+  EXPECT_FALSE(u2->parent_unchanged());
+  pb::UnlinkResponse want = *u1;
+  want.clear_parent_unchanged();
+  EXPECT_EQ(u2->DebugString(), want.DebugString());
   EXPECT_EQ(GetAttr(f->ino())->nlink(), 1u);  // one link dropped, not two
 
   pb::RmdirRequest rd;

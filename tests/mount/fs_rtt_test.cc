@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "mount/dir_attr_cache.h"
+#include "mount/dir_names.h"
 #include "tests/mount/fs_fixture.h"
 
 namespace nighfs::fs {
@@ -188,7 +189,11 @@ TEST_F(FsRttTest, CreateAndStatCostOneRoundTripEach) {
   // What the kernel asks for `: > d/fN` then `stat d/fN`, with the kernel's caches cold for
   // the new name: Lookup (negative), Create, GetAttr of the parent (invalidated by the
   // create), and nothing more for the stat (the create's reply is in the kernel's cache).
-  const uint64_t d = Mkdir(1, "d");
+  // The folder was made by another mount, so every lookup asks the server.
+  auto other = NewMount(FsOptions());
+  auto made_elsewhere = other->Mkdir(kRoot, 1, "d", 0755);
+  ASSERT_OK(made_elsewhere);
+  const uint64_t d = made_elsewhere->ino();
   const int before = faulty_meta_->AllCalls();
   constexpr int kFiles = 50;
   for (int i = 0; i < kFiles; ++i) {
@@ -204,6 +209,105 @@ TEST_F(FsRttTest, CreateAndStatCostOneRoundTripEach) {
   }
   EXPECT_EQ(faulty_meta_->Calls("GetAttr"), 0);
   EXPECT_EQ(faulty_meta_->AllCalls() - before, 2 * kFiles);  // Lookup + Mknod
+}
+
+TEST_F(FsRttTest, NewNamesInAFolderThisMountMadeNeedNoLookup) {
+  const uint64_t d = Mkdir(1, "d");
+  const int before = faulty_meta_->AllCalls();
+  constexpr int kFiles = 50;
+  for (int i = 0; i < kFiles; ++i) {
+    const std::string name = "f" + std::to_string(i);
+    auto neg = fs_->LookupForKernel(d, name);
+    ASSERT_OK(neg);
+    ASSERT_EQ(neg->ino(), 0u);
+    auto made = fs_->Create(kRoot, d, name, 0644, O_WRONLY | O_CREAT | O_EXCL);
+    ASSERT_OK(made);
+    ASSERT_OK(fs_->Release(made->second));
+  }
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 0);
+  EXPECT_EQ(faulty_meta_->AllCalls() - before, kFiles);  // one Mknod each
+  // A name it made is asked for (the kernel's entry of it may have expired).
+  auto pos = fs_->LookupForKernel(d, "f0");
+  ASSERT_OK(pos);
+  EXPECT_NE(pos->ino(), 0u);
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 1);
+  // Names it removed or renamed away are known absent again; the new name is asked for.
+  ASSERT_OK(fs_->Unlink(d, "f0"));
+  ASSERT_OK(fs_->Rename(d, "f1", d, "g1", 0));
+  const uint64_t sub = Mkdir(d, "sub");
+  ASSERT_OK(fs_->Rename(d, "f2", sub, "g2", 0));
+  for (const auto& [dir, name] : {std::pair{d, "f0"}, {d, "f1"}, {d, "f2"}, {sub, "f2"}}) {
+    auto got = fs_->LookupForKernel(dir, name);
+    ASSERT_OK(got);
+    EXPECT_EQ(got->ino(), 0u) << name;
+  }
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 1);
+  for (const auto& [dir, name] : {std::pair{d, "g1"}, {sub, "g2"}, {d, "sub"}}) {
+    auto got = fs_->LookupForKernel(dir, name);
+    ASSERT_OK(got);
+    EXPECT_NE(got->ino(), 0u) << name;
+  }
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 4);
+  // A folder this mount did not make is asked.
+  ASSERT_OK(fs_->LookupForKernel(1, "nothere").status());
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 5);
+  // Nor with entry_timeout 0 (the kernel keeps no negative entry either).
+  FsOptions o;
+  o.entry_timeout = absl::ZeroDuration();
+  auto uncached = NewMount(o);
+  auto d2 = uncached->Mkdir(kRoot, 1, "d2", 0755);
+  ASSERT_OK(d2);
+  EXPECT_EQ(StatusToErrno(uncached->LookupForKernel(d2->ino(), "x").status()), ENOENT);
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), 6);
+}
+
+TEST_F(FsRttTest, AnotherMountsChangeOfAFolderEndsWhatThisMountKnowsOfIt) {
+  auto other = NewMount(FsOptions());
+  const uint64_t d = Mkdir(1, "d");
+  ASSERT_OK(other->Create(kRoot, d, "x", 0644, O_WRONLY | O_CREAT).status());
+  // Within entry_timeout this mount may still say "no such name", as the kernel's negative
+  // entries do...
+  auto stale = fs_->LookupForKernel(d, "x");
+  ASSERT_OK(stale);
+  EXPECT_EQ(stale->ino(), 0u);
+  // ...but an exclusive create of it fails, and its next change of the folder learns that
+  // someone else changed it: from then on it asks.
+  EXPECT_EQ(StatusToErrno(fs_->Create(kRoot, d, "x", 0644, O_WRONLY | O_CREAT | O_EXCL).status()),
+            EEXIST);
+  auto found = fs_->LookupForKernel(d, "x");
+  ASSERT_OK(found);
+  EXPECT_NE(found->ino(), 0u);
+
+  const uint64_t d2 = Mkdir(1, "d2");
+  ASSERT_OK(other->Create(kRoot, d2, "y", 0644, O_WRONLY | O_CREAT).status());
+  ASSERT_OK(fs_->Create(kRoot, d2, "z", 0644, O_WRONLY | O_CREAT).status());
+  found = fs_->LookupForKernel(d2, "y");
+  ASSERT_OK(found);
+  EXPECT_NE(found->ino(), 0u);
+  const int lookups = faulty_meta_->Calls("Lookup");
+  ASSERT_OK(fs_->LookupForKernel(d2, "w").status());
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), lookups + 1);
+
+  // A failed call in the folder ends it too (its outcome is unknown).
+  const uint64_t d3 = Mkdir(1, "d3");
+  faulty_meta_->FailNext("Mknod", EIO, 1);
+  EXPECT_FALSE(fs_->Mknod(kRoot, d3, "a", S_IFREG | 0644, 0).ok());
+  ASSERT_OK(fs_->LookupForKernel(d3, "b").status());
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), lookups + 2);
+}
+
+TEST_F(FsRttTest, WhatAMountKnowsOfItsFoldersLastsEntryTimeout) {
+  FsOptions o;
+  o.entry_timeout = absl::Milliseconds(200);
+  auto m = NewMount(o);
+  auto d = m->Mkdir(kRoot, 1, "d", 0755);
+  ASSERT_OK(d);
+  const int lookups = faulty_meta_->Calls("Lookup");
+  ASSERT_OK(m->LookupForKernel(d->ino(), "a").status());
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), lookups);
+  absl::SleepFor(absl::Milliseconds(250));
+  ASSERT_OK(m->LookupForKernel(d->ino(), "a").status());
+  EXPECT_EQ(faulty_meta_->Calls("Lookup"), lookups + 1);
 }
 
 TEST_F(FsRttTest, NewFilesHaveNoCapabilitiesWithoutAsking) {
@@ -329,6 +433,37 @@ TEST(DirAttrCacheTest, StaysBounded) {
   EXPECT_LE(cache.size(), 4097u);
   a.set_ino(10000);
   EXPECT_TRUE(cache.Get(10000).has_value());
+}
+
+TEST(DirNamesTest, KnowsOnlyFoldersItMadeAndStaysBounded) {
+  DirNames names(absl::Seconds(60));
+  const absl::Time now = absl::Now();
+  EXPECT_FALSE(names.KnownAbsent(1, "a"));  // never made here
+  names.Changed(1, now, true, "a", {});     // a change alone does not start anything
+  EXPECT_FALSE(names.KnownAbsent(1, "b"));
+  names.Made(2, now);
+  EXPECT_TRUE(names.KnownAbsent(2, "a"));
+  names.Changed(2, now, true, "a", {});
+  EXPECT_FALSE(names.KnownAbsent(2, "a"));
+  EXPECT_TRUE(names.KnownAbsent(2, "b"));
+  names.Changed(2, now, false, "b", {});  // someone else changed it in between
+  EXPECT_FALSE(names.KnownAbsent(2, "c"));
+  // Past the bound on names, the folder that crossed it is forgotten.
+  names.Made(3, now);
+  for (size_t i = 0; i <= DirNames::kMaxNames; ++i) {
+    names.Changed(3, now, true, "n" + std::to_string(i), {});
+  }
+  EXPECT_FALSE(names.KnownAbsent(3, "other"));
+  EXPECT_EQ(names.dirs(), 0u);
+  // Past the bound on folders, new ones are not kept (until old ones expire).
+  for (uint64_t d = 10; d < 10 + DirNames::kMaxDirs + 5; ++d) names.Made(d, now);
+  EXPECT_EQ(names.dirs(), DirNames::kMaxDirs);
+  EXPECT_TRUE(names.KnownAbsent(10, "x"));
+  EXPECT_FALSE(names.KnownAbsent(10 + DirNames::kMaxDirs + 1, "x"));
+  // Zero entry_timeout keeps nothing.
+  DirNames off(absl::ZeroDuration());
+  off.Made(1, now);
+  EXPECT_FALSE(off.KnownAbsent(1, "a"));
 }
 
 }  // namespace
