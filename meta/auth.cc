@@ -318,6 +318,16 @@ absl::Status MetaAuthorizer::Authorize(std::string_view method, const ServerRequ
       principal->session_id = id;
     }
   }
+  // Only for parent_unchanged: a session that cannot be checked means "nobody", not an error
+  // (an expired session must not fail a create before the mount registers again).
+  if (const FieldDescriptor* f = d->FindFieldByName("changer_session_id");
+      f != nullptr && f->type() == FieldDescriptor::TYPE_UINT64 && !f->is_repeated()) {
+    const uint64_t id = r->GetUInt64(request, f);
+    const std::string key = SessionKey(http);
+    if (id != 0 && !key.empty() && CheckSession(id, key, principal->token_id).ok()) {
+      principal->changer_session_id = id;
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -423,18 +423,20 @@ class MetaServiceImpl final : public MetaService {
   struct Asker {
     Cred cred;
     uint64_t session = 0;
-    // The session that changes a directory's names (DirWriters): the one the request names,
-    // once the RPC layer has checked its key (an in-process caller is trusted); 0 = none.
+    // The session that changes a directory's names (DirWriters): the one the request names
+    // (changer_session_id, else session_id), once the RPC layer has checked its key (an
+    // in-process caller is trusted); 0 = none.
     uint64_t changer = 0;
   };
   template <class Req>
   static absl::StatusOr<Asker> AskerOf(const Req& req) {
     ASSIGN_OR_RETURN(Cred c, ResolveCaller(req.has_caller(), req.caller()));
     Asker a{std::move(c), CurrentPrincipal().session_id};
-    if constexpr (requires { req.session_id(); }) {
-      a.changer = CurrentPrincipal().kind == Principal::Kind::kInternal
-                      ? req.session_id()
-                      : CurrentPrincipal().session_id;
+    const bool internal = CurrentPrincipal().kind == Principal::Kind::kInternal;
+    if constexpr (requires { req.changer_session_id(); }) {
+      a.changer = internal ? req.changer_session_id() : CurrentPrincipal().changer_session_id;
+    } else if constexpr (requires { req.session_id(); }) {
+      a.changer = internal ? req.session_id() : CurrentPrincipal().session_id;
     }
     return a;
   }

@@ -34,6 +34,9 @@ struct Principal {
   bool can_write = true;
   uint64_t root_ino = 1;  // the token's subtree root (1 = the volume's root)
   uint64_t session_id = 0;  // the session whose key came with the request; 0 = none
+  // The request's changer_session_id when the key that came with it is that session's; 0 =
+  // none (a session that fails the check is not an error there; meta/dir_writers.h).
+  uint64_t changer_session_id = 0;
 };
 
 // The principal of the call running on this thread (kInternal when no scope is active).

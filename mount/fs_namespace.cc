@@ -177,7 +177,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t pare
   req.set_mode(mode);
   req.set_rdev(rdev);
   req.set_open_access(static_cast<uint32_t>(open_access));
-  req.set_session_id(session_id_.load());
+  req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
   const absl::Time sent = absl::Now();
   absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Mknod, req);
@@ -200,7 +200,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Mkdir(const Caller& c, uint64_t parent,
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::MkdirRequest>(volume_.id(), c, parent, name);
   req.set_mode(mode);
-  req.set_session_id(session_id_.load());
+  req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
   const absl::Time sent = absl::Now();
   absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Mkdir, req);
@@ -220,7 +220,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t paren
   RETURN_IF_ERROR(CheckName(name));
   auto req = NewEntryRequest<pb::SymlinkRequest>(volume_.id(), c, parent, name);
   req.set_target(target);
-  req.set_session_id(session_id_.load());
+  req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
   const absl::Time sent = absl::Now();
   absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Symlink, req);
@@ -241,7 +241,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
   req.set_ino(ino);
   req.set_new_parent(new_parent);
   req.set_new_name(new_name);
-  req.set_session_id(session_id_.load());
+  req.set_changer_session_id(session_id_.load());
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, new_parent);
   const absl::Time sent = absl::Now();
@@ -286,7 +286,7 @@ absl::Status FileSystemImpl::Rmdir(uint64_t parent, const std::string& name) {
   req.set_volume_id(volume_.id());
   req.set_parent(parent);
   req.set_name(name);
-  req.set_session_id(session_id_.load());
+  req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
   const absl::Time sent = absl::Now();
   absl::StatusOr<pb::RmdirResponse> removed = Meta(&MetaApi::Rmdir, req);

@@ -555,5 +555,61 @@ TEST_F(MetaAuthTest, ValidTokenDoesNotLetACallerPastPosixPermissions) {
   EXPECT_OK(c->SetAttr(chmod));
 }
 
+// EntryResponse.parent_unchanged speaks for the session named in changer_session_id only when
+// that session's key came with the request; a session that fails the check is "nobody", and
+// the call itself goes through (an expired session must not fail a create).
+TEST_F(MetaAuthTest, ParentUnchangedSpeaksOnlyForASessionWhoseKeyCame) {
+  absl::StatusOr<pb::CreateTokenResponse> t = Token(pb::ACCESS_WRITE);
+  ASSERT_OK(t);
+  auto key = std::make_shared<MetaSessionKey>();
+  std::unique_ptr<MetaApi> c = Client(t->secret(), key);
+  pb::MountRequest mr;
+  mr.set_volume_name("v");
+  absl::StatusOr<pb::MountResponse> m = c->Mount(mr);
+  ASSERT_OK(m);
+  secrets_.push_back(absl::BytesToHexString(m->session_key()));
+  key->Set(m->session_key());
+  auto mkdir = [&](MetaApi* api, const std::string& name, uint64_t session) {
+    pb::MkdirRequest r;
+    r.set_volume_id(vol_);
+    r.set_parent(1);
+    r.set_name(name);
+    r.set_mode(0755);
+    r.mutable_caller();  // root
+    r.set_changer_session_id(session);
+    return api->Mkdir(r);
+  };
+  auto mknod = [&](MetaApi* api, uint64_t parent, const std::string& name, uint64_t session) {
+    pb::MknodRequest r;
+    r.set_volume_id(vol_);
+    r.set_parent(parent);
+    r.set_name(name);
+    r.set_mode(S_IFREG | 0644);
+    r.mutable_caller();
+    r.set_changer_session_id(session);
+    return api->Mknod(r);
+  };
+  absl::StatusOr<pb::EntryResponse> d = mkdir(c.get(), "d", m->session_id());
+  ASSERT_OK(d);
+  absl::StatusOr<pb::EntryResponse> f = mknod(c.get(), d->attr().ino(), "a", m->session_id());
+  ASSERT_OK(f);
+  EXPECT_TRUE(f->parent_unchanged());
+  f = mknod(c.get(), d->attr().ino(), "b", m->session_id());
+  ASSERT_OK(f);
+  EXPECT_TRUE(f->parent_unchanged());
+  // The same session named with a wrong key (or none): the call is made, by nobody.
+  auto wrong = std::make_shared<MetaSessionKey>();
+  wrong->Set(std::string(16, 'k'));
+  f = mknod(Client(t->secret(), wrong).get(), d->attr().ino(), "c", m->session_id());
+  ASSERT_OK(f);
+  EXPECT_FALSE(f->parent_unchanged());
+  f = mknod(c.get(), d->attr().ino(), "e", m->session_id());
+  ASSERT_OK(f);
+  EXPECT_FALSE(f->parent_unchanged());  // "nobody" changed it in between
+  f = mknod(Client(t->secret()).get(), d->attr().ino(), "g", m->session_id());
+  ASSERT_OK(f);
+  EXPECT_FALSE(f->parent_unchanged());
+}
+
 }  // namespace
 }  // namespace nighfs::meta_testing

@@ -1024,7 +1024,7 @@ TEST_F(MetaServiceTest, RepliesSayWhetherTheParentsLastChangeWasTheSameSessions)
     r.set_parent(parent);
     r.set_name(name);
     r.set_mode(S_IFREG | 0644);
-    r.set_session_id(session);
+    r.set_changer_session_id(session);
     return svc_->Mknod(r);
   };
   auto unchanged = [&](uint64_t parent, const std::string& name, uint64_t session) {
@@ -1037,7 +1037,7 @@ TEST_F(MetaServiceTest, RepliesSayWhetherTheParentsLastChangeWasTheSameSessions)
   md.set_parent(kRoot);
   md.set_name("d");
   md.set_mode(0755);
-  md.set_session_id(7);
+  md.set_changer_session_id(7);
   absl::StatusOr<pb::EntryResponse> d = svc_->Mkdir(md);
   ASSERT_OK(d);
   const uint64_t dir = d->attr().ino();
@@ -1057,7 +1057,7 @@ TEST_F(MetaServiceTest, RepliesSayWhetherTheParentsLastChangeWasTheSameSessions)
   sl.set_parent(dir);
   sl.set_name("ln");
   sl.set_target("a");
-  sl.set_session_id(7);
+  sl.set_changer_session_id(7);
   absl::StatusOr<pb::EntryResponse> sym = svc_->Symlink(sl);
   ASSERT_OK(sym);
   EXPECT_TRUE(sym->parent_unchanged());
@@ -1071,7 +1071,7 @@ TEST_F(MetaServiceTest, RepliesSayWhetherTheParentsLastChangeWasTheSameSessions)
   ln.set_ino(sym->attr().ino());
   ln.set_new_parent(sub->attr().ino());
   ln.set_new_name("ln2");
-  ln.set_session_id(7);
+  ln.set_changer_session_id(7);
   absl::StatusOr<pb::EntryResponse> linked = svc_->Link(ln);
   ASSERT_OK(linked);
   EXPECT_TRUE(linked->parent_unchanged());  // the new folder's first change was 7's mkdir
@@ -1112,7 +1112,7 @@ TEST_F(MetaServiceTest, RepliesSayWhetherTheParentsLastChangeWasTheSameSessions)
   rd.set_volume_id(vol_);
   rd.set_parent(dir);
   rd.set_name("sub");
-  rd.set_session_id(8);
+  rd.set_changer_session_id(8);
   absl::StatusOr<pb::RmdirResponse> rm = svc_->Rmdir(rd);
   ASSERT_OK(rm);
   EXPECT_FALSE(rm->parent_unchanged());
