@@ -150,6 +150,24 @@ class FileSystemImpl : public FileSystem {
     return r;
   }
 
+  // Meta() for a call that adds the name `added` to, or removes `removed` from, directory
+  // `dir` (either may be empty), keeping dir_names_ in step: the reply's parent_unchanged on
+  // success, forgotten on failure (its outcome is unknown). `*sent` (if set): when it was sent.
+  template <class Req, class Resp>
+  absl::StatusOr<Resp> ChangeNames(absl::StatusOr<Resp> (MetaApi::*method)(const Req&),
+                                   Req req, uint64_t dir, std::string_view added,
+                                   std::string_view removed, absl::Time* sent = nullptr) {
+    const absl::Time at = absl::Now();
+    if (sent != nullptr) *sent = at;
+    absl::StatusOr<Resp> r = Meta(method, std::move(req));
+    if (r.ok()) {
+      dir_names_.Changed(dir, at, r->parent_unchanged(), added, removed);
+    } else {
+      dir_names_.Forget(dir);
+    }
+    return r;
+  }
+
   static void CopyValid(const char* src, size_t src_len, uint64_t boff, size_t n, char* dst) {
     if (boff >= src_len) return;  // past the stored bytes: stays zero
     std::memcpy(dst, src + boff, std::min<size_t>(n, src_len - boff));

@@ -179,14 +179,7 @@ absl::StatusOr<pb::Attr> FileSystemImpl::MakeNode(const Caller& c, uint64_t pare
   req.set_open_access(static_cast<uint32_t>(open_access));
   req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Mknod, req);
-  if (!made.ok()) {
-    dir_names_.Forget(parent);
-    return made.status();
-  }
-  const pb::EntryResponse& resp = *made;
-  dir_names_.Changed(parent, sent, resp.parent_unchanged(), name, {});
+  ASSIGN_OR_RETURN(pb::EntryResponse resp, ChangeNames(&MetaApi::Mknod, req, parent, name, {}));
   change.Done(&resp.parent_attr());
   // A new inode has no extended attributes: the kernel's security.capability check before
   // the first write of a new file (every file `tar x` or `cp` makes) is answered here.
@@ -202,16 +195,12 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Mkdir(const Caller& c, uint64_t parent,
   req.set_mode(mode);
   req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Mkdir, req);
-  if (!made.ok()) {
-    dir_names_.Forget(parent);
-    return made.status();
-  }
-  dir_names_.Changed(parent, sent, made->parent_unchanged(), name, {});
-  dir_names_.Made(made->attr().ino(), sent);
-  change.Done(&made->parent_attr());
-  return made->attr();
+  absl::Time sent;
+  ASSIGN_OR_RETURN(pb::EntryResponse resp,
+                   ChangeNames(&MetaApi::Mkdir, req, parent, name, {}, &sent));
+  dir_names_.Made(resp.attr().ino(), sent);
+  change.Done(&resp.parent_attr());
+  return resp.attr();
 }
 
 absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t parent,
@@ -222,15 +211,10 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Symlink(const Caller& c, uint64_t paren
   req.set_target(target);
   req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<pb::EntryResponse> made = Meta(&MetaApi::Symlink, req);
-  if (!made.ok()) {
-    dir_names_.Forget(parent);
-    return made.status();
-  }
-  dir_names_.Changed(parent, sent, made->parent_unchanged(), name, {});
-  change.Done(&made->parent_attr());
-  return made->attr();
+  ASSIGN_OR_RETURN(pb::EntryResponse resp,
+                   ChangeNames(&MetaApi::Symlink, req, parent, name, {}));
+  change.Done(&resp.parent_attr());
+  return resp.attr();
 }
 
 absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
@@ -244,14 +228,10 @@ absl::StatusOr<pb::Attr> FileSystemImpl::Link(uint64_t ino, uint64_t new_parent,
   req.set_changer_session_id(session_id_.load());
   CommitDeferredAttrs(ino);
   DirChange change(dir_attrs_, new_parent);
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<pb::EntryResponse> resp = Meta(&MetaApi::Link, req);
+  absl::StatusOr<pb::EntryResponse> resp =
+      ChangeNames(&MetaApi::Link, req, new_parent, new_name, {});
   names_gen_.fetch_add(1);
-  if (!resp.ok()) {
-    dir_names_.Forget(new_parent);
-    return resp.status();
-  }
-  dir_names_.Changed(new_parent, sent, resp->parent_unchanged(), new_name, {});
+  if (!resp.ok()) return resp.status();
   change.Done(&resp->parent_attr());
   return Overlay(resp->attr());
 }
@@ -267,14 +247,9 @@ absl::Status FileSystemImpl::Unlink(uint64_t parent, const std::string& name) {
   req.set_sustain(open != nullptr);
   CommitDeferredAttrs(0);
   DirChange change(dir_attrs_, parent);
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<pb::UnlinkResponse> resp = Meta(&MetaApi::Unlink, req);
+  absl::StatusOr<pb::UnlinkResponse> resp = ChangeNames(&MetaApi::Unlink, req, parent, {}, name);
   names_gen_.fetch_add(1);
-  if (!resp.ok()) {
-    dir_names_.Forget(parent);
-    return resp.status();
-  }
-  dir_names_.Changed(parent, sent, resp->parent_unchanged(), {}, name);
+  if (!resp.ok()) return resp.status();
   change.Done(&resp->parent_attr());
   if (open != nullptr && resp->attr().nlink() == 0) MarkSustained(open);
   return absl::OkStatus();
@@ -288,14 +263,7 @@ absl::Status FileSystemImpl::Rmdir(uint64_t parent, const std::string& name) {
   req.set_name(name);
   req.set_changer_session_id(session_id_.load());
   DirChange change(dir_attrs_, parent);
-  const absl::Time sent = absl::Now();
-  absl::StatusOr<pb::RmdirResponse> removed = Meta(&MetaApi::Rmdir, req);
-  if (!removed.ok()) {
-    dir_names_.Forget(parent);
-    return removed.status();
-  }
-  const pb::RmdirResponse& resp = *removed;
-  dir_names_.Changed(parent, sent, resp.parent_unchanged(), {}, name);
+  ASSIGN_OR_RETURN(pb::RmdirResponse resp, ChangeNames(&MetaApi::Rmdir, req, parent, {}, name));
   dir_names_.Forget(resp.removed().ino());
   change.Done(&resp.parent_attr());
   dir_attrs_.Drop(resp.removed().ino());
