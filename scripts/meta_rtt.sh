@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Metadata round trips per operation (issue 14): creates, stats and unlinks of N empty files in
-# one folder of a fresh nighfs mount with the default attr/entry timeouts (1 s), and `tar x`
-# (then syncfs) of /usr/include/linux; then the metadata RPCs the mount sent per operation
-# (per tree entry for tar), by method, counted on its sockets with strace.
+# one folder of a fresh nighfs mount with the default attr/entry timeouts (1 s), `tar x`
+# (then syncfs) of /usr/include/linux and `rm -rf` of it once the kernel's entries expired;
+# then the metadata RPCs the mount sent per operation (per tree entry for tar and rm -rf), by
+# method, counted on its sockets with strace.
 #   scripts/meta_rtt.sh BIN_DIR [N]
 # BIN_DIR holds nighfs-meta, mount.nighfs and nighfs (e.g. copies of build/meta/nighfs-meta,
 # build/mount/mount.nighfs and build/tools/nighfs), so two builds compare side by side.
@@ -70,6 +71,13 @@ tree() {  # folder; prints seconds
   awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
 }
 echo "tar x + syncfs of $ENTRIES entries: $(tree "$MNT/tree1") s"
+rmtree() {  # folder, after the kernel's entries of it expired; prints seconds
+  sleep 1.2
+  local t0=$EPOCHREALTIME
+  rm -rf "$1"
+  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
+}
+echo "rm -rf of $ENTRIES entries: $(rmtree "$MNT/tree1") s"
 
 # Counted: the same with strace on the mount's socket writes (each request line names its
 # method), the trace cut between phases at its length then.
@@ -81,6 +89,9 @@ run "$MNT/counted" "$T/marks" >/dev/null
 tree "$MNT/tree2" >/dev/null
 sleep 0.5
 echo "tar $(count)" >>"$T/marks"
+rmtree "$MNT/tree2" >/dev/null
+sleep 0.5
+echo "rm-rf $(count)" >>"$T/marks"
 kill -INT "$STRACE_PID" 2>/dev/null || true
 wait "$STRACE_PID" 2>/dev/null || true
 python3 - "$T/strace" "$T/marks" "$N" "$ENTRIES" <<'PY'
@@ -93,7 +104,7 @@ for (_, a), (ph, b) in zip(marks, marks[1:]):
     if ph == "idle":
         continue
     c = collections.Counter(lines[int(a):int(b)])
-    n = entries if ph == "tar" else n
+    n = entries if ph in ("tar", "rm-rf") else n
     detail = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(c.items()))
     print(f"{ph:9} RPCs per file {sum(c.values()) / n:.2f}  ({detail})")
 PY
