@@ -71,18 +71,6 @@ absl::Status FsError(int err, std::string_view message);
 
 std::string Quote(std::string_view name);
 
-// Clears what a reply says about its directories' previous changes (DirWriters), for a reply
-// replayed from request_replies; a no-op for replies without it.
-inline void ClearParentUnchanged(pb::EntryResponse* r) { r->clear_parent_unchanged(); }
-inline void ClearParentUnchanged(pb::UnlinkResponse* r) { r->clear_parent_unchanged(); }
-inline void ClearParentUnchanged(pb::RmdirResponse* r) { r->clear_parent_unchanged(); }
-inline void ClearParentUnchanged(pb::RenameResponse* r) {
-  r->clear_parent_unchanged();
-  r->clear_new_parent_unchanged();
-}
-template <class Reply>
-void ClearParentUnchanged(Reply*) {}
-
 // OK for a proxy address a Block.holder may name: [http://|https://]HOST:PORT or [IPv6]:PORT,
 // at most 255 bytes (meta/proxy_ops.cc); InvalidArgument otherwise.
 absl::Status CheckProxyAddress(std::string_view address);
@@ -378,8 +366,9 @@ class MetaServiceImpl final : public MetaService {
         if (!r.ParseFromString(*recorded)) {
           return absl::DataLossError(absl::StrCat("recorded ", std::string(method), " reply is corrupt"));
         }
-        // Whether a directory changed since was not known when it was recorded.
-        ClearParentUnchanged(&r);
+        // Whether a directory changed since was not known when it was recorded (DirWriters).
+        if constexpr (requires { r.clear_parent_unchanged(); }) r.clear_parent_unchanged();
+        if constexpr (requires { r.clear_new_parent_unchanged(); }) r.clear_new_parent_unchanged();
         return r;
       }
       ASSIGN_OR_RETURN(Reply r, fn(tx));

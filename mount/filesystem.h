@@ -229,9 +229,8 @@ class FileSystem {
  protected:
   explicit FileSystem(const FsOptions& options) : options_(options) {}
   FsOptions options_;
-
- protected:
-  // True if `name` (a valid name) is known not to exist in directory `parent` without asking.
+  // True if `name` is known, without asking the server, not to exist in directory `parent`
+  // (false for an invalid name: the lookup then reports why).
   virtual bool KnownAbsent(uint64_t parent, const std::string& name) = 0;
 };
 
