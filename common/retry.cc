@@ -52,11 +52,17 @@ absl::Status RetryUntilDeadline(const RetryPolicy& policy,
     // Full jitter: sleep uniformly in [0, backoff] so many clients do not retry in step.
     absl::Duration sleep = absl::Nanoseconds(
         absl::Uniform<int64_t>(gen, 0, std::max<int64_t>(1, absl::ToInt64Nanoseconds(backoff))));
-    if (out_of_attempts || absl::Now() + sleep >= give_up) return WithAttempts(s, n);
+    // An attempt needs some time left to be worth starting: with less than kMinAttempt it
+    // would only hide this failure behind a timeout, and it could start past the deadline
+    // (the clock moves between this check and the attempt).
+    constexpr absl::Duration kMinAttempt = absl::Milliseconds(1);
+    if (out_of_attempts || absl::Now() + sleep + kMinAttempt >= give_up) {
+      return WithAttempts(s, n);
+    }
     if (on_retry) on_retry(s, n);
     absl::SleepFor(sleep);
-    // Woken late: an attempt with no time left would only hide this failure behind a timeout.
-    if (absl::Now() >= give_up) return WithAttempts(s, n);
+    // Woken late.
+    if (absl::Now() + kMinAttempt >= give_up) return WithAttempts(s, n);
     backoff = std::min(policy.max_backoff, backoff * 2);
   }
 }
