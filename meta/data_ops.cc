@@ -377,6 +377,9 @@ absl::StatusOr<int64_t> MetaServiceImpl::RunGcOnce() {
     NIGHFS_LOG(INFO) << "gc: " << reclaimed << " block id(s) allocated to ended sessions and "
                      << "never committed queued for deletion";
   }
+  // A block is deleted only once the change that freed it is on disk: in batched mode
+  // (meta/wal_sync.h) a crash could otherwise bring back a file whose blocks are gone.
+  if (wal_sync_ != nullptr) RETURN_IF_ERROR(wal_sync_->Sync());
   while (true) {
     // Pages in key order so blocks whose deletion failed are passed over, not fetched again.
     ASSIGN_OR_RETURN(std::vector<Garbage> page, Read([&](Tx& tx) -> absl::StatusOr<std::vector<Garbage>> {

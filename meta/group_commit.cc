@@ -23,8 +23,8 @@ size_t GroupCommit::queued() const {
   return queue_.size();
 }
 
-absl::Status GroupCommit::Run(absl::FunctionRef<bool(sql::Connection*)> op) {
-  Writer w{op, &CurrentPrincipal()};
+absl::Status GroupCommit::Run(absl::FunctionRef<bool(sql::Connection*)> op, bool durable) {
+  Writer w{op, &CurrentPrincipal(), durable};
   mu_.Lock();
   queue_.push_back(&w);
   while (!w.done && queue_.front() != &w) w.cv.Wait(&mu_);
@@ -97,10 +97,18 @@ void GroupCommit::CommitBatch(Writer* const* batch, size_t n) {
     any_kept |= w->kept;
   }
   absl::Status commit = aborted;
+  bool must_sync = false;
   if (commit.ok() && any_kept) {
     commit = (*txn)->Commit();
     commits_.fetch_add(1, std::memory_order_relaxed);
+    if (commit.ok() && wal_sync_ != nullptr) {
+      wal_sync_->Committed();
+      for (size_t i = 0; i < n; ++i) must_sync |= batch[i]->kept && batch[i]->durable;
+    }
   }
+  // The batch is committed (visible to readers) either way; a durable write whose sync failed
+  // is told so, and a retry of it gets its recorded reply only once a sync succeeds.
+  const absl::Status synced = must_sync ? wal_sync_->Sync() : absl::OkStatus();
   // Without a commit, the transaction's destructor rolls back whatever is left.
   if (!commit.ok() && on_lost_) on_lost_();
   for (size_t i = 0; i < n; ++i) {
@@ -108,7 +116,7 @@ void GroupCommit::CommitBatch(Writer* const* batch, size_t n) {
     if (!w->ran) {
       if (w->status.ok()) w->status = aborted.ok() ? commit : aborted;
     } else if (w->kept) {
-      w->status = commit;
+      w->status = commit.ok() && w->durable ? synced : commit;
     }  // else it returned false: its writes are undone, its own result says why
   }
 }

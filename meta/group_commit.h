@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "meta/principal.h"
 #include "meta/sql.h"
+#include "meta/wal_sync.h"
 
 namespace nighfs::meta::internal {
 
@@ -32,9 +33,14 @@ class GroupCommit {
   // `on_lost` (may be empty) runs on the writer, before the next batch starts, whenever a
   // batch's writes are lost (the transaction was aborted or did not commit): state kept
   // outside the database about what those writes did must be dropped then.
+  //
+  // `wal_sync` (may be null; must outlive this) is set when the writer runs
+  // synchronous=NORMAL (nighfs-meta --namespace-sync=batched): each commit is then noted
+  // there, and a batch holding a durable write is synced before any of its writers returns.
+  // Null: the writer runs synchronous=FULL and every commit is durable when it returns.
   explicit GroupCommit(std::unique_ptr<sql::Connection> writer,
-                       std::function<void()> on_lost = {})
-      : writer_(std::move(writer)), on_lost_(std::move(on_lost)) {}
+                       std::function<void()> on_lost = {}, WalSync* wal_sync = nullptr)
+      : writer_(std::move(writer)), on_lost_(std::move(on_lost)), wal_sync_(wal_sync) {}
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -46,7 +52,10 @@ class GroupCommit {
   // or when what it kept is committed; otherwise why not: the transaction could not begin or
   // commit, or the database aborted it (then nothing of `op` is written, and `op` may not have
   // run at all).
-  absl::Status Run(absl::FunctionRef<bool(sql::Connection*)> op) ABSL_LOCKS_EXCLUDED(mu_);
+  // `durable`: with a WalSync, what `op` kept is on disk when Run returns OK (otherwise it
+  // is within WalSync's interval); without one, always.
+  absl::Status Run(absl::FunctionRef<bool(sql::Connection*)> op, bool durable = true)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Test seams: COMMITs issued (each one WAL sync when it changed something), and writes
   // waiting for their batch to start.
@@ -57,6 +66,7 @@ class GroupCommit {
   struct Writer {
     absl::FunctionRef<bool(sql::Connection*)> op;
     const Principal* principal;
+    bool durable;
     absl::CondVar cv;
     bool done = false;  // set by the leader of its batch
     absl::Status status;
@@ -76,6 +86,7 @@ class GroupCommit {
   absl::Mutex writer_mu_;
   std::unique_ptr<sql::Connection> writer_ ABSL_PT_GUARDED_BY(writer_mu_);
   const std::function<void()> on_lost_;
+  WalSync* const wal_sync_;
   std::atomic<uint64_t> commits_{0};
 };
 

@@ -165,6 +165,21 @@ int main(int argc, char** argv) {
                  "the block store: no object PUT or GET for small files (0 = never)")
       ->capture_default_str()
       ->check(CLI::Range(uint32_t{0}, nighfs::meta::kMaxInlineBytes));
+  std::string namespace_sync = "always";
+  double namespace_sync_interval_s = 1;
+  app.add_option("--namespace-sync", namespace_sync,
+                 "always: every namespace change (create, mkdir, unlink, rename, chmod...) is "
+                 "on disk before its reply; batched: such changes are synced together, within "
+                 "--namespace-sync-interval, at the next data commit of any mount, or at a "
+                 "mount's fsync/fsyncdir (a crash of this machine, not of this process, can "
+                 "lose that window; file data is always on disk when close returns)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"always", "batched"}));
+  app.add_option("--namespace-sync-interval", namespace_sync_interval_s,
+                 "with --namespace-sync=batched: the longest a namespace change stays unsynced, "
+                 "in seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 60.0));
   app.add_option("--threads", threads, "HTTP worker threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -300,6 +315,12 @@ int main(int argc, char** argv) {
   options.inline_max_bytes = inline_max_bytes;
   options.max_request_replies = max_request_replies;
   options.allowed_file_roots = allow_file_roots;
+  if (namespace_sync == "batched") {
+    options.namespace_sync_interval = absl::Seconds(namespace_sync_interval_s);
+    NIGHFS_LOG(INFO) << "namespace changes are synced within " << options.namespace_sync_interval
+                     << " (--namespace-sync=batched): a crash of this machine can lose that "
+                     << "window of creates, renames and unlinks; file data is synced at commit";
+  }
   if (const char* crash = std::getenv("NIGHFS_TEST_CRASH_AFTER_COMMIT"); crash != nullptr) {
     int64_t n = 0;
     if (!absl::SimpleAtoi(crash, &n) || n < 1) {

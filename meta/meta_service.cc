@@ -114,7 +114,9 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     }
     ::close(fd);
   }
-  absl::StatusOr<std::unique_ptr<Connection>> writer = sql::OpenSqlite(opts.db_path);
+  const bool batched = opts.namespace_sync_interval > absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<Connection>> writer =
+      sql::OpenSqlite(opts.db_path, {.sync_every_commit = !batched});
   if (!writer.ok()) return fail(writer.status());
   for (const char* suffix : {"-wal", "-shm"}) {
     const std::string path = opts.db_path + suffix;
@@ -136,9 +138,19 @@ absl::StatusOr<std::unique_ptr<MetaService>> MetaService::Open(const MetaService
     if (!r.ok()) return fail(r.status());
     readers.push_back(*std::move(r));
   }
+  std::unique_ptr<internal::WalSync> wal_sync;
+  if (batched) {
+    absl::StatusOr<std::unique_ptr<internal::WalSync>> w = internal::WalSync::Open(
+        opts.db_path + "-wal", opts.namespace_sync_interval, opts.test_on_wal_sync);
+    if (!w.ok()) return fail(w.status());
+    wal_sync = *std::move(w);
+    // The schema migration and key above committed without a sync.
+    wal_sync->Committed();
+    if (absl::Status s = wal_sync->Sync(); !s.ok()) return fail(s);
+  }
   return std::unique_ptr<MetaService>(
       new MetaServiceImpl(std::move(opts), *std::move(writer), std::move(readers), lock_fd,
-                          *std::move(secret_key)));
+                          *std::move(secret_key), std::move(wal_sync)));
 }
 
 }  // namespace nighfs::meta

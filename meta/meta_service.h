@@ -42,6 +42,13 @@ struct MetaServiceOptions {
   // The SHA-256 of the admin token (nighfs-meta sets it): AuthorizeBlockAccess grants the
   // admin token WRITE on every volume. "" = no admin token is recognised there.
   std::string admin_token_sha256;
+  // Zero (the default): every commit syncs the metadata log (synchronous=FULL), so every change
+  // is on disk before its reply. Positive (nighfs-meta --namespace-sync=batched): namespace
+  // changes without file data are synced within this interval, at the next durable commit
+  // (data, block ids, sessions, administration) or at a Sync call (meta/wal_sync.h).
+  absl::Duration namespace_sync_interval = absl::ZeroDuration();
+  // TEST ONLY: runs after each sync of the metadata log in batched mode.
+  std::function<void()> test_on_wal_sync;
   // How often the background thread collects garbage and expires sessions.
   absl::Duration gc_interval = absl::Seconds(5);
   // A session without Heartbeat for this long is expired: its files kept open after unlink

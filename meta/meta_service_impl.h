@@ -232,15 +232,18 @@ struct Tx {
 
 class MetaServiceImpl final : public MetaService {
  public:
+  // `wal_sync` (null unless options.namespace_sync_interval > 0) syncs the writer's log.
   MetaServiceImpl(MetaServiceOptions options, std::unique_ptr<Connection> writer,
                   std::vector<std::unique_ptr<Connection>> readers, int lock_fd,
-                  std::string secret_key)
+                  std::string secret_key, std::unique_ptr<WalSync> wal_sync)
       : options_(std::move(options)), lock_fd_(lock_fd), secret_key_(std::move(secret_key)),
         // Its own key (domain separation), derived rather than stored: one secret per database.
         grant_key_(HmacSha256(secret_key_, "nighfs open grant key v1")),
+        wal_sync_(std::move(wal_sync)),
         // A lost batch may have noted changes it did not make.
         writes_(std::make_unique<GroupCommit>(std::move(writer),
-                                              [this] { dir_writers_.Clear(); })),
+                                              [this] { dir_writers_.Clear(); },
+                                              wal_sync_.get())),
         idle_readers_(std::move(readers)) {
     use_readers_ = !idle_readers_.empty();
     if (options_.run_background) background_ = std::thread([this] { BackgroundLoop(); });
@@ -253,6 +256,7 @@ class MetaServiceImpl final : public MetaService {
     }
     if (background_.joinable()) background_.join();
     writes_.reset();  // nothing calls in any more (see MetaService)
+    wal_sync_.reset();  // a last sync, while the writer's log is still open
     {
       absl::MutexLock lock(&pool_mu_);
       idle_readers_.clear();
@@ -287,6 +291,7 @@ class MetaServiceImpl final : public MetaService {
   absl::StatusOr<pb::ListXattrResponse> ListXattr(const pb::ListXattrRequest& req) override;
   absl::StatusOr<pb::RemoveXattrResponse> RemoveXattr(const pb::RemoveXattrRequest& req) override;
   absl::StatusOr<pb::StatFsResponse> StatFs(const pb::StatFsRequest& req) override;
+  absl::StatusOr<pb::SyncResponse> Sync(const pb::SyncRequest& req) override;
   absl::StatusOr<pb::CreateTokenResponse> CreateToken(const pb::CreateTokenRequest& req) override;
   absl::StatusOr<pb::ListTokensResponse> ListTokens(const pb::ListTokensRequest& req) override;
   absl::StatusOr<pb::RevokeTokenResponse> RevokeToken(const pb::RevokeTokenRequest& req) override;
@@ -327,11 +332,12 @@ class MetaServiceImpl final : public MetaService {
   int64_t Now() const { return options_.now_ns(); }
 
   // Runs `fn` in a write transaction: its writes are kept if it returns OK (or sets
-  // tx.commit_on_error), undone otherwise, and returns once what it kept is committed.
+  // tx.commit_on_error), undone otherwise, and returns once what it kept is committed: on disk
+  // when `durable` or the server syncs every commit, else within namespace_sync_interval.
   // Writers are serialized; concurrent ones share a commit (meta/group_commit.h), and `fn` may
   // run on another caller's thread, under this caller's principal.
   template <class Fn>
-  auto Write(Fn&& fn) -> std::invoke_result_t<Fn, Tx&> {
+  auto Write(Fn&& fn, bool durable = true) -> std::invoke_result_t<Fn, Tx&> {
     std::optional<std::invoke_result_t<Fn, Tx&>> result;
     absl::Status s = writes_->Run([&](Connection* db) {
       // "now" is taken in the writers' order, so timestamps follow the commit order.
@@ -342,7 +348,7 @@ class MetaServiceImpl final : public MetaService {
         for (const auto& [vol, dir] : tx.dirs_noted) dir_writers_.Forget(vol, dir);
       }
       return keep;
-    });
+    }, durable);
     if (!s.ok()) return s;
     return *std::move(result);
   }
@@ -374,15 +380,28 @@ class MetaServiceImpl final : public MetaService {
       ASSIGN_OR_RETURN(Reply r, fn(tx));
       RETURN_IF_ERROR(RecordReply(tx.db, request_id, method, r.SerializeAsString(), tx.now));
       return r;
-    });
+    }, !SyncedLazily(method));
     if (result.ok() && options_.test_after_commit) options_.test_after_commit();
     return result;
+  }
+
+  // The mutations a batched server does not sync before replying (namespace_sync_interval):
+  // those that carry no file data, allocate no block id and open no session.
+  static bool SyncedLazily(std::string_view method) {
+    static constexpr std::string_view kLazy[] = {"SetAttr", "Mknod",       "Mkdir",
+                                                 "Symlink", "Link",        "Unlink",
+                                                 "Rmdir",   "Rename",      "SetXattr",
+                                                 "Release", "RemoveXattr"};
+    for (std::string_view m : kLazy) {
+      if (m == method) return true;
+    }
+    return false;
   }
 
   // Runs `fn` in one read transaction (a consistent snapshot) on a reader connection.
   template <class Fn>
   auto Read(Fn&& fn) -> std::invoke_result_t<Fn, Tx&> {
-    if (!use_readers_) return Write(std::forward<Fn>(fn));
+    if (!use_readers_) return Write(std::forward<Fn>(fn), /*durable=*/false);
     std::unique_ptr<Connection> conn;
     {
       absl::MutexLock lock(&pool_mu_);
@@ -484,6 +503,9 @@ class MetaServiceImpl final : public MetaService {
   // a restart of the server.
   const std::string grant_key_;
 
+  // Batched durability (options_.namespace_sync_interval); null when every commit syncs.
+  // Declared before writes_, which uses it.
+  std::unique_ptr<WalSync> wal_sync_;
   // Who changed each directory's names last (declared before writes_, whose on_lost uses it).
   DirWriters dir_writers_;
   // The one writer connection, behind its queue.

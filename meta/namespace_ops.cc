@@ -655,4 +655,10 @@ absl::StatusOr<pb::StatFsResponse> MetaServiceImpl::StatFs(const pb::StatFsReque
   });
 }
 
+absl::StatusOr<pb::SyncResponse> MetaServiceImpl::Sync(const pb::SyncRequest& /*req*/) {
+  // The log is one file for every volume: syncing it covers the caller's volume (and others').
+  if (wal_sync_ != nullptr) RETURN_IF_ERROR(wal_sync_->Sync());
+  return pb::SyncResponse();
+}
+
 }  // namespace nighfs::meta::internal

@@ -99,10 +99,15 @@ struct SqliteOptions {
   int busy_timeout_ms = 5000;
   // Refuse writes on this connection (the service's reader connections).
   bool query_only = false;
+  // synchronous=FULL: every commit syncs the WAL before it returns. False: NORMAL, where the
+  // caller makes commits durable itself (meta/wal_sync.h); a crash of the machine may lose the
+  // last commits but never corrupts the database.
+  bool sync_every_commit = true;
 };
 
 // Opens (creating if missing) the SQLite database at `path` in WAL mode with synchronous=FULL
-// (a commit is on disk before it is acknowledged) and foreign keys enforced.
+// (a commit is on disk before it is acknowledged; see sync_every_commit) and foreign keys
+// enforced.
 absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path,
                                                        const SqliteOptions& options = {});
 

@@ -259,7 +259,8 @@ absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(const std::string& path,
   }
   // NORMAL in WAL mode may lose the last commits on power loss; FULL syncs the WAL at every
   // commit, so an acknowledged metadata change survives.
-  for (const char* pragma : {"synchronous=FULL", "foreign_keys=ON"}) {
+  for (const char* pragma :
+       {options.sync_every_commit ? "synchronous=FULL" : "synchronous=NORMAL", "foreign_keys=ON"}) {
     absl::StatusOr<std::string> r = conn->Pragma(pragma);
     if (!r.ok()) return r.status();
   }

@@ -260,6 +260,9 @@ absl::StatusOr<pb::MountResponse> MetaServiceImpl::Mount(const pb::MountRequest&
         return r;
       }));
   resp.set_session_key(key);
+  // Not in the recorded reply: the server's setting now, also for a retried Mount.
+  resp.set_namespace_sync_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.namespace_sync_interval)));
   return resp;
 }
 

@@ -43,6 +43,7 @@ namespace pb = ::nighfs::meta::v1;
   X(ListXattr, ListXattrRequest, ListXattrResponse)             \
   X(RemoveXattr, RemoveXattrRequest, RemoveXattrResponse)       \
   X(StatFs, StatFsRequest, StatFsResponse)                      \
+  X(Sync, SyncRequest, SyncResponse)                            \
   X(CreateToken, CreateTokenRequest, CreateTokenResponse)       \
   X(ListTokens, ListTokensRequest, ListTokensResponse)          \
   X(RevokeToken, RevokeTokenRequest, RevokeTokenResponse)       \

@@ -73,6 +73,10 @@ struct FsOptions {
   uint32_t inline_max_bytes = kInlineFromServer;
   // Free block-size buffers kept for reuse.
   size_t buffer_pool_bytes = 32u << 20;
+  // The metadata server syncs namespace changes in batches (MountResponse.namespace_sync_ms >
+  // 0, nighfs-meta --namespace-sync=batched): fsync and fsyncdir then also call Sync, so a
+  // file's or a folder's names are on disk when they return, as on a local file system.
+  bool sync_names_at_fsync = false;
   // Unset: a block missing from the store is DataLoss (EIO) even when its ref names a holder.
   HolderStoreLookup holder_store;
 };
@@ -190,7 +194,11 @@ class FileSystem {
   // Returns the bytes accepted (all of them).
   virtual absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) = 0;
   virtual absl::Status Flush(uint64_t fh) = 0;
+  // Flush, and with FsOptions::sync_names_at_fsync the volume's names too.
   virtual absl::Status Fsync(uint64_t fh) = 0;
+  // fsync(2) of a folder: its entries are on disk when it returns (a Sync call when the
+  // server batches namespace changes, nothing otherwise: each was on disk at its reply).
+  virtual absl::Status FsyncDir() = 0;
   virtual absl::Status Release(uint64_t fh) = 0;
 
   // Sparse files (mount/sparse.h). lseek(2) SEEK_DATA or SEEK_HOLE from `offset` on the open

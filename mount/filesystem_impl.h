@@ -110,7 +110,8 @@ class FileSystemImpl : public FileSystem {
   absl::StatusOr<std::string> Read(uint64_t fh, uint64_t offset, size_t size) override;
   absl::StatusOr<size_t> Write(uint64_t fh, uint64_t offset, std::string_view data) override;
   absl::Status Flush(uint64_t fh) override;
-  absl::Status Fsync(uint64_t fh) override { return Flush(fh); }
+  absl::Status Fsync(uint64_t fh) override;
+  absl::Status FsyncDir() override { return SyncNames(); }
   absl::Status Release(uint64_t fh) override;
 
   // ---- sparse files (mount/sparse.h) ----
@@ -133,6 +134,10 @@ class FileSystemImpl : public FileSystem {
   void FillMemoryAndPending(status::v1::MountStatus* out) const override;
 
  private:
+  // With FsOptions::sync_names_at_fsync, a Sync call: every namespace change this mount was
+  // answered for is on disk when it returns OK.
+  absl::Status SyncNames();
+
   // One metadata call, counted. Failures that are file-system answers (ENOENT...) are
   // normal; transport failures were already retried by the client up to its deadline. A
   // request with a `caller` field that has none set carries this thread's CurrentCaller().

@@ -341,7 +341,10 @@ void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
 
 // Valid replies: fuse_reply_err
 void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
-void FsyncDir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }
+void FsyncDir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  ScopedCaller as(CallerOf(req));
+  ReplyStatus(req, Fs(req)->FsyncDir());
+}
 
 // Valid replies: fuse_reply_statfs, fuse_reply_err
 void StatFs(fuse_req_t req, fuse_ino_t) {

@@ -376,6 +376,7 @@ int RunMount(MountOptions opts) {
   opts.fs.inline_max_bytes =
       ResolveInlineMax(opts.fs.inline_max_bytes, mounted->inline_max_bytes());
   mo.session_key->Set(mounted->session_key());
+  opts.fs.sync_names_at_fsync = mounted->namespace_sync_ms() > 0;
   // A read-only token mounts read-only: the kernel refuses writes (EROFS) and so does the
   // scoped client below, whatever -o rw says.
   const bool token_read_only = mounted->access() == pb::ACCESS_READ;

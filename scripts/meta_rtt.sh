@@ -10,6 +10,7 @@
 # The metadata server serves plain HTTP on loopback here (--insecure-plaintext) so that strace
 # sees the request lines; rates are timed in a first pass without strace, RPCs counted in a
 # second pass with it. Needs root, FUSE and strace; stops what it started by PID on exit.
+# META_ARGS (words) go to nighfs-meta, e.g. META_ARGS=--namespace-sync=batched.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$(cd "$1" && pwd)
@@ -21,7 +22,7 @@ META_BIN=$BIN/nighfs-meta CLI_BIN=$BIN/nighfs MOUNT_BIN=$BIN/mount.nighfs
 scratch_with_cleanup rtt
 mkdir -p "$T/meta" "$T/store" "$MNT" "$T/run"
 "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
-  --insecure-plaintext --allow-file-root "$T" >"$T/meta.log" 2>&1 &
+  --insecure-plaintext --allow-file-root "$T" ${META_ARGS:-} >"$T/meta.log" 2>&1 &
 META_PID=$!
 for _ in $(seq 100); do [[ -s $T/meta.port ]] && break; sleep 0.1; done
 [[ -s $T/meta.port ]] || die "nighfs-meta did not start: $(tail -3 "$T/meta.log")"
