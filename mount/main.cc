@@ -125,6 +125,7 @@ class MountKeeper {
         session_key_(std::move(session_key)),
         token_access_(mounted.access() == pb::ACCESS_READ ? "read" : "write"),
         token_path_(mounted.root_path().empty() ? "/" : mounted.root_path()),
+        namespace_sync_ms_(mounted.namespace_sync_ms()),
         // Behind a proxy the store is the proxy's business: show the volume's, not the proxy.
         store_desc_(proxy != nullptr || (routing != nullptr && routing->active())
                         ? volume.store_url()
@@ -226,6 +227,7 @@ class MountKeeper {
     s.set_version("0.1.0");
     s.set_token_access(token_access_);
     s.set_token_path(token_path_);
+    s.set_namespace_sync_ms(namespace_sync_ms_);
     {
       absl::MutexLock l(&mu_);
       s.set_meta_reachable(meta_ok_);
@@ -267,6 +269,7 @@ class MountKeeper {
   const std::shared_ptr<MetaSessionKey> session_key_;
   const std::string token_access_;
   const std::string token_path_;
+  const uint32_t namespace_sync_ms_;
   const std::string store_desc_;
   std::atomic<uint64_t> session_id_;
   const int64_t started_ns_;

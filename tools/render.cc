@@ -248,6 +248,11 @@ std::string RenderMountStatus(const status::v1::MountStatus& s, const MetaProbe&
                ? std::string("UNREACHABLE (operations wait, then fail with EIO)")
                : absl::StrCat("UNREACHABLE: ", s.last_meta_error()));
   }
+  kv.Add("  names durable",
+         s.namespace_sync_ms() == 0
+             ? std::string("at each change's reply")
+             : absl::StrCat("within ", absl::FormatDuration(absl::Milliseconds(s.namespace_sync_ms())),
+                            ", at data commits and fsync (nighfs-meta --namespace-sync=batched)"));
   kv.Add("session", absl::StrCat(s.session_id()));
   if (!s.token_access().empty()) {
     kv.Add("token", absl::StrCat(s.token_access(), " access, subtree ",

@@ -127,6 +127,7 @@ class FsTest : public ::testing::Test {
     opts.io_threads = 4;
     // As mount.nighfs does: small files inline up to the server's limit unless opts say less.
     opts.inline_max_bytes = ResolveInlineMax(opts.inline_max_bytes, r->inline_max_bytes());
+    opts.sync_names_at_fsync |= r->namespace_sync_ms() > 0;
     if (api == nullptr) {
       api = faulty_meta_ != nullptr ? static_cast<MetaApi*>(faulty_meta_.get()) : meta_.get();
     }

@@ -307,6 +307,26 @@ TEST_F(FsRttTest, WhatAMountKnowsOfItsFoldersLastsEntryTimeout) {
   EXPECT_EQ(faulty_meta_->Calls("Lookup"), lookups + 1);
 }
 
+// With a server that syncs namespace changes in batches (nighfs-meta --namespace-sync=batched),
+// fsync and fsyncdir ask it to sync; with one that syncs every change, they cost nothing more.
+TEST_F(FsRttTest, FsyncAndFsyncdirSyncNamesOnlyWhenTheServerBatches) {
+  for (const bool batched : {false, true}) {
+    FsOptions o;
+    o.sync_names_at_fsync = batched;
+    std::unique_ptr<FileSystem> fs = NewMount(o);
+    auto made = fs->Create(kRoot, 1, batched ? "b" : "a", 0644, O_WRONLY);
+    ASSERT_OK(made);
+    ASSERT_OK(fs->Flush(made->second));
+    const int syncs = faulty_meta_->Calls("Sync");
+    const int all = faulty_meta_->AllCalls();
+    ASSERT_OK(fs->Fsync(made->second));  // nothing to commit: only the names
+    ASSERT_OK(fs->FsyncDir());
+    EXPECT_EQ(faulty_meta_->Calls("Sync") - syncs, batched ? 2 : 0) << batched;
+    EXPECT_EQ(faulty_meta_->AllCalls() - all, batched ? 2 : 0) << batched;
+    ASSERT_OK(fs->Release(made->second));
+  }
+}
+
 TEST_F(FsRttTest, NewFilesHaveNoCapabilitiesWithoutAsking) {
   // The kernel asks for security.capability before the first write of every file.
   auto made = fs_->Create(kRoot, 1, "f", 0644, O_WRONLY);

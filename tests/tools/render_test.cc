@@ -237,6 +237,17 @@ TEST(RenderMountStatusTest, ReportsUnreachableServerBothWays) {
               HasSubstr("reachable but unhealthy: HTTP 503: draining"));
 }
 
+TEST(RenderMountStatusTest, SaysWhenNamesAreDurable) {
+  const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+  status::v1::MountStatus s = SampleStatus(now);
+  EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now),
+              HasSubstr("names durable:   at each change's reply\n"));
+  s.set_namespace_sync_ms(250);
+  EXPECT_THAT(RenderMountStatus(s, MetaProbe(), now),
+              HasSubstr("names durable:   within 250ms, at data commits and fsync "
+                        "(nighfs-meta --namespace-sync=batched)\n"));
+}
+
 TEST(RenderMountStatusTest, FlagsAStatusFileThatIsNoLongerRefreshed) {
   const absl::Time now = absl::FromUnixSeconds(1'700'000'000);
   status::v1::MountStatus s = SampleStatus(now);
