@@ -18,14 +18,16 @@
 # Speed is reported here, never asserted in tests.
 set -euo pipefail
 
-ALL_TARGETS=local,nullfs,nighfs-file,nighfs-s3,s3fs,rclone-off,rclone-full,ceiling
+ALL_TARGETS=local,nullfs,nighfs-file,nighfs-batched,nighfs-s3,s3fs,rclone-off,rclone-full,ceiling
 ALL_ROWS=data,meta,small,tree
 usage() {
   cat <<EOF
 usage: scripts/bench.sh [options]
   --targets LIST    comma-separated, in this order in the table (default: all):
                     $ALL_TARGETS
-                    ("nighfs" = nighfs-file,nighfs-s3; "rclone" = rclone-off,rclone-full;
+                    ("nighfs" = nighfs-file,nighfs-batched,nighfs-s3; "rclone" =
+                    rclone-off,rclone-full; nighfs-batched = file:// with a second
+                    nighfs-meta run --namespace-sync=batched;
                     "peers" = s3fs,rclone-off,rclone-full)
   --rows LIST       workload groups (default: all): $ALL_ROWS
                     (data: fio; meta: create/stat/ls -l/rename/unlink; small: 4 KiB files;
@@ -99,10 +101,10 @@ done
 TARGETS=()
 for t in ${TARGET_LIST//,/ }; do
   case $t in
-    nighfs) TARGETS+=(nighfs-file nighfs-s3) ;;
+    nighfs) TARGETS+=(nighfs-file nighfs-batched nighfs-s3) ;;
     rclone) TARGETS+=(rclone-off rclone-full) ;;
     peers) TARGETS+=(s3fs rclone-off rclone-full) ;;
-    local | nullfs | nighfs-file | nighfs-s3 | s3fs | rclone-off | rclone-full | ceiling)
+    local | nullfs | nighfs-file | nighfs-batched | nighfs-s3 | s3fs | rclone-off | rclone-full | ceiling)
       TARGETS+=("$t") ;;
     *) echo "bench.sh: unknown target '$t' (known: $ALL_TARGETS)" >&2; exit 2 ;;
   esac
@@ -143,6 +145,7 @@ fi
 
 T=""             # scratch folder
 META_PID=""      # nighfs-meta
+BATCHED_META_PID=""  # the second nighfs-meta, --namespace-sync=batched (target nighfs-batched)
 S3RVER_PID=""
 BUCKET=nighfs-bench
 FILES_PY=$REPO/scripts/lib/bench_files.py
@@ -156,10 +159,12 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   unmount_all
-  if [[ -n $META_PID ]]; then
-    kill -TERM "$META_PID" 2>/dev/null || true
-    stop_pid "$META_PID" 10
-  fi
+  local pid
+  for pid in "$META_PID" "$BATCHED_META_PID"; do
+    [[ -n $pid ]] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    stop_pid "$pid" 10
+  done
   if [[ -n $S3RVER_PID ]]; then
     kill -TERM "$S3RVER_PID" 2>/dev/null || true
     stop_pid "$S3RVER_PID" 10
@@ -169,7 +174,8 @@ cleanup() {
       log "scratch folder kept: $T"
     elif ((rc != 0)); then
       # Keep the logs for the post-mortem, not the gigabytes of test data.
-      rm -rf "$T/store" "$T/local" "$T/meta" "$T/s3" "$T/src.tar" "$T/rclone-cache" "$T/ref"
+      rm -rf "$T/store" "$T/store-batched" "$T/local" "$T/meta" "$T/meta-batched" "$T/s3" \
+        "$T/src.tar" "$T/rclone-cache" "$T/ref"
       log "failed; logs kept in $T"
     else
       rm -rf "$T"
@@ -218,6 +224,19 @@ if wants_s3; then
 fi
 S3_PARAMS="endpoint=http://127.0.0.1:${S3RVER_PORT:-0}&region=us-east-1"
 S3_URL="s3://$BUCKET/nighfs?$S3_PARAMS"
+if has_target nighfs-batched; then
+  # Its own server (the mode is the server's) and store, started first: the main one's
+  # start_meta then sets META_ADDR and NIGHFS_ADMIN_TOKEN_FILE for everything else.
+  log "starting nighfs-meta --namespace-sync=batched"
+  mkdir -p "$T/store-batched"
+  META_NAME=meta-batched \
+    META_EXTRA_ARGS="--credentials $T/creds --namespace-sync=batched ${NIGHFS_BENCH_META_ARGS:-}" \
+    start_meta
+  BATCHED_META_PID=$META_PID BATCHED_META_ADDR=$META_ADDR META_PID=""
+  "$CLI_BIN" --meta "$META_ADDR" --ca-file "$META_CA" configure create volume file \
+    --store "file://$T/store-batched" --block-size 4M >/dev/null || die "cannot create volume file"
+  make_token file "$T/batched.token"
+fi
 if wants_meta; then
   log "starting nighfs-meta"
   mkdir -p "$T/meta" "$T/store"

@@ -5,6 +5,7 @@
 
 declare -A TARGET_TITLE=(
   [local]="Local disk" [nullfs]="nullfs (FUSE, stores nothing)" [nighfs-file]="nighfs file://"
+  [nighfs-batched]="nighfs file://, names batched"
   [nighfs-s3]="nighfs → s3rver" [s3fs]="s3fs → s3rver" [rclone-off]="rclone off → s3rver"
   [rclone-full]="rclone full → s3rver" [ceiling]="s3rver ceiling (nighfs's S3 client)"
 )
@@ -136,7 +137,7 @@ machine() {
   ! wants_s3 || echo ", s3rver $(node -p "require('$(dirname "$(realpath "$S3RVER_BIN")")/../package.json').version" 2>/dev/null || echo '?') on node $(node --version 2>/dev/null)")$(
   ! has_target s3fs || echo ", s3fs $(s3fs --version 2>/dev/null | sed -n 's/.*File System V\([0-9.]*\).*/\1/p' | head -1)")$(
   { has_target rclone-off || has_target rclone-full; } && echo ", rclone $(rclone version 2>/dev/null | sed -n '1s/^rclone v//p')")
-- nighfs: block size 4 MiB, mount defaults (cache_size 512 MiB, readahead 2 blocks, writeback_limit 256 MiB, attr/entry timeouts 1 s); metadata server on 127.0.0.1 (TLS) with SQLite in WAL mode, synchronous=FULL. The peers run with their defaults plus what the store needs (see the commands below)
+- nighfs: block size 4 MiB, mount defaults (cache_size 512 MiB, readahead 2 blocks, writeback_limit 256 MiB, attr/entry timeouts 1 s); metadata server on 127.0.0.1 (TLS) with SQLite in WAL mode, synchronous=FULL (\`--namespace-sync=always\`; "names batched": a second server with \`--namespace-sync=batched\`, namespace changes synced within 1 s, at data commits and fsync). The peers run with their defaults plus what the store needs (see the commands below)
 - s3rver: one single-threaded node process on 127.0.0.1, bucket \`$BUCKET\` shared by every S3 target (each under its own prefix)
 - Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine at the same time makes single runs noisy: compare within a run)$(
   [[ -z $NOTE ]] || printf '\n- %s' "$NOTE")

@@ -9,6 +9,9 @@
 #   local        a folder on the local disk ($T/local)
 #   nullfs       tests/bench/nullfs: stores nothing, the FUSE ceiling
 #   nighfs-file  mount.nighfs on a file:// store in $T/store
+#   nighfs-batched  mount.nighfs on a file:// store in $T/store-batched, through a second
+#                nighfs-meta run with --namespace-sync=batched (BATCHED_META_ADDR, token in
+#                $T/batched.token)
 #   nighfs-s3    mount.nighfs straight to s3rver (s3://BUCKET/nighfs)
 #   s3fs         s3fs-fuse on BUCKET:/s3fs
 #   rclone-off   rclone mount s3:BUCKET/rclone-off --vfs-cache-mode off
@@ -52,6 +55,8 @@ mount_command() {
     nullfs) echo "$NULLFS_BIN $mp" ;;
     nighfs-file)
       echo "$MOUNT_BIN file@$META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/file.token$extra" ;;
+    nighfs-batched)
+      echo "$MOUNT_BIN file@$BATCHED_META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/batched.token$extra" ;;
     nighfs-s3)
       echo "$MOUNT_BIN s3@$META_ADDR $mp -f -o ca_file=$META_CA,token_file=$T/s3.token,credentials=$T/creds$extra" ;;
     s3fs)

@@ -34,28 +34,29 @@ unmount_fuse() {  # mount point, daemon PID
   if [[ -n $mp ]] && is_mounted "$mp"; then umount -l "$mp" 2>/dev/null || true; fi
 }
 
-# Starts nighfs-meta on a free loopback port with its state in $T/meta (file:// stores allowed
+# Starts nighfs-meta on a free loopback port with its state in $T/$META_NAME (default meta; its
+# port file and log beside it) (file:// stores allowed
 # under $T, more flags in $META_EXTRA_ARGS, split on spaces); sets META_PID and META_ADDR, and exports NIGHFS_ADMIN_TOKEN_FILE (the admin token
 # nighfs-meta wrote) for the nighfs CLI. Needs META_BIN and T.
 # Over TLS, as users run it: a lab CA in $T/tls; META_CA is the file clients must trust
 # (nighfs --ca-file, mount.nighfs -o ca_file=).
 start_meta() {
-  local i
+  local i name=${META_NAME:-meta}
   [[ -f $T/tls/server.pem ]] || "$CLI_BIN" configure init tls "$T/tls" >/dev/null
   META_CA=$T/tls/ca.pem
   # shellcheck disable=SC2086
-  "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/meta.port" --state-dir "$T/meta" \
+  "$META_BIN" --listen 127.0.0.1:0 --port-file "$T/$name.port" --state-dir "$T/$name" \
     --tls-cert "$T/tls/server.pem" --tls-key "$T/tls/server.key" \
-    --allow-file-root "$T" --gc-grace 5 ${META_EXTRA_ARGS:-} >"$T/meta.log" 2>&1 &
+    --allow-file-root "$T" --gc-grace 5 ${META_EXTRA_ARGS:-} >"$T/$name.log" 2>&1 &
   META_PID=$!
   for ((i = 0; i < 100; i++)); do
-    [[ -s $T/meta.port ]] && break
-    kill -0 "$META_PID" 2>/dev/null || die "nighfs-meta exited: $(tail -5 "$T/meta.log")"
+    [[ -s $T/$name.port ]] && break
+    kill -0 "$META_PID" 2>/dev/null || die "nighfs-meta exited: $(tail -5 "$T/$name.log")"
     sleep 0.1
   done
-  [[ -s $T/meta.port ]] || die "nighfs-meta did not start: $(tail -5 "$T/meta.log")"
-  META_ADDR=127.0.0.1:$(<"$T/meta.port")
-  export NIGHFS_ADMIN_TOKEN_FILE=$T/meta/admin.token
+  [[ -s $T/$name.port ]] || die "nighfs-meta did not start: $(tail -5 "$T/$name.log")"
+  META_ADDR=127.0.0.1:$(<"$T/$name.port")
+  export NIGHFS_ADMIN_TOKEN_FILE=$T/$name/admin.token
 }
 
 # Writes a write token for volume $1 to file $2 (mode 0600) for mount -o token_file=. Needs
