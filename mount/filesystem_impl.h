@@ -361,9 +361,11 @@ class FileSystemImpl : public FileSystem {
 
   // Commits `st` (see CommitOnceLocked) and records the outcome: a failure becomes the file's
   // sticky write error (reported by every later fsync/close until a commit succeeds) and
-  // schedules a background retry; a full successful commit clears it.
-  absl::Status CommitLocked(const std::shared_ptr<FileState>& st, bool partial = false)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
+  // schedules a background retry; a full successful commit clears it. `*sent` (if set) becomes
+  // true when a CommitBlocks was answered OK (a server that batches namespace changes syncs
+  // its log at each one, covering every change it had answered before).
+  absl::Status CommitLocked(const std::shared_ptr<FileState>& st, bool partial = false,
+                            bool* sent = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
 
   // Seals every buffered block of `st`, waits for the uploads and records them in the
   // metadata server in one CommitBlocks. On failure nothing buffered is dropped: the next
@@ -372,8 +374,8 @@ class FileSystemImpl : public FileSystem {
   // With `partial` (back-pressure for a writer far ahead of the store) it only waits for the
   // oldest upload, commits the uploads that have finished, and leaves the rest in flight, so
   // the upload pipeline never drains. The size it records then covers only committed blocks.
-  absl::Status CommitOnceLocked(const std::shared_ptr<FileState>& st, bool partial)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
+  absl::Status CommitOnceLocked(const std::shared_ptr<FileState>& st, bool partial,
+                                bool* sent = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->flush_mu);
 
   // Uploads the image of `*p` again under a fresh id; on success `*p` is replaced by the new
   // upload (in the snapshot and, if still current, in the file's table, with its charge).

@@ -56,10 +56,16 @@ absl::Status FileSystemImpl::Flush(uint64_t fh) {
 }
 
 absl::Status FileSystemImpl::Fsync(uint64_t fh) {
-  RETURN_IF_ERROR(Flush(fh));
-  // The data is on disk now; with a batching server, a create, chmod or rename of the file
-  // made without data since may not be. (After a commit the Sync finds nothing to do, but
-  // still costs a round trip: fsync is not the hot path.)
+  ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
+  bool sent = false;
+  {
+    absl::MutexLock fl(&h->state->flush_mu);
+    RETURN_IF_ERROR(CommitLocked(h->state, /*partial=*/false, &sent));
+  }
+  // A commit just answered was synced with every change answered before it (the file's
+  // create, chmod or rename among them). Without one, with a batching server, those may not
+  // be on disk yet.
+  if (sent) return absl::OkStatus();
   return SyncNames();
 }
 
@@ -357,8 +363,9 @@ void FileSystemImpl::DeleteObjectLater(uint64_t id) {
   });
 }
 
-absl::Status FileSystemImpl::CommitLocked(const std::shared_ptr<FileState>& st, bool partial) {
-  absl::Status s = CommitOnceLocked(st, partial);
+absl::Status FileSystemImpl::CommitLocked(const std::shared_ptr<FileState>& st, bool partial,
+                                          bool* sent) {
+  absl::Status s = CommitOnceLocked(st, partial, sent);
   {
     absl::MutexLock l(&st->mu);
     if (!s.ok()) {
@@ -374,7 +381,8 @@ absl::Status FileSystemImpl::CommitLocked(const std::shared_ptr<FileState>& st, 
   return s;
 }
 
-absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& st, bool partial) {
+absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& st, bool partial,
+                                              bool* sent) {
   std::vector<std::shared_ptr<PendingBlock>> snap;
   std::vector<std::shared_ptr<PendingBlock>> sealed;
   uint64_t size = 0;
@@ -451,6 +459,7 @@ absl::Status FileSystemImpl::CommitOnceLocked(const std::shared_ptr<FileState>& 
     const uint64_t gen = names_gen_.load();
     absl::StatusOr<pb::CommitBlocksResponse> resp = Meta(&MetaApi::CommitBlocks, req);
     if (resp.ok()) {
+      if (sent != nullptr) *sent = true;
       absl::MutexLock l(&st->mu);
       // Sent and applied. Nothing was deferred since (that takes flush_mu); a write may
       // only have cleared a bit.

@@ -323,6 +323,12 @@ TEST_F(FsRttTest, FsyncAndFsyncdirSyncNamesOnlyWhenTheServerBatches) {
     ASSERT_OK(fs->FsyncDir());
     EXPECT_EQ(faulty_meta_->Calls("Sync") - syncs, batched ? 2 : 0) << batched;
     EXPECT_EQ(faulty_meta_->AllCalls() - all, batched ? 2 : 0) << batched;
+    // With data to commit, the commit is the sync: no Sync call after it.
+    ASSERT_OK(fs->Write(made->second, 0, "data"));
+    const int commits = faulty_meta_->Calls("CommitBlocks");
+    ASSERT_OK(fs->Fsync(made->second));
+    EXPECT_EQ(faulty_meta_->Calls("CommitBlocks") - commits, 1);
+    EXPECT_EQ(faulty_meta_->Calls("Sync") - syncs, batched ? 2 : 0) << batched;
     ASSERT_OK(fs->Release(made->second));
   }
 }
