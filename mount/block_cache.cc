@@ -344,15 +344,18 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
     lo = std::min(lo, r);
     hi = std::max(hi, r);
   }
+  if (lo <= hi && WorthWholeBlock(ref, hint)) Prefetch(ref, hint.reader);
   if (lo <= hi) {
     absl::StatusOr<std::vector<BlockData>> got = FetchRangesVerified(ref, lo, hi);
     if (!got.ok()) return got.status();
     absl::MutexLock l(&mu_);
+    // The whole block may have arrived meanwhile (a dense reader's fetch): no range copies.
+    const bool whole = index_.contains(Key{ref.id(), kWhole});
     for (uint32_t r = lo; r <= hi; ++r) {
       BlockData& d = (*got)[r - lo];
       if (have[r - first] == nullptr) {
         have[r - first] = d;
-        InsertLocked(Key{ref.id(), r}, std::move(d), hint.reader, 0);
+        if (!whole) InsertLocked(Key{ref.id(), r}, std::move(d), hint.reader, 0);
       }
     }
   }
@@ -363,6 +366,15 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
     if (to > from) std::memcpy(dst + (from - offset), have[r - first]->data() + (from - rstart), to - from);
   }
   return absl::OkStatus();
+}
+
+bool BlockCache::WorthWholeBlock(const meta::v1::Block& ref, const ReadHint& hint) {
+  if (hint.file_bytes == 0 || hint.file_bytes > capacity_ / 2) return false;
+  absl::MutexLock l(&mu_);
+  auto it = ranges_cached_.find(ref.id());
+  const uint32_t cached = it == ranges_cached_.end() ? 0 : it->second;
+  return cached >= std::max<uint32_t>(kDenseRanges, RangeCount(ref) / 16) &&
+         bytes_ + prefetch_bytes_ + ref.length() <= capacity_;
 }
 
 void BlockCache::Prefetch(const meta::v1::Block& ref, uint64_t reader) {

@@ -11,7 +11,13 @@
 // checked against its size and CRC32C the same way, and never cached or asked of a store.
 //
 // Small random reads fetch only the checksum ranges they cover and cache them as entries of
-// their own; sequential readers and blocks without range checksums fetch whole blocks.
+// their own; sequential readers and blocks without range checksums fetch whole blocks. A
+// random read that misses a block of which a sixteenth of the ranges (at least
+// kDenseRanges) is cached already also starts a background fetch of the whole block, when
+// the file fits in half the cache and the cache has room for the block without evicting: a
+// file read densely at random (a database, an index) is then cached whole after a few misses
+// per block instead of one miss per range. A file larger than that keeps costing one range
+// per miss: whole blocks of it would evict each other, each fetched for a few ranges' use.
 //
 // Eviction is scan-resistant (a segmented LRU): a new entry starts on probation; a later
 // access that is not the same sequential stream reading on (another reader, or a random read)
@@ -58,6 +64,7 @@ struct BlockCacheStats {
 struct ReadHint {
   uint64_t reader = 0;      // the handle reading; 0 = not a reader (a write's base image)
   bool sequential = false;  // continues this reader's previous read
+  uint64_t file_bytes = 0;  // the size of the file read (0: unknown)
 };
 
 class BlockCache {
@@ -93,6 +100,9 @@ class BlockCache {
 
  private:
   static constexpr uint32_t kWhole = ~uint32_t{0};
+  static constexpr uint32_t kDenseRanges = 4;
+  // Whether a random miss of `ref` should also fetch it whole (see the policy above).
+  bool WorthWholeBlock(const meta::v1::Block& ref, const ReadHint& hint) ABSL_LOCKS_EXCLUDED(mu_);
   struct Key {
     uint64_t id;
     uint32_t range;  // kWhole, or the index of a checksum range

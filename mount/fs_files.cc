@@ -143,6 +143,7 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
   std::vector<Overlay> overlays;
   std::vector<pb::Block> ahead;
   std::string out;
+  uint64_t file_bytes = 0;
   // A reader continuing where it stopped (give or take the kernel's parallel readahead
   // requests, which may arrive out of order) is sequential: it gets readahead and whole
   // blocks; any other read is random.
@@ -152,6 +153,7 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
   {
     absl::MutexLock l(&st.mu);
     if (offset >= st.size || size == 0) return std::string();
+    file_bytes = st.size;
     const uint64_t end = std::min<uint64_t>(offset + size, st.size);
     out.assign(end - offset, '\0');
     for (uint64_t pos = offset; pos < end;) {
@@ -190,7 +192,7 @@ absl::StatusOr<std::string> FileSystemImpl::Read(uint64_t fh, uint64_t offset, s
   }
   for (const pb::Block& ref : ahead) cache_.Prefetch(ref, fh);
   for (const Part& p : parts) {
-    RETURN_IF_ERROR(cache_.Read(p.ref, p.boff, p.n, out.data() + p.dst, ReadHint{fh, sequential}));
+    RETURN_IF_ERROR(cache_.Read(p.ref, p.boff, p.n, out.data() + p.dst, ReadHint{fh, sequential, file_bytes}));
   }
   for (const Overlay& o : overlays) std::memcpy(out.data() + o.dst, o.bytes.data(), o.bytes.size());
   read_ops_.fetch_add(1, std::memory_order_relaxed);

@@ -13,6 +13,7 @@
 #include "common/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/process.h"
 #include "tests/testing/test_status.h"
 
 namespace nighfs::fs {
@@ -153,9 +154,9 @@ class BlockCacheRangeTest : public ::testing::Test {
         pool_(2),
         cache_(store_.get(), 1 << 20, &pool_) {}
 
-  // Reads [off, off + n) of `ref` as a random reader would.
+  // Reads [off, off + n) of `ref` as a random reader of a file of 64 KiB would.
   absl::StatusOr<std::string> ReadAt(const meta::v1::Block& ref, uint64_t off, size_t n,
-                                     ReadHint hint = ReadHint{1, false}) {
+                                     ReadHint hint = ReadHint{1, false, 64 << 10}) {
     std::string out(n, '\0');
     absl::Status s = cache_.Read(ref, off, n, out.data(), hint);
     if (!s.ok()) return s;
@@ -301,6 +302,69 @@ TEST_F(BlockCacheRangeTest, TheWholeBlockReplacesItsRanges) {
   ASSERT_OK(got);
   EXPECT_EQ(*got, data.substr(50000, 5000));
   EXPECT_EQ(Gets(), gets);
+}
+
+// A block read densely at random (a miss with 4 of its 16 ranges cached already) is fetched
+// whole in the background, then serves every read; a sparse reader never triggers it.
+TEST_F(BlockCacheRangeTest, ADenselyReadBlockIsFetchedWhole) {
+  const std::string data = Pattern(64 << 10, 11);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(14), data));
+  const meta::v1::Block ref = RangedRef(14, data);
+  for (uint32_t r : {1u, 5u, 9u, 13u}) {
+    auto got = ReadAt(ref, r * kRange + 7, 100);
+    ASSERT_OK(got);
+    EXPECT_EQ(*got, data.substr(r * kRange + 7, 100));
+  }
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 0u) << "3 cached ranges are not dense";
+  auto got = ReadAt(ref, 3 * kRange, 10);  // a miss with 4 cached: the whole block comes
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(3 * kRange, 10));
+  ASSERT_TRUE(nighfs::testing::WaitFor([&] { return cache_.ContainsForTest(14); },
+                                       absl::Seconds(10)));
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 1u);
+  EXPECT_EQ(cache_.bytes(), data.size()) << "its ranges are not kept beside it";
+  const int gets = Gets();
+  got = ReadAt(ref, 11 * kRange + 1, 5000);
+  ASSERT_OK(got);
+  EXPECT_EQ(*got, data.substr(11 * kRange + 1, 5000));
+  EXPECT_EQ(Gets(), gets);
+}
+
+TEST_F(BlockCacheRangeTest, NoWholeFetchOfAFileLargerThanHalfTheCache) {
+  const std::string data = Pattern(64 << 10, 13);
+  ASSERT_OK(store_->Put(blockstore::BlockKey(16), data));
+  const meta::v1::Block ref = RangedRef(16, data);
+  for (uint32_t r = 0; r < 16; ++r) {  // the cache holds 1 MiB: a file of 600 KiB is too big
+    auto got = ReadAt(ref, r * kRange, 10, ReadHint{1, false, 600 << 10});
+    ASSERT_OK(got);
+    EXPECT_EQ(*got, data.substr(r * kRange, 10));
+  }
+  ASSERT_TRUE(nighfs::testing::WaitFor([&] { return cache_.prefetch_bytes() == 0; },
+                                       absl::Seconds(10)));
+  EXPECT_EQ(cache_.stats().block_fetches.load(), 0u);
+  EXPECT_EQ(cache_.stats().range_fetches.load(), 16u);
+}
+
+TEST(BlockCacheDenseTest, NoWholeFetchWithoutRoomInTheCache) {
+  auto store = blockstore::NewMemoryStore();
+  ThreadPool pool(2);
+  // The file fits in half the cache, but with another block of 64 KiB cached there is room for
+  // its 16 ranges, not for 4 of them and the whole block.
+  BlockCache cache(store.get(), 140 << 10, &pool);
+  cache.Insert(99, std::make_shared<const std::string>(Pattern(64 << 10, 99)));
+  const std::string data = Pattern(64 << 10, 12);
+  ASSERT_OK(store->Put(blockstore::BlockKey(15), data));
+  const meta::v1::Block ref = RangedRef(15, data);
+  std::string out(10, '\0');
+  for (uint32_t r = 0; r < 16; ++r) {
+    ASSERT_OK(cache.Read(ref, r * kRange, 10, out.data(), ReadHint{1, false, 64 << 10}));
+    EXPECT_EQ(out, data.substr(r * kRange, 10));
+  }
+  ASSERT_TRUE(nighfs::testing::WaitFor([&] { return cache.prefetch_bytes() == 0; },
+                                       absl::Seconds(10)));
+  EXPECT_EQ(cache.stats().block_fetches.load(), 0u);
+  EXPECT_FALSE(cache.ContainsForTest(15));
+  EXPECT_EQ(cache.stats().range_fetches.load(), 16u);
 }
 
 TEST_F(BlockCacheHolderTest, ARangeMissingFromTheStoreIsReadFromItsHolder) {
