@@ -218,6 +218,10 @@ class FileSystemImpl : public FileSystem {
 
   // Gives memory back once nothing was written for a while and nothing is buffered.
   void TrimIfIdle();
+  // Gives malloc's free memory back to the system when the process holds more than
+  // kMaxResidentSlack beyond what malloc has in use (checked every 100 ms by the retrier).
+  void TrimIfBloated();
+  static constexpr uint64_t kMaxResidentSlack = 48u << 20;
 
   // Every byte counted in buffered_ belongs to exactly one live charge, and the charge of a
   // buffer in a file's tables equals its size. Debug builds check the buffers of `only` after
