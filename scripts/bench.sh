@@ -150,7 +150,7 @@ S3RVER_PID=""
 BUCKET=nighfs-bench
 FILES_PY=$REPO/scripts/lib/bench_files.py
 
-# is_mounted, stop_pid, unmount_fuse, start_meta, make_token, free_port, start_s3rver
+# is_mounted, stop_pid, stop_daemons, unmount_fuse, start_meta, make_token, free_port, start_s3rver
 source "$REPO/scripts/lib/processes.sh"
 # DIR, MNT_PID, PEAK_KIB, mount_target, unmount_target, unmount_all, cold
 source "$REPO/scripts/lib/bench_targets.sh"
@@ -159,16 +159,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   unmount_all
-  local pid
-  for pid in "$META_PID" "$BATCHED_META_PID"; do
-    [[ -n $pid ]] || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    stop_pid "$pid" 10
-  done
-  if [[ -n $S3RVER_PID ]]; then
-    kill -TERM "$S3RVER_PID" 2>/dev/null || true
-    stop_pid "$S3RVER_PID" 10
-  fi
+  stop_daemons "$META_PID" "$BATCHED_META_PID" "$S3RVER_PID"
   if [[ -n $T && -d $T ]]; then
     if ((KEEP)); then
       log "scratch folder kept: $T"

@@ -25,12 +25,7 @@ cleanup() {
   trap - EXIT
   [[ -z $POLL_PID ]] || { kill "$POLL_PID" 2>/dev/null || true; wait "$POLL_PID" 2>/dev/null || true; }
   unmount_fuse "$MNT" "$MOUNT_PID"
-  local pid
-  for pid in "$META_PID" "$S3RVER_PID"; do
-    [[ -n $pid ]] || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    stop_pid "$pid" 10
-  done
+  stop_daemons "$META_PID" "$S3RVER_PID"
   rm -rf "$T"
 }
 trap cleanup EXIT

@@ -24,6 +24,17 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Stops the daemons whose PIDs are given (children of this shell; empty ones are skipped):
+# TERM, up to 10 s to exit, then KILL.
+stop_daemons() {
+  local pid
+  for pid in "$@"; do
+    [[ -n $pid ]] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    stop_pid "$pid" 10
+  done
+}
+
 unmount_fuse() {  # mount point, daemon PID
   local mp=$1 pid=$2
   if [[ -n $mp ]] && is_mounted "$mp"; then
