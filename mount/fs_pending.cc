@@ -113,9 +113,9 @@ void FileSystemImpl::TrimIfBloated() {
   // A busy mount never idles: memory malloc holds free among live buffers (freed patches and
   // evicted ranges between cached ones) would stay resident until it does. Measured: random
   // reads then random writes of a 1 GiB file on s3rver held 361 to 444 MiB free in malloc,
-  // 1,079 to 1,134 MiB resident against an 896 MiB budget.
-  // Resident beyond what malloc has in use is what a trim can give back (its "free" count
-  // keeps the pages a trim released, so it cannot say when to trim again).
+  // 1,048 to 1,134 MiB resident against an 896 MiB budget (scripts/rss_phases.sh). What is
+  // resident beyond what malloc has in use is what a trim gives back; malloc's own "free"
+  // count keeps the pages a trim released, so it cannot say when to trim again.
   const ProcessMemory m = ReadProcessMemory();
   if (m.rss_bytes > m.heap_in_use_bytes + kMaxResidentSlack) MallocTrim();
 }
