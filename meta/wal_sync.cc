@@ -1,7 +1,6 @@
 #include "meta/wal_sync.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,17 +61,6 @@ absl::Status WalSync::Sync() {
   if (synced_ >= wanted) return absl::OkStatus();  // a sync that started after it covered it
   // Every commit noted by now has its frames in the file: this fdatasync covers them all.
   const uint64_t covered = committed_.load(std::memory_order_acquire);
-  // SQLite deletes and re-creates the WAL only after a checkpoint copied it whole into the
-  // database and synced that; then the file at the path is the one to sync.
-  struct stat held, now;
-  if (::fstat(fd_, &held) == 0 && ::stat(wal_path_.c_str(), &now) == 0 &&
-      (held.st_ino != now.st_ino || held.st_dev != now.st_dev)) {
-    const int fd = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::close(fd_);
-      fd_ = fd;
-    }
-  }
   if (::fdatasync(fd_) != 0) {
     failed_ = absl::UnavailableError(absl::StrCat(
         "the metadata server could not make its log durable (fdatasync ", wal_path_, ": ",

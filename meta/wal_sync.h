@@ -31,8 +31,7 @@ namespace nighfs::meta::internal {
 
 class WalSync {
  public:
-  // Syncs `wal_path` (the database's "-wal" file, which must exist: SQLite keeps it while any
-  // connection is open) whenever asked, and every `interval` (> 0) while commits are unsynced.
+  // Syncs `wal_path` (the database's "-wal" file, which must exist) whenever asked, and every `interval` (> 0) while commits are unsynced.
   // `on_sync` (may be empty) runs after each fdatasync that succeeded: a test seam.
   static absl::StatusOr<std::unique_ptr<WalSync>> Open(std::string wal_path,
                                                        absl::Duration interval,
@@ -66,7 +65,9 @@ class WalSync {
   std::atomic<uint64_t> syncs_{0};
 
   absl::Mutex mu_;  // one fdatasync at a time
-  int fd_ ABSL_GUARDED_BY(mu_);
+  // The WAL file itself: SQLite truncates or rewrites it in place and deletes it only when the
+  // last connection closes, and the service keeps its connections open longer than this object.
+  const int fd_;
   uint64_t synced_ ABSL_GUARDED_BY(mu_) = 0;  // commits known durable
   absl::Status failed_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

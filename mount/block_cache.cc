@@ -313,6 +313,7 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
     ranged = (uint64_t{last} - first + 1) * rs <= ref.object_size() / 2;
   }
   std::vector<BlockData> have;
+  bool fetch_whole = false;  // a miss in a densely read block (WorthWholeBlockLocked)
   {
     absl::MutexLock l(&mu_);
     if (BlockData d = LookupLocked(Key{ref.id(), kWhole}, hint)) {
@@ -329,6 +330,7 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
         all = all && have.back() != nullptr;
       }
       (all ? stats_.hits : stats_.misses).fetch_add(1, std::memory_order_relaxed);
+      fetch_whole = !all && WorthWholeBlockLocked(ref, hint);
     }
   }
   if (!ranged) {
@@ -344,7 +346,7 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
     lo = std::min(lo, r);
     hi = std::max(hi, r);
   }
-  if (lo <= hi && WorthWholeBlock(ref, hint)) Prefetch(ref, hint.reader);
+  if (fetch_whole) Prefetch(ref, hint.reader);
   if (lo <= hi) {
     absl::StatusOr<std::vector<BlockData>> got = FetchRangesVerified(ref, lo, hi);
     if (!got.ok()) return got.status();
@@ -368,9 +370,8 @@ absl::Status BlockCache::Read(const meta::v1::Block& ref, uint64_t offset, size_
   return absl::OkStatus();
 }
 
-bool BlockCache::WorthWholeBlock(const meta::v1::Block& ref, const ReadHint& hint) {
+bool BlockCache::WorthWholeBlockLocked(const meta::v1::Block& ref, const ReadHint& hint) {
   if (hint.file_bytes == 0 || hint.file_bytes > capacity_ / 2) return false;
-  absl::MutexLock l(&mu_);
   auto it = ranges_cached_.find(ref.id());
   const uint32_t cached = it == ranges_cached_.end() ? 0 : it->second;
   return cached >= std::max<uint32_t>(kDenseRanges, RangeCount(ref) / 16) &&

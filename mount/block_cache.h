@@ -102,7 +102,8 @@ class BlockCache {
   static constexpr uint32_t kWhole = ~uint32_t{0};
   static constexpr uint32_t kDenseRanges = 4;
   // Whether a random miss of `ref` should also fetch it whole (see the policy above).
-  bool WorthWholeBlock(const meta::v1::Block& ref, const ReadHint& hint) ABSL_LOCKS_EXCLUDED(mu_);
+  bool WorthWholeBlockLocked(const meta::v1::Block& ref, const ReadHint& hint)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct Key {
     uint64_t id;
     uint32_t range;  // kWhole, or the index of a checksum range

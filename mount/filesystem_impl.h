@@ -134,6 +134,8 @@ class FileSystemImpl : public FileSystem {
   void FillMemoryAndPending(status::v1::MountStatus* out) const override;
 
  private:
+  // Flush; `*sent` (if set) as CommitLocked's.
+  absl::Status FlushHandle(uint64_t fh, bool* sent);
   // With FsOptions::sync_names_at_fsync, a Sync call: every namespace change this mount was
   // answered for is on disk when it returns OK.
   absl::Status SyncNames();

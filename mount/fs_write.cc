@@ -49,19 +49,17 @@ absl::StatusOr<size_t> FileSystemImpl::Write(uint64_t fh, uint64_t offset, std::
   return data.size();
 }
 
-absl::Status FileSystemImpl::Flush(uint64_t fh) {
+absl::Status FileSystemImpl::Flush(uint64_t fh) { return FlushHandle(fh, nullptr); }
+
+absl::Status FileSystemImpl::FlushHandle(uint64_t fh, bool* sent) {
   ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
   absl::MutexLock fl(&h->state->flush_mu);
-  return CommitLocked(h->state);
+  return CommitLocked(h->state, /*partial=*/false, sent);
 }
 
 absl::Status FileSystemImpl::Fsync(uint64_t fh) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Handle> h, GetHandle(fh));
   bool sent = false;
-  {
-    absl::MutexLock fl(&h->state->flush_mu);
-    RETURN_IF_ERROR(CommitLocked(h->state, /*partial=*/false, &sent));
-  }
+  RETURN_IF_ERROR(FlushHandle(fh, &sent));
   // A commit just answered was synced with every change answered before it (the file's
   // create, chmod or rename among them). Without one, with a batching server, those may not
   // be on disk yet.
